@@ -1,0 +1,496 @@
+"""Collection: the object users hold. Validates, encodes, stores, searches.
+
+Write path: validate -> encode (outside any lock) -> one store transaction.
+Search path: encode -> in one store snapshot: catch the index up, resolve the
+filter to allowed rows, rank, fetch what the hits hold.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from simsearch.config import CollectionConfig, EncoderSpec
+from simsearch.encoders import DEFAULT_ENCODER, Encoder, ProgressCallback, get_encoder
+from simsearch.errors import (
+    CollectionClosedError,
+    ConfigMismatchError,
+    DimensionMismatchError,
+    DuplicateIdError,
+    InvalidArgumentError,
+    ItemNotFoundError,
+    NotACollectionError,
+)
+from simsearch.filters import compile_filter
+from simsearch.index import FlatIndex, VectorIndex
+from simsearch.store import DB_FILENAME, SQLiteStore
+from simsearch.store.sqlite import ReadTxn
+from simsearch.types import FloatArray, Hit, Item, JSONObject, Metric, Results
+from simsearch.validation import (
+    as_vector_batch,
+    check_ids,
+    check_k,
+    check_metadata,
+    check_texts,
+    metadata_to_json,
+)
+
+__all__ = ["Collection"]
+
+Progress = bool | ProgressCallback
+#: Show a bar on its own (progress=None) when embedding at least this many texts.
+AUTO_PROGRESS_MIN = 256
+
+
+def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
+    if encoder is None:
+        return None
+    if isinstance(encoder, str):
+        return get_encoder(encoder)
+    if not isinstance(encoder, Encoder):
+        raise InvalidArgumentError(
+            "encoder must be a registered name or an object with name, version, dim and encode()"
+        )
+    return encoder
+
+
+def _spec(encoder: Encoder) -> EncoderSpec:
+    return EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
+
+
+def _check_compatible(config: CollectionConfig, spec: EncoderSpec) -> None:
+    """Raise unless vectors from ``spec`` may live in a collection with ``config``."""
+    if config.encoder is not None and config.encoder != spec:
+        raise ConfigMismatchError(
+            f"the collection was embedded with {config.encoder.name} "
+            f"(version {config.encoder.version}, {config.encoder.dim}-d); it cannot take "
+            f"{spec.name} (version {spec.version}, {spec.dim}-d)"
+        )
+    if config.dim is not None and config.dim != spec.dim:
+        raise DimensionMismatchError(
+            f"the collection holds {config.dim}-d vectors but encoder {spec.name} makes "
+            f"{spec.dim}-d ones; pass vectors, or use a {config.dim}-d encoder"
+        )
+
+
+class Collection:
+    """A durable set of items (id, vector, optional text and metadata) that answers
+    "what is most similar to this?".
+
+    Open one with :meth:`Collection.open`. Every write is one transaction and
+    is durable once the call returns; several processes may use one collection
+    at once. Scores are always higher-is-better: cosine similarity, inner
+    product, or the *negative* Euclidean distance for ``l2``.
+
+    >>> import tempfile, simsearch
+    >>> with simsearch.Collection.open(tempfile.mkdtemp(), metric="dot") as col:
+    ...     col.add(["a", "b"], vectors=[[1, 0], [0, 1]], metadata=[{"n": 1}, {"n": 2}])
+    ...     hits = col.search([1.0, 0.2], k=2)[0]
+    ...     [(h.id, round(h.score, 2)) for h in hits]
+    [('a', 1.0), ('b', 0.2)]
+    """
+
+    def __init__(self, path: Path, store: SQLiteStore, encoder: Encoder | None) -> None:
+        self.path = path
+        self._store = store
+        self._encoder = encoder
+        self._lock = threading.RLock()
+        self._index: VectorIndex | None = None
+        self._applied_seq = 0
+        self._closed = False
+        config = store.read_config()
+        if config is None:  # open() always saves one first
+            raise NotACollectionError(f"{path} has no saved config")
+        self._config = config
+
+    # -- opening and closing ---------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        metric: Metric | str | None = None,
+        dim: int | None = None,
+        encoder: str | Encoder | None = None,
+    ) -> Collection:
+        """Open the collection at ``path``, creating it if it does not exist.
+
+        Args:
+            path: a folder; it is created when missing. An existing folder that
+                holds other files is refused.
+            metric: ``"cosine"`` (the default for a new collection), ``"dot"`` or
+                ``"l2"``. On reopen, ``None`` keeps the saved metric; another value
+                than the saved one raises :class:`~simsearch.ConfigMismatchError`.
+            dim: the vector dimension; ``None`` lets the first vectors (or the
+                encoder) fix it.
+            encoder: a registered encoder name or an encoder object; ``None``
+                means the saved encoder, or the default text encoder
+                (``minilm-l6-v2-int8``) the first time texts are given.
+        """
+        directory = Path(path)
+        if directory.exists() and not directory.is_dir():
+            raise NotACollectionError(f"{directory} is a file, not a collection folder")
+        if (
+            directory.is_dir()
+            and not (directory / DB_FILENAME).exists()
+            and any(directory.iterdir())
+        ):
+            raise NotACollectionError(
+                f"{directory} holds other files and is not a simsearch collection"
+            )
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
+        wanted_metric = Metric.parse(metric) if metric is not None else None
+        enc = _resolve_encoder(encoder)
+        store = SQLiteStore.open(directory, create=True)
+        try:
+            with store.write() as txn:
+                saved = txn.read_config()
+                if saved is None:
+                    config = CollectionConfig(
+                        metric=wanted_metric or Metric.COSINE,
+                        dim=dim if dim is not None else (enc.dim if enc else None),
+                        encoder=_spec(enc) if enc else None,
+                    )
+                    if enc is not None:
+                        _check_compatible(replace(config, encoder=None), _spec(enc))
+                    txn.save_config(config)
+                else:
+                    if wanted_metric is not None and wanted_metric is not saved.metric:
+                        raise ConfigMismatchError(
+                            f"the collection uses metric {saved.metric.value!r}, "
+                            f"not {wanted_metric.value!r}"
+                        )
+                    if dim is not None and saved.dim is not None and dim != saved.dim:
+                        raise ConfigMismatchError(
+                            f"the collection holds {saved.dim}-d vectors, not {dim}-d"
+                        )
+                    if enc is not None:
+                        _check_compatible(saved, _spec(enc))
+            collection = cls(directory, store, enc)
+            collection._catch_up_now()
+        except BaseException:
+            store.close()
+            raise
+        return collection
+
+    def close(self) -> None:
+        """Release the database; later calls raise :class:`~simsearch.CollectionClosedError`."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._store.close()
+                self._index = None
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Collection({str(self.path)!r}, metric={self._config.metric.value!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CollectionClosedError(f"the collection at {self.path} is closed")
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def config(self) -> CollectionConfig:
+        """The saved configuration (metric, dimension, encoder)."""
+        return self._config
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._check_open()
+            with self._store.snapshot() as snap:
+                return snap.count()
+
+    def info(self) -> dict[str, Any]:
+        """A summary: path, item count, metric, dimension, encoder, last sequence number, size."""
+        with self._lock:
+            self._check_open()
+            with self._store.snapshot() as snap:
+                config = snap.read_config() or self._config
+                count, seq = snap.count(), snap.current_seq()
+            return {
+                "path": str(self.path),
+                "count": count,
+                "metric": config.metric.value,
+                "dim": config.dim,
+                "encoder": (
+                    {"name": config.encoder.name, "version": config.encoder.version}
+                    if config.encoder
+                    else None
+                ),
+                "index": "flat",
+                "seq": seq,
+                "size_bytes": self._store.size_bytes(),
+            }
+
+    # -- encoding ----------------------------------------------------------------------------
+    def _text_encoder(self) -> Encoder:
+        """The encoder for texts: the one given, the saved one, or the default."""
+        if self._encoder is None:
+            saved = self._config.encoder
+            name = saved.name if saved else DEFAULT_ENCODER
+            encoder = get_encoder(name)
+            _check_compatible(self._config, _spec(encoder))
+            self._encoder = encoder
+        return self._encoder
+
+    def _embed(
+        self, texts: list[str], kind: Literal["query", "passage"], progress: Progress | None
+    ) -> FloatArray:
+        encoder = self._text_encoder()
+        _check_compatible(self._config, _spec(encoder))
+        show = progress if progress is not None else len(texts) >= AUTO_PROGRESS_MIN
+        if callable(show):
+            return encoder.encode(texts, kind=kind, progress=show)
+        if show:
+            from simsearch.progress import progress_bar  # rich loads only when a bar is drawn
+
+            with progress_bar(len(texts), f"Embedding with {encoder.name}") as advance:
+                return encoder.encode(texts, kind=kind, progress=advance)
+        return encoder.encode(texts, kind=kind)
+
+    # -- writes ------------------------------------------------------------------------------
+    def add(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        vectors: Any = None,
+        texts: Sequence[str] | str | None = None,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Add new items; any id that already exists raises :class:`~simsearch.DuplicateIdError`.
+
+        Give ``vectors``, or ``texts`` for the encoder to embed (or both: the
+        vectors are stored and the texts kept beside them). The whole batch is
+        written in one transaction, or nothing is. ``progress`` shows a bar
+        while embedding (``None``: only for large batches), or takes a callback.
+        """
+        self._write(ids, vectors, texts, metadata, progress, replace_existing=False)
+
+    def upsert(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        vectors: Any = None,
+        texts: Sequence[str] | str | None = None,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Add new items and replace existing ones whole (vector, text and metadata)."""
+        self._write(ids, vectors, texts, metadata, progress, replace_existing=True)
+
+    def _write(
+        self,
+        ids: Any,
+        vectors: Any,
+        texts: Any,
+        metadata: Any,
+        progress: Progress | None,
+        *,
+        replace_existing: bool,
+    ) -> None:
+        self._check_open()
+        id_list = check_ids(ids)
+        n = len(id_list)
+        text_list = check_texts(texts, n) if texts is not None else None
+        metas = [metadata_to_json(m) for m in check_metadata(metadata, n)]
+        spec: EncoderSpec | None = None
+        if vectors is not None:
+            vecs = as_vector_batch(vectors, self._config.dim)
+            if len(vecs) != n:
+                raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
+        elif text_list is not None:
+            vecs = self._embed(text_list, "passage", progress)
+            spec = _spec(self._text_encoder())
+        else:
+            raise InvalidArgumentError("give vectors, texts, or both")
+        stored_texts: list[str | None] = list(text_list) if text_list else [None] * n
+        with self._lock, self._store.write() as txn:
+            self._check_open()
+            config = txn.read_config() or self._config
+            new_config = config
+            if new_config.dim is None:
+                new_config = replace(new_config, dim=vecs.shape[1])
+            elif vecs.shape[1] != new_config.dim:
+                raise DimensionMismatchError(
+                    f"vectors have dimension {vecs.shape[1]}, the collection holds "
+                    f"{new_config.dim}-d vectors"
+                )
+            if spec is not None:
+                _check_compatible(new_config, spec)
+                if new_config.encoder is None:
+                    new_config = replace(new_config, encoder=spec)
+            if not replace_existing:
+                existing = txn.existing_ids(id_list)
+                if existing:
+                    shown = ", ".join(repr(i) for i in existing[:5])
+                    more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+                    raise DuplicateIdError(f"ids already exist: {shown}{more}; use upsert")
+            if new_config != config:
+                txn.save_config(new_config)
+            txn.upsert(id_list, vecs, stored_texts, metas)
+        self._config = new_config
+
+    def delete(self, ids: Sequence[str] | str | None = None, *, where: Any = None) -> int:
+        """Delete items by id, by filter, or both (the items in ``ids`` that match ``where``).
+
+        Ids that do not exist are skipped. Returns how many items were deleted.
+        """
+        self._check_open()
+        if ids is None and where is None:
+            raise InvalidArgumentError("give ids, where, or both (delete never empties silently)")
+        id_list = check_ids(ids) if ids is not None else None
+        flt = compile_filter(where) if where is not None else None
+        with self._lock, self._store.write() as txn:
+            self._check_open()
+            rows: set[int] | None = None
+            if id_list is not None:
+                rows = set(txn.rows_of_ids(id_list))
+            if flt is not None:
+                matched = {int(r) for r in txn.filter_rows(flt)}
+                rows = matched if rows is None else rows & matched
+            return txn.delete_rows(sorted(rows or ()))
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, ids: Sequence[str] | str) -> list[Item]:
+        """The items with these ids, in the same order; a missing id raises
+        :class:`~simsearch.ItemNotFoundError`."""
+        self._check_open()
+        id_list = check_ids(ids)
+        with self._lock, self._store.snapshot() as snap:
+            self._check_open()
+            dim = (snap.read_config() or self._config).dim
+            found = snap.get(id_list, dim) if dim is not None else {}
+        missing = [i for i in id_list if i not in found]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ItemNotFoundError(f"no item with id {shown}{more}")
+        return [
+            Item(
+                id=i,
+                vector=found[i].vector,
+                text=found[i].text,
+                metadata=json.loads(found[i].metadata_json),
+            )
+            for i in id_list
+        ]
+
+    def _parse_queries(self, query: Any, progress: Progress | None) -> FloatArray:
+        if isinstance(query, str):
+            return self._embed([query], "query", False)
+        if (
+            isinstance(query, Sequence)
+            and not isinstance(query, bytes)
+            and query
+            and all(isinstance(q, str) for q in query)
+        ):
+            return self._embed(list(query), "query", progress)
+        if isinstance(query, Sequence) and any(isinstance(q, str) for q in query):
+            raise InvalidArgumentError("a query batch must be all strings or all vectors")
+        return as_vector_batch(query, self._config.dim, what="query vectors")
+
+    def _catch_up(self, snap: ReadTxn) -> CollectionConfig:
+        """Bring the index up to the snapshot's sequence number (other processes' writes too)."""
+        config = snap.read_config() or self._config
+        self._config = config
+        if config.dim is None:
+            return config
+        if self._index is None:
+            self._index = FlatIndex(config.metric, config.dim)
+            self._applied_seq = 0
+        seq = snap.current_seq()
+        if seq != self._applied_seq:
+            self._index.apply(snap.changes_since(self._applied_seq, config.dim))
+            self._applied_seq = seq
+        return config
+
+    def _catch_up_now(self) -> None:
+        with self._lock, self._store.snapshot() as snap:
+            self._catch_up(snap)
+
+    def search(
+        self,
+        query: Any,
+        *,
+        k: int = 10,
+        where: Any = None,
+        progress: Progress | None = None,
+    ) -> Results:
+        """The ``k`` items most similar to each query, best first.
+
+        Args:
+            query: a string, a list of strings (embedded by the collection's
+                encoder), a 1-D vector, or a 2-D batch of vectors.
+            k: how many hits per query (fewer only if fewer items exist or match).
+            where: a metadata filter (see :mod:`simsearch.filters`), applied
+                before ranking: when at least ``k`` items match, ``k`` come back.
+
+        Returns:
+            :class:`~simsearch.Results` with one row of hits per query. Scores are
+            higher-is-better: cosine similarity, inner product, or negative L2
+            distance.
+        """
+        self._check_open()
+        k = check_k(k)
+        flt = compile_filter(where) if where is not None else None
+        queries = self._parse_queries(query, progress)
+        with self._lock, ExitStack() as stack:
+            self._check_open()
+            snap = stack.enter_context(self._store.snapshot())
+            config = self._catch_up(snap)
+            if config.dim is None or self._index is None:
+                return Results(k=k, rows=[[] for _ in range(len(queries))])
+            if queries.shape[1] != config.dim:
+                raise DimensionMismatchError(
+                    f"query vectors have dimension {queries.shape[1]}, the collection holds "
+                    f"{config.dim}-d vectors"
+                )
+            allowed = None
+            if flt is not None and not flt.matches_all:
+                allowed = snap.filter_rows(flt)
+            scores, rows = self._index.search(queries, k, allowed)
+            described = snap.describe_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
+        out: list[list[Hit]] = []
+        for score_row, row_row in zip(scores, rows, strict=True):
+            hits = []
+            for score, row in zip(score_row, row_row, strict=True):
+                if row < 0:
+                    break
+                id_, text, meta = described[int(row)]
+                hits.append(Hit(id=id_, score=float(score), metadata=json.loads(meta), text=text))
+            out.append(hits)
+        return Results(k=k, rows=out)
+
+    def iter_items(self, batch: int = 1000) -> Iterator[Item]:
+        """Every item in insertion order (for export); reads one consistent snapshot."""
+        self._check_open()
+        with self._lock, self._store.snapshot() as snap:
+            dim = (snap.read_config() or self._config).dim
+            if dim is None:
+                return
+            for stored in snap.iter_rows(dim, batch):
+                yield Item(
+                    id=stored.id,
+                    vector=stored.vector,
+                    text=stored.text,
+                    metadata=json.loads(stored.metadata_json),
+                )

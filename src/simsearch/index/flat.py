@@ -1,0 +1,221 @@
+"""Exact search in numpy: blocked float32 matrix products and a streaming top-k.
+
+Memory stays bounded whatever the collection size: queries are taken in
+chunks of ``QUERY_CHUNK`` and the vectors in blocks of ``BLOCK`` rows, so one
+score matrix is at most ``QUERY_CHUNK x BLOCK`` floats.
+
+Ties are broken by position (insertion order), so results are deterministic:
+blocks are visited in ascending position, and an item of a later block can
+only enter the running top-k with a strictly better score or when the top-k is
+not yet full.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simsearch.index.base import Int64Array, register_index
+from simsearch.store import Changes
+from simsearch.types import FloatArray, Metric
+
+__all__ = ["FlatIndex"]
+
+BLOCK = 8192
+QUERY_CHUNK = 1024
+#: Compact the arrays once this share of the slots is dead.
+COMPACT_FRACTION = 0.25
+
+
+def normalize(x: FloatArray) -> FloatArray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.maximum(norms, np.finfo(np.float32).tiny, out=norms)
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+class FlatIndex:
+    """Exact (brute-force) search over every live vector.
+
+    >>> from simsearch.store import Changes
+    >>> idx = FlatIndex(Metric.DOT, 2)
+    >>> idx.apply(Changes(seq=1, rows=np.array([1, 2]), vectors=np.array([[1, 0], [0, 1]],
+    ...     dtype=np.float32), deleted=np.array([], dtype=np.int64)))
+    >>> scores, rows = idx.search(np.array([[1.0, 0.5]], dtype=np.float32), k=3)
+    >>> rows.tolist(), scores.tolist()
+    ([[1, 2, -1]], [[1.0, 0.5, -inf]])
+    """
+
+    def __init__(self, metric: Metric, dim: int) -> None:
+        self.metric = metric
+        self.dim = dim
+        self._vecs = np.empty((0, dim), dtype=np.float32)
+        self._sqnorms = np.empty(0, dtype=np.float32)  # for l2
+        self._rows = np.empty(0, dtype=np.int64)  # ascending over [0, n)
+        self._alive = np.empty(0, dtype=bool)
+        self._n = 0
+        self._dead = 0
+
+    def __len__(self) -> int:
+        return self._n - self._dead
+
+    # -- updates ---------------------------------------------------------------
+    def _prepare(self, vectors: FloatArray) -> FloatArray:
+        return normalize(vectors) if self.metric is Metric.COSINE else vectors
+
+    def _reserve(self, extra: int) -> None:
+        need = self._n + extra
+        if need <= len(self._rows):
+            return
+        cap = max(need, 2 * len(self._rows), 1024)
+        vecs = np.empty((cap, self.dim), dtype=np.float32)
+        vecs[: self._n] = self._vecs[: self._n]
+        self._vecs = vecs
+        for name, dtype in (("_sqnorms", np.float32), ("_rows", np.int64), ("_alive", bool)):
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=dtype)
+            new[: self._n] = old[: self._n]
+            setattr(self, name, new)
+
+    def _positions(self, rows: Int64Array) -> tuple[Int64Array, np.ndarray]:
+        """Positions of ``rows`` and a mask of which ones the index holds."""
+        live_rows = self._rows[: self._n]
+        pos = np.searchsorted(live_rows, rows).astype(np.int64)
+        inside = pos < self._n
+        found = np.zeros(len(rows), dtype=bool)
+        found[inside] = live_rows[pos[inside]] == rows[inside]
+        return pos, found
+
+    def apply(self, changes: Changes) -> None:
+        if len(changes.rows):
+            vecs = self._prepare(changes.vectors)
+            pos, found = self._positions(changes.rows)
+            # Replaced rows keep their slot (and revive it if it was dead).
+            hit = pos[found]
+            revived = int((~self._alive[hit]).sum())
+            self._vecs[hit] = vecs[found]
+            self._sqnorms[hit] = np.einsum("ij,ij->i", vecs[found], vecs[found])
+            self._alive[hit] = True
+            self._dead -= revived
+            new = ~found
+            if new.any():
+                new_rows = changes.rows[new]
+                self._reserve(len(new_rows))
+                start, end = self._n, self._n + len(new_rows)
+                self._vecs[start:end] = vecs[new]
+                self._sqnorms[start:end] = np.einsum("ij,ij->i", vecs[new], vecs[new])
+                self._rows[start:end] = new_rows
+                self._alive[start:end] = True
+                self._n = end
+                if start and new_rows[0] < self._rows[start - 1]:
+                    self._resort()  # rows arrive ascending from the store; stay safe if not
+        if len(changes.deleted):
+            pos, found = self._positions(np.sort(changes.deleted))
+            hit = pos[found]
+            hit = hit[self._alive[hit]]
+            self._alive[hit] = False
+            self._dead += len(hit)
+        if self._dead and self._dead > COMPACT_FRACTION * self._n:
+            self._compact()
+
+    def _resort(self) -> None:
+        order = np.argsort(self._rows[: self._n], kind="stable")
+        self._vecs[: self._n] = self._vecs[order]
+        self._sqnorms[: self._n] = self._sqnorms[order]
+        self._rows[: self._n] = self._rows[order]
+        self._alive[: self._n] = self._alive[order]
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(self._alive[: self._n])
+        self._vecs = np.ascontiguousarray(self._vecs[keep])
+        self._sqnorms = self._sqnorms[keep]
+        self._rows = self._rows[keep]
+        self._alive = np.ones(len(keep), dtype=bool)
+        self._n = len(keep)
+        self._dead = 0
+
+    # -- search ----------------------------------------------------------------
+    def search(
+        self, queries: FloatArray, k: int, allowed_rows: Int64Array | None = None
+    ) -> tuple[FloatArray, Int64Array]:
+        queries = self._prepare(np.ascontiguousarray(queries, dtype=np.float32))
+        nq = len(queries)
+        positions: Int64Array | None = None
+        if allowed_rows is not None:
+            pos, found = self._positions(np.asarray(allowed_rows, dtype=np.int64))
+            positions = pos[found]
+            positions = positions[self._alive[positions]]
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        best = np.full((nq, k), -1, dtype=np.int64)
+        for start in range(0, nq, QUERY_CHUNK):
+            chunk = slice(start, min(start + QUERY_CHUNK, nq))
+            scores[chunk], best[chunk] = self._search_chunk(queries[chunk], k, positions)
+        if self.metric is Metric.L2:
+            # The ranking key was 2 q.x - |x|^2 = |q|^2 - d^2; report -d.
+            qn = np.einsum("ij,ij->i", queries, queries)[:, None]
+            with np.errstate(invalid="ignore"):
+                scores = -np.sqrt(np.maximum(qn - scores, 0.0)).astype(np.float32)
+            scores[best < 0] = -np.inf
+        rows = np.where(best >= 0, self._rows[np.maximum(best, 0)], -1)
+        return scores, rows
+
+    def _block_scores(self, q: FloatArray, idx: slice | Int64Array) -> FloatArray:
+        s = q @ self._vecs[idx].T
+        if self.metric is Metric.L2:
+            s *= 2.0
+            s -= self._sqnorms[idx]
+        return s
+
+    def _search_chunk(
+        self, q: FloatArray, k: int, positions: Int64Array | None
+    ) -> tuple[FloatArray, Int64Array]:
+        nq = len(q)
+        best_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        best_p = np.full((nq, k), -1, dtype=np.int64)
+        dead = None if positions is not None else np.flatnonzero(~self._alive[: self._n])
+        total = self._n if positions is None else len(positions)
+        for start in range(0, total, BLOCK):
+            end = min(start + BLOCK, total)
+            if positions is None:
+                block_pos = np.arange(start, end, dtype=np.int64)
+                s = self._block_scores(q, slice(start, end))
+                assert dead is not None
+                lo, hi = np.searchsorted(dead, [start, end])
+                if hi > lo:
+                    s[:, dead[lo:hi] - start] = -np.inf
+            else:
+                block_pos = positions[start:end]
+                s = self._block_scores(q, block_pos)
+            best_s, best_p = _merge_top_k(best_s, best_p, s, block_pos, k)
+        return best_s, best_p
+
+
+def _merge_top_k(
+    best_s: FloatArray, best_p: Int64Array, s: FloatArray, block_pos: Int64Array, k: int
+) -> tuple[FloatArray, Int64Array]:
+    """Merge one block's scores into the running top-k (kept sorted, ties by position)."""
+    nq, b = s.shape
+    cut = best_s[:, -1].copy()  # the current k-th best; -inf while not full
+    if b > k:
+        # Only what can still enter: at least the block's own k-th best.
+        kth = np.partition(s, b - k, axis=1)[:, b - k]
+        np.maximum(cut, kth, out=cut)
+    cand = s >= cut[:, None]
+    if np.isneginf(cut).any():
+        cand &= s > -np.inf  # masked (dead) slots never enter
+    qi, bj = np.nonzero(cand)
+    if len(qi) == 0:
+        return best_s, best_p
+    all_q = np.concatenate([qi, np.repeat(np.arange(nq), k)])
+    all_s = np.concatenate([s[qi, bj], best_s.ravel()])
+    all_p = np.concatenate([block_pos[bj], best_p.ravel()])
+    # Padding (-1) must lose every tie, so sort it as the largest position.
+    tie = np.where(all_p < 0, np.iinfo(np.int64).max, all_p)
+    order = np.lexsort((tie, -all_s, all_q))
+    counts = np.bincount(all_q, minlength=nq)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(order)) - starts[all_q[order]]
+    keep = order[rank < k]
+    return all_s[keep].reshape(nq, k), all_p[keep].reshape(nq, k)
+
+
+register_index("flat", FlatIndex)

@@ -1,0 +1,344 @@
+"""SQLite storage: the single source of truth of a collection.
+
+One database file in WAL mode holds every item (its float32 vector, text and
+JSON metadata) with the sequence number of the write that last touched it, a
+log of deleted rows, and the collection's config. Every public write is one
+transaction. Indexes are derived from this data and catch up by sequence number.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from simsearch.config import CollectionConfig
+from simsearch.errors import NotACollectionError, StoreBusyError
+from simsearch.filters import SqlFilter
+from simsearch.types import FloatArray
+
+__all__ = ["DB_FILENAME", "Changes", "SQLiteStore", "StoredRow"]
+
+DB_FILENAME = "simsearch.sqlite3"
+SCHEMA_VERSION = 1
+#: How long a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 60.0
+#: SQLite's default limit on bound parameters is 32,766; stay well below it per statement.
+_CHUNK = 900
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    row      INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: indexes key on it
+    id       TEXT NOT NULL UNIQUE,
+    seq      INTEGER NOT NULL,
+    vector   BLOB NOT NULL,                      -- float32, little-endian
+    text     TEXT,
+    metadata TEXT NOT NULL                       -- a JSON object
+);
+CREATE INDEX IF NOT EXISTS items_seq ON items (seq);
+CREATE TABLE IF NOT EXISTS deletions (
+    seq INTEGER NOT NULL,
+    row INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deletions_seq ON deletions (seq);
+"""
+
+Int64Array = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One item as stored, with its row number."""
+
+    row: int
+    id: str
+    vector: FloatArray
+    text: str | None
+    metadata_json: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed after a given sequence number, as of one snapshot."""
+
+    seq: int
+    rows: Int64Array  # rows written (added or replaced), ascending
+    vectors: FloatArray  # their vectors, in the same order
+    deleted: Int64Array  # rows deleted
+
+
+def _busy(exc: sqlite3.OperationalError) -> Exception:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return StoreBusyError(
+            f"the collection stayed locked by another writer for over {BUSY_TIMEOUT_S:.0f} s"
+        )
+    return exc
+
+
+class SQLiteStore:
+    """Durable storage of one collection in a single SQLite database."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    # -- opening -------------------------------------------------------------
+    @staticmethod
+    def open(directory: Path, *, create: bool) -> SQLiteStore:
+        """Open the store in ``directory``, creating it when ``create`` is true."""
+        db = directory / DB_FILENAME
+        if not db.exists():
+            if not create:
+                raise NotACollectionError(f"{directory} is not a simsearch collection")
+            directory.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are begun and ended explicitly below.
+        conn = sqlite3.connect(
+            db, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode, synchronous=NORMAL already survives a crash of the process, but a
+            # power loss or OS crash can undo the last commits. FULL syncs the WAL at every
+            # commit, so a call that returned is durable against both; batching writes
+            # amortises the one fsync per call.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise NotACollectionError(
+                    f"{directory} was written by a newer simsearch (schema {version})"
+                )
+            if version < SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', '0')")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise _busy(exc) from None
+            raise NotACollectionError(f"{db} is not a simsearch database: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return SQLiteStore(conn, db)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- transactions ----------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[WriteTxn]:
+        """One write transaction; it takes the database's write lock at once."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _busy(exc) from None
+        try:
+            seq = int(self._conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+            txn = WriteTxn(self._conn, seq + 1)
+            yield txn
+            if txn.touched:
+                self._conn.execute("UPDATE meta SET value=? WHERE key='seq'", (str(txn.seq),))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ReadTxn]:
+        """A consistent read of the database (WAL readers never block writers)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield ReadTxn(self._conn)
+        finally:
+            self._conn.execute("COMMIT")
+
+    def read_config(self) -> CollectionConfig | None:
+        return ReadTxn(self._conn).read_config()
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            p = self.path.with_name(self.path.name + suffix)
+            if p.exists():
+                total += p.stat().st_size
+        return total
+
+
+def _chunks(seq: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), _CHUNK):
+        yield seq[start : start + _CHUNK]
+
+
+def _vectors_from_blobs(blobs: Sequence[bytes], dim: int) -> FloatArray:
+    if not blobs:
+        return np.empty((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+class ReadTxn:
+    """Reads inside one snapshot."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def read_config(self) -> CollectionConfig | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        return CollectionConfig.from_json(row[0]) if row else None
+
+    def current_seq(self) -> int:
+        return int(self._conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def changes_since(self, seq: int, dim: int) -> Changes:
+        """Rows written and rows deleted after ``seq``."""
+        cur = self._conn.execute("SELECT row, vector FROM items WHERE seq > ? ORDER BY row", (seq,))
+        rows: list[int] = []
+        blobs: list[bytes] = []
+        for row, blob in cur:
+            rows.append(row)
+            blobs.append(blob)
+        deleted = [
+            r for (r,) in self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))
+        ]
+        return Changes(
+            seq=self.current_seq(),
+            rows=np.asarray(rows, dtype=np.int64),
+            vectors=_vectors_from_blobs(blobs, dim),
+            deleted=np.asarray(deleted, dtype=np.int64),
+        )
+
+    def filter_rows(self, flt: SqlFilter) -> Int64Array:
+        """Rows whose metadata matches ``flt``, ascending."""
+        cur = self._conn.execute(f"SELECT row FROM items WHERE {flt.sql} ORDER BY row", flt.params)
+        return np.fromiter((r for (r,) in cur), dtype=np.int64)
+
+    def describe_rows(self, rows: Sequence[int]) -> dict[int, tuple[str, str | None, str]]:
+        """``row -> (id, text, metadata_json)`` for the given rows."""
+        out: dict[int, tuple[str, str | None, str]] = {}
+        for chunk in _chunks(list(rows)):
+            marks = ",".join("?" for _ in chunk)
+            for row, id_, text, meta in self._conn.execute(
+                f"SELECT row, id, text, metadata FROM items WHERE row IN ({marks})", chunk
+            ):
+                out[row] = (id_, text, meta)
+        return out
+
+    def get(self, ids: Sequence[str], dim: int) -> dict[str, StoredRow]:
+        """Stored rows by id; ids that do not exist are absent from the result."""
+        out: dict[str, StoredRow] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" for _ in chunk)
+            for row, id_, blob, text, meta in self._conn.execute(
+                f"SELECT row, id, vector, text, metadata FROM items WHERE id IN ({marks})", chunk
+            ):
+                vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                out[id_] = StoredRow(row, id_, vec.reshape(dim), text, meta)
+        return out
+
+    def iter_rows(self, dim: int, batch: int = 1000) -> Iterator[StoredRow]:
+        """Every item in row order."""
+        last = 0
+        while True:
+            got = self._conn.execute(
+                "SELECT row, id, vector, text, metadata FROM items WHERE row > ? "
+                "ORDER BY row LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not got:
+                return
+            for row, id_, blob, text, meta in got:
+                vec = np.frombuffer(blob, dtype="<f4").astype(np.float32).reshape(dim)
+                yield StoredRow(row, id_, vec, text, meta)
+            last = got[-1][0]
+
+
+class WriteTxn(ReadTxn):
+    """Writes inside one transaction, all stamped with one sequence number."""
+
+    def __init__(self, conn: sqlite3.Connection, seq: int) -> None:
+        super().__init__(conn)
+        self.seq = seq
+        self.touched = False
+
+    def save_config(self, config: CollectionConfig) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('config', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (config.to_json(),),
+        )
+
+    def existing_ids(self, ids: Sequence[str]) -> list[str]:
+        found: list[str] = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" for _ in chunk)
+            found.extend(
+                r
+                for (r,) in self._conn.execute(f"SELECT id FROM items WHERE id IN ({marks})", chunk)
+            )
+        return found
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: FloatArray,
+        texts: Sequence[str | None],
+        metadata_json: Sequence[str],
+    ) -> None:
+        """Insert new ids; replace the vector, text and metadata of existing ones (row kept)."""
+        little = vectors.astype("<f4", copy=False)
+        self._conn.executemany(
+            "INSERT INTO items (id, seq, vector, text, metadata) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, vector=excluded.vector, "
+            "text=excluded.text, metadata=excluded.metadata",
+            (
+                (id_, self.seq, little[i].tobytes(), texts[i], metadata_json[i])
+                for i, id_ in enumerate(ids)
+            ),
+        )
+        self.touched = True
+
+    def delete_rows(self, rows: Sequence[int]) -> int:
+        """Delete the given rows and log them; returns how many existed."""
+        deleted = 0
+        for chunk in _chunks(list(rows)):
+            marks = ",".join("?" for _ in chunk)
+            gone = self._conn.execute(
+                f"DELETE FROM items WHERE row IN ({marks}) RETURNING row", chunk
+            ).fetchall()
+            self._conn.executemany(
+                "INSERT INTO deletions (seq, row) VALUES (?, ?)",
+                ((self.seq, r) for (r,) in gone),
+            )
+            deleted += len(gone)
+        if deleted:
+            self.touched = True
+        return deleted
+
+    def rows_of_ids(self, ids: Sequence[str]) -> list[int]:
+        rows: list[int] = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" for _ in chunk)
+            rows.extend(
+                r
+                for (r,) in self._conn.execute(
+                    f"SELECT row FROM items WHERE id IN ({marks})", chunk
+                )
+            )
+        return rows
