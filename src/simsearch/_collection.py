@@ -118,6 +118,7 @@ class Collection:
         metric: Metric | str | None = None,
         dim: int | None = None,
         encoder: str | Encoder | None = None,
+        create: bool = True,
     ) -> Collection:
         """Open the collection at ``path``, creating it if it does not exist.
 
@@ -132,8 +133,12 @@ class Collection:
             encoder: a registered encoder name or an encoder object; ``None``
                 means the saved encoder, or the default text encoder
                 (``minilm-l6-v2-int8``) the first time texts are given.
+            create: when false, a missing collection raises
+                :class:`~simsearch.NotACollectionError` instead of being created.
         """
         directory = Path(path)
+        if not create and not (directory / DB_FILENAME).is_file():
+            raise NotACollectionError(f"{directory} is not a simsearch collection")
         if directory.exists() and not directory.is_dir():
             raise NotACollectionError(f"{directory} is a file, not a collection folder")
         if (

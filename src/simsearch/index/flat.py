@@ -155,7 +155,9 @@ class FlatIndex:
             with np.errstate(invalid="ignore"):
                 scores = -np.sqrt(np.maximum(qn - scores, 0.0)).astype(np.float32)
             scores[best < 0] = -np.inf
-        rows = np.where(best >= 0, self._rows[np.maximum(best, 0)], -1)
+        rows = np.full_like(best, -1)
+        found = best >= 0
+        rows[found] = self._rows[best[found]]
         return scores, rows
 
     def _block_scores(self, q: FloatArray, idx: slice | Int64Array) -> FloatArray:

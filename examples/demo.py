@@ -1,0 +1,100 @@
+"""simsearch demo: build a collection of Wikipedia passages and search it.
+
+The passages come from the English Wikipedia excerpt that ships in gensim's
+test data (a real dump of about 200 articles). The first run embeds them with
+the default text encoder; later runs reuse the stored collection.
+
+Run with ``make demo`` (or ``python examples/demo.py [FOLDER]``).
+"""
+
+from __future__ import annotations
+
+import bz2
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import simsearch
+from simsearch.progress import progress_bar
+
+PASSAGES_PER_ARTICLE = 12
+MAX_PASSAGES = 1200
+MIN_WORDS = 40
+DUMP = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+
+console = Console()
+
+
+def wikipedia_passages() -> list[tuple[str, str, dict[str, object]]]:
+    """(id, text, metadata) for the paragraphs of the gensim Wikipedia excerpt."""
+    import gensim
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    dump = Path(os.path.dirname(gensim.__file__)) / DUMP
+    passages: list[tuple[str, str, dict[str, object]]] = []
+    with bz2.open(dump) as fh:
+        for title, markup, _page_id in extract_pages(fh):
+            paragraphs = [" ".join(p.split()) for p in filter_wiki(markup).split("\n\n")]
+            kept = [p for p in paragraphs if len(p.split()) >= MIN_WORDS]
+            for i, text in enumerate(kept[:PASSAGES_PER_ARTICLE]):
+                meta = {"title": title, "paragraph": i, "words": len(text.split())}
+                passages.append((f"{title}#{i}", text, meta))
+    return passages[:MAX_PASSAGES]
+
+
+def build(path: Path) -> simsearch.Collection:
+    col = simsearch.Collection.open(path)
+    if len(col) > 0:
+        console.print(f"Reusing [bold]{path}[/]: {len(col)} passages already embedded.")
+        return col
+    passages = wikipedia_passages()
+    console.print(f"Embedding {len(passages)} Wikipedia passages into [bold]{path}[/] …")
+    start = time.perf_counter()
+    with progress_bar(len(passages), "Embedding passages") as advance:
+        for i in range(0, len(passages), 128):
+            batch = passages[i : i + 128]
+            col.add(
+                [p[0] for p in batch],
+                texts=[p[1] for p in batch],
+                metadata=[p[2] for p in batch],
+                progress=advance,
+            )
+    console.print(f"Stored {len(col)} passages in {time.perf_counter() - start:.1f} s.")
+    return col
+
+
+def show(col: simsearch.Collection, query: str, where: dict[str, object] | None = None) -> None:
+    hits = col.search(query, k=5, where=where)[0]
+    title = f"[bold]{query}[/]" + (f"  where {where}" if where else "")
+    table = Table(title=title, title_justify="left", expand=True)
+    table.add_column("#", width=2)
+    table.add_column("score", width=6)
+    table.add_column("article", width=22, overflow="ellipsis", no_wrap=True)
+    table.add_column("passage", overflow="ellipsis", no_wrap=True)
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), f"{hit.score:.3f}", str(hit.metadata["title"]), hit.text or "")
+    console.print(table)
+
+
+def main() -> None:
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else ".data/demo-wikipedia")
+    with build(path) as col:
+        info = col.info()
+        console.print(
+            f"Collection: {info['count']} items, {info['dim']}-d, {info['metric']}, "
+            f"encoder {info['encoder']['name']}\n"
+        )
+        show(col, "a philosophy that rejects the authority of the state")
+        show(col, "the first humans to land on the Moon")
+        show(col, "how plants turn sunlight into energy")
+        show(col, "the first humans to land on the Moon", where={"title": {"$ne": "Apollo 11"}})
+        show(col, "a famous Greek philosopher and his students", where={"words": {"$gte": 150}})
+        show(col, "wars and battles", where={"title": {"$in": ["Alabama", "Algeria", "Angola"]}})
+
+
+if __name__ == "__main__":
+    main()

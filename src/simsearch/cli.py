@@ -1,0 +1,225 @@
+"""The ``simsearch`` command line: ingest, search, info, delete, export, eval.
+
+Errors print one line on stderr and exit with status 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from simsearch._collection import Collection
+from simsearch.errors import InvalidArgumentError, SimsearchError
+from simsearch.eval import evaluate_rankings, load_beir
+from simsearch.progress import progress_bar
+from simsearch.sources import read_records
+
+app = typer.Typer(
+    name="simsearch",
+    help="Embedding similarity search: build durable collections and search them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+T = TypeVar("T")
+
+CollectionArg = Annotated[Path, typer.Argument(help="Folder of the collection.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except SimsearchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err.print(
+            f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''}", highlight=False
+        )
+        raise typer.Exit(1) from None
+
+
+def _parse_where(where: str | None) -> Any:
+    if where is None:
+        return None
+    try:
+        return json.loads(where)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"--where is not valid JSON: {exc.msg}") from None
+
+
+def _batched(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@app.command()
+def ingest(
+    source: Annotated[Path, typer.Argument(help="JSONL, CSV/TSV, .txt/.md, or a folder.")],
+    into: Annotated[Path, typer.Option("--into", help="Collection folder (created if missing).")],
+    id_field: Annotated[str, typer.Option(help="Field holding each record's id.")] = "id",
+    text_field: Annotated[
+        list[str], typer.Option(help="Field(s) to embed; repeat to join several.")
+    ] = ["text"],  # noqa: B006 - typer reads list defaults
+    encoder: Annotated[
+        str | None, typer.Option(help="Encoder name (default: saved/MiniLM).")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="cosine, dot or l2 for a new collection.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items per transaction.")] = 256,
+    upsert: Annotated[bool, typer.Option(help="Replace items whose id already exists.")] = False,
+) -> None:
+    """Embed the texts of SOURCE and store them, with every other field as metadata."""
+    with _errors():
+        records = list(read_records(source, id_field=id_field, text_fields=text_field))
+        if not records:
+            raise InvalidArgumentError(f"{source} holds no records")
+        with Collection.open(into, metric=metric, encoder=encoder) as col:
+            write = col.upsert if upsert else col.add
+            with progress_bar(len(records), f"Ingesting {source.name}") as advance:
+                for batch in _batched(records, batch_size):
+                    write(
+                        [r.id for r in batch],
+                        texts=[r.text for r in batch],
+                        metadata=[r.metadata for r in batch],
+                        progress=advance,
+                    )
+            err.print(f"{len(records)} items stored; the collection holds {len(col)}.")
+
+
+@app.command()
+def search(
+    collection: CollectionArg,
+    query: Annotated[str, typer.Argument(help="Text to search for.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many hits.")] = 10,
+    where: Annotated[
+        str | None, typer.Option(help='Metadata filter as JSON, e.g. \'{"lang": "en"}\'.')
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the K items most similar to QUERY."""
+    with _errors(), Collection.open(collection, create=False) as col:
+        hits = col.search(query, k=k, where=_parse_where(where))[0]
+        if as_json:
+            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+            return
+        table = Table(title=f"{query!r} in {collection}", title_justify="left")
+        for name in ("#", "score", "id", "text", "metadata"):
+            table.add_column(name, overflow="fold" if name == "text" else "ellipsis")
+        for rank, h in enumerate(hits, 1):
+            text = (h.text or "")[:160] + ("…" if h.text and len(h.text) > 160 else "")
+            meta = json.dumps(h.metadata, ensure_ascii=False)[:60]
+            table.add_row(str(rank), f"{h.score:.4f}", h.id, text, meta)
+        out.print(table)
+
+
+@app.command()
+def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
+    """Describe a collection: size, metric, dimension, encoder."""
+    with _errors(), Collection.open(collection, create=False) as col:
+        data = col.info()
+        if as_json:
+            print(json.dumps(data))
+            return
+        table = Table(show_header=False)
+        for key, value in data.items():
+            shown = f"{value['name']} ({value['version']})" if key == "encoder" and value else value
+            table.add_row(key, str(shown))
+        out.print(table)
+
+
+@app.command()
+def delete(
+    collection: CollectionArg,
+    ids: Annotated[list[str] | None, typer.Argument(help="Ids to delete.")] = None,
+    where: Annotated[
+        str | None, typer.Option(help="Delete the items matching this filter.")
+    ] = None,
+) -> None:
+    """Delete items by id and/or filter; prints how many were deleted."""
+    with _errors(), Collection.open(collection, create=False) as col:
+        n = col.delete(ids or None, where=_parse_where(where))
+        out.print(f"{n} deleted")
+
+
+@app.command()
+def export(
+    collection: CollectionArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+    ] = None,
+    vectors: Annotated[bool, typer.Option(help="Include the vectors.")] = True,
+) -> None:
+    """Write every item as JSONL: id, text, metadata and (by default) vector."""
+    with _errors(), Collection.open(collection, create=False) as col:
+        sink = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            for item in col.iter_items():
+                row: dict[str, Any] = {"id": item.id, "text": item.text, "metadata": item.metadata}
+                if vectors:
+                    row["vector"] = [float(x) for x in item.vector]
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+        finally:
+            if output:
+                sink.close()
+
+
+@app.command("eval")
+def evaluate(
+    collection: CollectionArg,
+    beir: Annotated[Path, typer.Option("--beir", help="BEIR dataset folder.")],
+    split: Annotated[str, typer.Option(help="Which qrels split to evaluate.")] = "test",
+    encoder: Annotated[str | None, typer.Option(help="Encoder for a new collection.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """nDCG@10, recall@10, recall@100 and MRR@10 of a BEIR query set.
+
+    The collection is built from the BEIR corpus (title and text) when it is
+    missing or empty, and reused afterwards.
+    """
+    with _errors():
+        data = load_beir(beir, split)
+        with Collection.open(collection, encoder=encoder) as col:
+            if len(col) == 0:
+                ids = list(data.corpus)
+                with progress_bar(len(ids), f"Embedding {beir.name} corpus") as advance:
+                    for batch in _batched(ids, 512):
+                        col.add(batch, texts=[data.passage(d) for d in batch], progress=advance)
+            qids = list(data.queries)
+            results = col.search([data.queries[q] for q in qids], k=100, progress=True)
+        rankings = {q: [h.id for h in row] for q, row in zip(qids, results, strict=True)}
+        metrics = evaluate_rankings(rankings, data.qrels)
+        if as_json:
+            print(json.dumps({"dataset": str(beir), "split": split, **metrics}))
+            return
+        table = Table(title=f"{beir.name} ({split}, {int(metrics['queries'])} queries)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for name, value in metrics.items():
+            if name != "queries":
+                table.add_row(name, f"{value:.4f}")
+        out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``simsearch`` command."""
+    command: Callable[..., Any] = app
+    command(args=argv, prog_name="simsearch")
+
+
+if __name__ == "__main__":
+    main()

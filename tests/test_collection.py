@@ -1,0 +1,196 @@
+"""Behaviour of the Collection API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import simsearch
+
+
+def test_add_get_roundtrip_keeps_vectors_texts_and_unicode_metadata(col: simsearch.Collection) -> None:
+    vecs = np.array([[1, 2, 3], [4, 5, 6.5]], dtype=np.float32)
+    meta = [{"name": "Zoë", "tags": ["α", "β"], "n": {"deep": None}}, {}]
+    col.add(["ü-1", "空"], vectors=vecs, texts=["héllo", "世界"], metadata=meta)
+    items = col.get(["空", "ü-1"])
+    assert [i.id for i in items] == ["空", "ü-1"]
+    np.testing.assert_array_equal(items[1].vector, vecs[0])  # stored as given, not normalised
+    assert items[1].metadata == meta[0] and items[1].text == "héllo"
+    assert items[0].metadata == {} and items[0].text == "世界"
+
+
+def test_get_missing_id(col: simsearch.Collection) -> None:
+    col.add(["a"], vectors=[[1.0, 0.0]])
+    with pytest.raises(simsearch.ItemNotFoundError, match="'b'"):
+        col.get(["a", "b"])
+    with pytest.raises(KeyError):
+        col.get("zzz")
+
+
+def test_upsert_replaces_whole_item_and_keeps_count(col: simsearch.Collection) -> None:
+    col.add(["a", "b"], vectors=[[1, 0], [0, 1]], texts=["x", "y"], metadata=[{"v": 1}, {"v": 2}])
+    col.upsert(["b", "c"], vectors=[[1, 1], [1, -1]], metadata=[{"v": 3}, None])
+    assert len(col) == 3
+    b = col.get("b")[0]
+    assert b.metadata == {"v": 3} and b.text is None
+    np.testing.assert_array_equal(b.vector, [1, 1])
+    assert col.search([1, 1], k=1)[0][0].id == "b"
+
+
+def test_delete_by_ids_where_and_both(col: simsearch.Collection) -> None:
+    col.add(
+        [f"i{n}" for n in range(6)],
+        vectors=np.eye(6)[:, :3] + 0.1,
+        metadata=[{"g": n % 2} for n in range(6)],
+    )
+    assert col.delete(["i0", "nope"]) == 1
+    assert col.delete(["i1", "i2"], where={"g": 1}) == 1  # only i1 matches
+    assert col.delete(where={"g": 0}) == 2  # i2, i4
+    assert sorted(i.id for i in col.iter_items()) == ["i3", "i5"]
+    assert col.delete(where={"g": 7}) == 0
+    hits = col.search([1, 1, 1], k=10)[0]
+    assert sorted(h.id for h in hits) == ["i3", "i5"]
+
+
+def test_filter_is_applied_before_ranking(tmp_path: Path, rng: np.random.Generator) -> None:
+    # The 10 best items by vector are all excluded: a post-filter would return nothing.
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        n = 2000
+        vecs = rng.standard_normal((n, 8)).astype(np.float32)
+        q = np.ones(8, dtype=np.float32)
+        order = np.argsort(-(vecs @ q))
+        label = np.ones(n, dtype=int)
+        label[order[:1500]] = 0
+        col.add([str(i) for i in range(n)], vectors=vecs, metadata=[{"l": int(x)} for x in label])
+        hits = col.search(q, k=10, where={"l": 1})[0]
+        assert len(hits) == 10
+        assert [h.id for h in hits] == [str(i) for i in order[1500:1510]]
+        assert len(col.search(q, k=600, where={"l": 1})[0]) == 500
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_exact_search_matches_brute_force(tmp_path: Path, rng: np.random.Generator, metric: str) -> None:
+    x = rng.standard_normal((3000, 24)).astype(np.float32)
+    q = rng.standard_normal((7, 24)).astype(np.float32)
+    with simsearch.Collection.open(tmp_path / metric, metric=metric) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        res = col.search(q, k=15)
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    if metric == "cosine":
+        want = (q64 / np.linalg.norm(q64, axis=1, keepdims=True)) @ (
+            x64 / np.linalg.norm(x64, axis=1, keepdims=True)
+        ).T
+    elif metric == "dot":
+        want = q64 @ x64.T
+    else:
+        want = -np.sqrt(((q64[:, None, :] - x64[None]) ** 2).sum(-1))
+    for qi, row in enumerate(res):
+        top = np.argsort(-want[qi])[:15]
+        assert [h.id for h in row] == [str(i) for i in top]
+        np.testing.assert_allclose([h.score for h in row], want[qi, top], rtol=1e-4, atol=1e-4)
+    scores = res.scores
+    assert (np.diff(scores, axis=1) <= 0).all(), "scores are higher-is-better, best first"
+
+
+def test_results_shapes_and_padding(col: simsearch.Collection) -> None:
+    col.add(["a", "b"], vectors=[[1, 0], [0, 1]])
+    res = col.search([[1, 0], [0, 1], [1, 1]], k=4)
+    assert len(res) == 3
+    assert res.ids.shape == (3, 4) and res.ids[0].tolist() == ["a", "b", None, None]
+    assert np.isneginf(res.scores[:, 2:]).all()
+    assert res.to_list()[0][0] == {"id": "a", "score": pytest.approx(1.0), "metadata": {}, "text": None}
+
+
+def test_empty_collection_search_returns_empty_rows(col: simsearch.Collection) -> None:
+    res = col.search([1.0, 2.0], k=3)
+    assert res.rows == [[]]
+
+
+def test_reopen_restores_everything(tmp_path: Path, rng: np.random.Generator) -> None:
+    path = tmp_path / "c"
+    x = rng.standard_normal((500, 16)).astype(np.float32)
+    with simsearch.Collection.open(path, metric="l2") as col:
+        col.add([f"{i}" for i in range(500)], vectors=x, metadata=[{"i": i} for i in range(500)])
+        col.delete(["3", "4"])
+        before = col.search(x[:5], k=7, where={"i": {"$lt": 400}}).to_list()
+        info = col.info()
+    with simsearch.Collection.open(path) as col:
+        assert col.search(x[:5], k=7, where={"i": {"$lt": 400}}).to_list() == before
+        assert col.info()["count"] == info["count"] == 498
+        assert col.config.metric is simsearch.Metric.L2
+
+
+def test_two_handles_in_one_process_see_each_others_writes(tmp_path: Path) -> None:
+    a = simsearch.Collection.open(tmp_path / "c", metric="dot")
+    b = simsearch.Collection.open(tmp_path / "c")
+    a.add(["x"], vectors=[[1.0, 0.0]])
+    assert b.search([1, 0], k=1)[0][0].id == "x"
+    b.upsert(["x"], vectors=[[0.0, 1.0]])
+    assert a.search([1, 0], k=1)[0][0].score == pytest.approx(0.0)
+    b.delete(["x"])
+    assert a.search([1, 0], k=1)[0] == []
+    a.close()
+    b.close()
+
+
+def test_many_deletes_compact_and_stay_correct(tmp_path: Path, rng: np.random.Generator) -> None:
+    x = rng.standard_normal((1000, 8)).astype(np.float32)
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add([str(i) for i in range(1000)], vectors=x)
+        col.search(x[0], k=1)  # index built
+        col.delete([str(i) for i in range(0, 1000, 2)])
+        col.add(["new"], vectors=[x[0] * 10])
+        hits = col.search(x[0], k=20)[0]
+        keep = np.arange(1, 1000, 2)
+        want = keep[np.argsort(-(x[keep] @ x[0]))][:19]
+        assert [h.id for h in hits] == ["new"] + [str(i) for i in want]
+
+
+def test_ties_are_broken_by_insertion_order(col: simsearch.Collection) -> None:
+    col.add(["z", "y", "x"], vectors=[[1, 0], [1, 0], [1, 0]])
+    col.add(["w"], vectors=[[1, 0]])
+    assert [h.id for h in col.search([1, 0], k=3)[0]] == ["z", "y", "x"]
+    col.upsert(["z"], vectors=[[1, 0]])  # an upsert keeps the item's place
+    assert [h.id for h in col.search([1, 0], k=4)[0]] == ["z", "y", "x", "w"]
+
+
+def test_large_batch_is_searched_in_bounded_chunks(tmp_path: Path, rng: np.random.Generator) -> None:
+    # More rows than one block and more queries than one query chunk.
+    x = rng.standard_normal((20_000, 8)).astype(np.float32)
+    q = rng.standard_normal((1500, 8)).astype(np.float32)
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        res = col.search(q, k=5)
+    want = np.argsort(-(q @ x.T), axis=1)[:, :5]
+    got = np.array([[int(i) for i in row] for row in res.ids])
+    assert (got == want).mean() > 0.999  # float32 near-ties may swap neighbours
+    assert (got[:, 0] == want[:, 0]).all()
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, simsearch\n"
+        "heavy = [m for m in ('onnxruntime', 'torch', 'tokenizers', 'sentence_transformers',"
+        " 'fastapi', 'ray', 'rich', 'typer') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_public_api_is_curated() -> None:
+    # Adding to the public API is a decision: update this list on purpose.
+    assert sorted(n for n in simsearch.__all__ if not n.endswith("Error")) == [
+        "Collection", "CollectionConfig", "DEFAULT_ENCODER", "Encoder", "EncoderSpec", "Hit",
+        "Item", "Metric", "Results", "__version__", "available_encoders", "get_encoder",
+        "register_encoder",
+    ]
+    for name in simsearch.__all__:
+        assert hasattr(simsearch, name), name
+    assert "Collection" in simsearch.__all__ and "Results" in simsearch.__all__
+    exported_errors = {n for n in simsearch.__all__ if n.endswith("Error")}
+    assert exported_errors == set(simsearch.errors.__all__) - {"error_class_for_code"}

@@ -1,0 +1,130 @@
+"""Crash safety (SIGKILL while writing) and several processes on one collection."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from crash_writer import BATCH, batch_vectors
+
+import simsearch
+
+HERE = Path(__file__).parent
+
+
+def _child(path: Path, start: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "crash_writer.py"), str(path), str(start)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigkill_never_loses_an_acknowledged_batch_nor_keeps_part_of_one(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    rng = np.random.default_rng(7)
+    acked: set[int] = set()
+    in_flight_committed: set[int] = set()  # batches whose add() committed just before a kill
+    next_batch = 0
+    for _ in range(20):
+        child = _child(path, next_batch)
+        assert child.stdout is not None
+        # Let it run a random while, counting from its first acknowledged batch.
+        first = child.stdout.readline()
+        assert first, "the writer died before acknowledging anything"
+        acked.add(int(first))
+        time.sleep(float(rng.uniform(0.0, 0.4)))
+        os.kill(child.pid, signal.SIGKILL)
+        rest, _ = child.communicate()
+        acked.update(int(line) for line in rest.split())
+        child.wait()
+
+        with simsearch.Collection.open(path) as col:
+            per_batch: dict[int, int] = defaultdict(int)
+            for item in col.iter_items():
+                per_batch[int(item.metadata["batch"])] += 1
+            assert all(n == BATCH for n in per_batch.values()), "a batch was stored in part"
+            assert acked <= set(per_batch), "an acknowledged batch was lost"
+            # The batch in flight may or may not have committed; nothing else may exist.
+            extra = set(per_batch) - acked - in_flight_committed
+            assert extra <= {max(per_batch)}
+            in_flight_committed |= extra
+            # Vectors are intact, and search agrees with the store.
+            for b in sorted(acked)[-2:]:
+                items = col.get([f"b{b}-{i}" for i in range(BATCH)])
+                np.testing.assert_array_equal(np.stack([i.vector for i in items]), batch_vectors(b))
+            top = col.search(batch_vectors(max(acked))[0], k=1)[0][0]
+            assert top.id == f"b{max(acked)}-0"
+            next_batch = max(per_batch) + 1
+
+
+READER = """
+import sys, time, simsearch, numpy as np
+seen = 0
+with simsearch.Collection.open(sys.argv[1]) as col:
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        n = len(col)
+        assert n >= seen, (n, seen)
+        seen = n
+        res = col.search(np.ones(8, dtype=np.float32), k=5)
+        assert len(res[0]) == min(5, n)
+        if n >= int(sys.argv[2]):
+            break
+print(seen)
+"""
+
+WRITER = """
+import sys, numpy as np, simsearch
+name, batches = sys.argv[2], int(sys.argv[3])
+rng = np.random.default_rng(abs(hash(name)) % 1000)
+with simsearch.Collection.open(sys.argv[1]) as col:
+    for b in range(batches):
+        ids = [f"{name}-{b}-{i}" for i in range(20)]
+        col.add(ids, vectors=rng.standard_normal((20, 8)), metadata=[{"w": name}] * 20)
+"""
+
+
+def _run(code: str, *args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_writer_and_a_reader_in_two_processes(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    with simsearch.Collection.open(path, metric="cosine", dim=8):
+        pass
+    reader = _run(READER, path, 60 * 20)
+    writer = _run(WRITER, path, "w", 60)
+    out_w, err_w = writer.communicate(timeout=120)
+    out_r, err_r = reader.communicate(timeout=120)
+    assert writer.returncode == 0, err_w
+    assert reader.returncode == 0, err_r
+    assert int(out_r) == 60 * 20
+    with simsearch.Collection.open(path) as col:
+        assert len(col) == 1200
+
+
+def test_two_writers_in_two_processes(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    with simsearch.Collection.open(path, metric="cosine", dim=8) as col:
+        writers = [_run(WRITER, path, name, 40) for name in ("a", "b")]
+        for w in writers:
+            _, err = w.communicate(timeout=120)
+            assert w.returncode == 0, err
+        # This process's collection was open all along and sees both writers' work.
+        assert len(col) == 2 * 40 * 20
+        assert col.delete(where={"w": "a"}) == 800
+        hits = col.search(np.ones(8), k=1000)[0]
+        assert len(hits) == 800 and all(h.metadata["w"] == "b" for h in hits)
+        assert len({h.id for h in hits}) == 800

@@ -1,0 +1,132 @@
+"""Add/upsert/delete/search with filters, driven by Hypothesis against a brute-force oracle."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from oracle import Oracle, close
+
+import simsearch
+
+DIM = 4
+IDS = st.sampled_from([f"id{i}" for i in range(24)] + ["ünï", "空"])
+# Small integers keep every dot product and squared distance exact in float32, so the
+# ranking (ties broken by insertion order) must equal the oracle's exactly.
+VECTOR = st.lists(st.integers(-3, 3), min_size=DIM, max_size=DIM)
+META = st.fixed_dictionaries(
+    {"color": st.sampled_from(["red", "green", "blue"]), "n": st.integers(0, 5)},
+    optional={"flag": st.booleans(), "nested": st.fixed_dictionaries({"x": st.integers(0, 2)})},
+)
+WHERE = st.one_of(
+    st.none(),
+    st.builds(lambda c: {"color": c}, st.sampled_from(["red", "green", "blue"])),
+    st.builds(lambda n: {"n": {"$gte": n}}, st.integers(0, 5)),
+    st.builds(lambda n, c: {"$or": [{"n": {"$lt": n}}, {"color": {"$ne": c}}]},
+              st.integers(0, 5), st.sampled_from(["red", "blue"])),
+    st.builds(lambda f: {"flag": {"$exists": f}}, st.booleans()),
+    st.builds(lambda x: {"nested.x": {"$in": [x, 7]}}, st.integers(0, 2)),
+    st.builds(lambda c: {"$not": {"color": {"$in": c}}},
+              st.lists(st.sampled_from(["red", "green", "blue"]), min_size=1, max_size=2)),
+)
+
+
+class CollectionMachine(RuleBasedStateMachine):
+    metric = "dot"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp()
+        self.col = simsearch.Collection.open(self.dir + "/c", metric=self.metric)
+        self.oracle = Oracle(self.metric)
+
+    def teardown(self) -> None:
+        self.col.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(data=st.data(), n=st.integers(1, 5))
+    def add(self, data: st.DataObject, n: int) -> None:
+        ids = data.draw(st.lists(IDS, min_size=n, max_size=n, unique=True))
+        vecs = data.draw(st.lists(VECTOR, min_size=n, max_size=n))
+        metas = data.draw(st.lists(META, min_size=n, max_size=n))
+        if any(i in self.oracle.items for i in ids):
+            with pytest.raises(simsearch.DuplicateIdError):
+                self.col.add(ids, vectors=vecs, metadata=metas)
+            return
+        self.col.add(ids, vectors=vecs, metadata=metas)
+        for i, v, m in zip(ids, vecs, metas, strict=True):
+            self.oracle.items[i] = (np.array(v), m)
+
+    @rule(data=st.data(), n=st.integers(1, 5))
+    def upsert(self, data: st.DataObject, n: int) -> None:
+        ids = data.draw(st.lists(IDS, min_size=n, max_size=n, unique=True))
+        vecs = data.draw(st.lists(VECTOR, min_size=n, max_size=n))
+        metas = data.draw(st.lists(META, min_size=n, max_size=n))
+        self.col.upsert(ids, vectors=vecs, metadata=metas)
+        for i, v, m in zip(ids, vecs, metas, strict=True):
+            self.oracle.items[i] = (np.array(v), m)
+
+    @rule(ids=st.lists(IDS, min_size=1, max_size=4, unique=True))
+    def delete_ids(self, ids: list[str]) -> None:
+        expected = sum(i in self.oracle.items for i in ids)
+        assert self.col.delete(ids) == expected
+        for i in ids:
+            self.oracle.items.pop(i, None)
+
+    @rule(where=WHERE.filter(lambda w: w is not None))
+    def delete_where(self, where: dict[str, Any]) -> None:
+        from oracle import matches
+
+        doomed = [i for i, (_, m) in self.oracle.items.items() if matches(m, where)]
+        assert self.col.delete(where=where) == len(doomed)
+        for i in doomed:
+            del self.oracle.items[i]
+
+    @rule(q=VECTOR, k=st.integers(1, 12), where=WHERE)
+    def search(self, q: list[int], k: int, where: dict[str, Any] | None) -> None:
+        if self.col.config.dim is None:
+            return
+        got = self.col.search(np.array(q, dtype=np.float32), k=k, where=where)[0]
+        want = self.oracle.search(np.array(q), k, where)
+        assert [h.id for h in got] == [i for i, _ in want]
+        assert all(close(h.score, s) for h, (_, s) in zip(got, want, strict=True))
+        assert len({h.id for h in got}) == len(got)
+
+    @precondition(lambda self: self.col.config.dim is not None)
+    @rule(qs=st.lists(VECTOR, min_size=2, max_size=4), k=st.integers(1, 6))
+    def batch_search(self, qs: list[list[int]], k: int) -> None:
+        res = self.col.search(np.array(qs, dtype=np.float32), k=k)
+        assert len(res) == len(qs)
+        for q, row in zip(qs, res, strict=True):
+            assert [h.id for h in row] == [i for i, _ in self.oracle.search(np.array(q), k, None)]
+
+    @rule()
+    def reopen(self) -> None:
+        self.col.close()
+        self.col = simsearch.Collection.open(self.dir + "/c")
+
+    @invariant()
+    def counts_agree(self) -> None:
+        assert len(self.col) == len(self.oracle.items)
+
+
+class L2Machine(CollectionMachine):
+    metric = "l2"
+
+
+_settings = settings(
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestDotCollection = CollectionMachine.TestCase
+TestDotCollection.settings = _settings
+TestL2Collection = L2Machine.TestCase
+TestL2Collection.settings = _settings
