@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import simsearch  # noqa: E402
+import simsearch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 

@@ -36,10 +36,7 @@ def _eq(v: Any, x: Any) -> bool:
 
 
 def _cmp(v: Any, x: Any, op: str) -> bool:
-    if _is_number(x):
-        ok = _is_number(v)
-    else:
-        ok = isinstance(v, str)
+    ok = _is_number(v) if _is_number(x) else isinstance(v, str)
     if not ok:
         return False
     return {"$gt": v > x, "$gte": v >= x, "$lt": v < x, "$lte": v <= x}[op]
@@ -82,7 +79,9 @@ class Oracle:
         self.metric = metric
         self.items: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
 
-    def search(self, query: np.ndarray, k: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
+    def search(
+        self, query: np.ndarray, k: int, where: dict[str, Any] | None
+    ) -> list[tuple[str, float]]:
         ids = [i for i, (_, m) in self.items.items() if where is None or matches(m, where)]
         if not ids:
             return []

@@ -14,7 +14,9 @@ from simsearch import errors
 GOOD = {"ids": ["a", "b"], "vectors": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]}
 
 
-def snapshot(col: simsearch.Collection) -> list[tuple[str, list[float], str | None, dict[str, Any]]]:
+def snapshot(
+    col: simsearch.Collection,
+) -> list[tuple[str, list[float], str | None, dict[str, Any]]]:
     return [(i.id, i.vector.tolist(), i.text, i.metadata) for i in col.iter_items()]
 
 
@@ -32,7 +34,11 @@ BAD_WRITES: list[tuple[str, dict[str, Any], type[Exception]]] = [
     ("wrong dimension", {"vectors": [[1, 0], [0, 1]]}, errors.DimensionMismatchError),
     ("ragged", {"vectors": [[1, 0, 0], [0, 1]]}, errors.InvalidVectorError),
     ("3-d", {"vectors": np.zeros((2, 3, 1))}, errors.InvalidVectorError),
-    ("strings as vectors", {"vectors": [["a", "b", "c"], ["d", "e", "f"]]}, errors.InvalidVectorError),
+    (
+        "strings as vectors",
+        {"vectors": [["a", "b", "c"], ["d", "e", "f"]]},
+        errors.InvalidVectorError,
+    ),
     ("one vector for two ids", {"vectors": [[1, 0, 0]]}, errors.InvalidArgumentError),
     ("empty ids", {"ids": [], "vectors": np.zeros((0, 3))}, errors.InvalidIdError),
     ("empty id", {"ids": ["", "b"]}, errors.InvalidIdError),
@@ -57,7 +63,11 @@ BAD_WRITES: list[tuple[str, dict[str, Any], type[Exception]]] = [
 @pytest.mark.parametrize(("case", "change", "error"), BAD_WRITES, ids=[c[0] for c in BAD_WRITES])
 @pytest.mark.parametrize("method", ["add", "upsert"])
 def test_bad_write_raises_and_writes_nothing(
-    filled: simsearch.Collection, case: str, change: dict[str, Any], error: type[Exception], method: str
+    filled: simsearch.Collection,
+    case: str,
+    change: dict[str, Any],
+    error: type[Exception],
+    method: str,
 ) -> None:
     before = snapshot(filled)
     info = filled.info()
@@ -125,7 +135,9 @@ def test_malformed_filters_raise_and_delete_nothing(
         ([1, 0, 0], {"k": "10"}, errors.InvalidArgumentError),
     ],
 )
-def test_bad_queries(filled: simsearch.Collection, query: Any, kwargs: dict[str, Any], error: type[Exception]) -> None:
+def test_bad_queries(
+    filled: simsearch.Collection, query: Any, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
     with pytest.raises(error):
         filled.search(query, **kwargs)
 
@@ -178,7 +190,8 @@ def test_reopening_with_a_conflicting_config(tmp_path: Path) -> None:
     with pytest.raises(simsearch.ConfigMismatchError, match="3-d"):
         simsearch.Collection.open(path, dim=4)
     with simsearch.Collection.open(path) as col:  # nothing given: the saved config
-        assert col.config.metric is simsearch.Metric.DOT and col.config.dim == 3
+        assert col.config.metric is simsearch.Metric.DOT
+        assert col.config.dim == 3
         # The default text encoder makes 384-d vectors: a clear error, nothing stored.
         with pytest.raises(simsearch.DimensionMismatchError, match="384"):
             col.add(["t"], texts=["some text"])
@@ -223,7 +236,11 @@ def test_closed_collection(tmp_path: Path) -> None:
     col = simsearch.Collection.open(tmp_path / "c")
     col.close()
     col.close()  # idempotent
-    for call in (lambda: len(col), lambda: col.search([1.0]), lambda: col.add(["a"], vectors=[[1.0]])):
+    for call in (
+        lambda: len(col),
+        lambda: col.search([1.0]),
+        lambda: col.add(["a"], vectors=[[1.0]]),
+    ):
         with pytest.raises(simsearch.CollectionClosedError):
             call()
 

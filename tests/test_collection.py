@@ -12,15 +12,19 @@ import pytest
 import simsearch
 
 
-def test_add_get_roundtrip_keeps_vectors_texts_and_unicode_metadata(col: simsearch.Collection) -> None:
+def test_add_get_roundtrip_keeps_vectors_texts_and_unicode_metadata(
+    col: simsearch.Collection,
+) -> None:
     vecs = np.array([[1, 2, 3], [4, 5, 6.5]], dtype=np.float32)
     meta = [{"name": "Zoë", "tags": ["α", "β"], "n": {"deep": None}}, {}]
     col.add(["ü-1", "空"], vectors=vecs, texts=["héllo", "世界"], metadata=meta)
     items = col.get(["空", "ü-1"])
     assert [i.id for i in items] == ["空", "ü-1"]
     np.testing.assert_array_equal(items[1].vector, vecs[0])  # stored as given, not normalised
-    assert items[1].metadata == meta[0] and items[1].text == "héllo"
-    assert items[0].metadata == {} and items[0].text == "世界"
+    assert items[1].metadata == meta[0]
+    assert items[1].text == "héllo"
+    assert items[0].metadata == {}
+    assert items[0].text == "世界"
 
 
 def test_get_missing_id(col: simsearch.Collection) -> None:
@@ -36,7 +40,8 @@ def test_upsert_replaces_whole_item_and_keeps_count(col: simsearch.Collection) -
     col.upsert(["b", "c"], vectors=[[1, 1], [1, -1]], metadata=[{"v": 3}, None])
     assert len(col) == 3
     b = col.get("b")[0]
-    assert b.metadata == {"v": 3} and b.text is None
+    assert b.metadata == {"v": 3}
+    assert b.text is None
     np.testing.assert_array_equal(b.vector, [1, 1])
     assert col.search([1, 1], k=1)[0][0].id == "b"
 
@@ -73,7 +78,9 @@ def test_filter_is_applied_before_ranking(tmp_path: Path, rng: np.random.Generat
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_exact_search_matches_brute_force(tmp_path: Path, rng: np.random.Generator, metric: str) -> None:
+def test_exact_search_matches_brute_force(
+    tmp_path: Path, rng: np.random.Generator, metric: str
+) -> None:
     x = rng.standard_normal((3000, 24)).astype(np.float32)
     q = rng.standard_normal((7, 24)).astype(np.float32)
     with simsearch.Collection.open(tmp_path / metric, metric=metric) as col:
@@ -100,9 +107,15 @@ def test_results_shapes_and_padding(col: simsearch.Collection) -> None:
     col.add(["a", "b"], vectors=[[1, 0], [0, 1]])
     res = col.search([[1, 0], [0, 1], [1, 1]], k=4)
     assert len(res) == 3
-    assert res.ids.shape == (3, 4) and res.ids[0].tolist() == ["a", "b", None, None]
+    assert res.ids.shape == (3, 4)
+    assert res.ids[0].tolist() == ["a", "b", None, None]
     assert np.isneginf(res.scores[:, 2:]).all()
-    assert res.to_list()[0][0] == {"id": "a", "score": pytest.approx(1.0), "metadata": {}, "text": None}
+    assert res.to_list()[0][0] == {
+        "id": "a",
+        "score": pytest.approx(1.0),
+        "metadata": {},
+        "text": None,
+    }
 
 
 def test_empty_collection_search_returns_empty_rows(col: simsearch.Collection) -> None:
@@ -158,7 +171,9 @@ def test_ties_are_broken_by_insertion_order(col: simsearch.Collection) -> None:
     assert [h.id for h in col.search([1, 0], k=4)[0]] == ["z", "y", "x", "w"]
 
 
-def test_large_batch_is_searched_in_bounded_chunks(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_large_batch_is_searched_in_bounded_chunks(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
     # More rows than one block and more queries than one query chunk.
     x = rng.standard_normal((20_000, 8)).astype(np.float32)
     q = rng.standard_normal((1500, 8)).astype(np.float32)
@@ -185,12 +200,23 @@ def test_import_is_light() -> None:
 def test_public_api_is_curated() -> None:
     # Adding to the public API is a decision: update this list on purpose.
     assert sorted(n for n in simsearch.__all__ if not n.endswith("Error")) == [
-        "Collection", "CollectionConfig", "DEFAULT_ENCODER", "Encoder", "EncoderSpec", "Hit",
-        "Item", "Metric", "Results", "__version__", "available_encoders", "get_encoder",
+        "Collection",
+        "CollectionConfig",
+        "DEFAULT_ENCODER",
+        "Encoder",
+        "EncoderSpec",
+        "Hit",
+        "Item",
+        "Metric",
+        "Results",
+        "__version__",
+        "available_encoders",
+        "get_encoder",
         "register_encoder",
     ]
     for name in simsearch.__all__:
         assert hasattr(simsearch, name), name
-    assert "Collection" in simsearch.__all__ and "Results" in simsearch.__all__
+    assert "Collection" in simsearch.__all__
+    assert "Results" in simsearch.__all__
     exported_errors = {n for n in simsearch.__all__ if n.endswith("Error")}
     assert exported_errors == set(simsearch.errors.__all__) - {"error_class_for_code"}

@@ -11,9 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from crash_writer import BATCH, batch_vectors
 
 import simsearch
+from crash_writer import BATCH, batch_vectors
 
 HERE = Path(__file__).parent
 
@@ -106,7 +106,7 @@ def test_a_writer_and_a_reader_in_two_processes(tmp_path: Path) -> None:
         pass
     reader = _run(READER, path, 60 * 20)
     writer = _run(WRITER, path, "w", 60)
-    out_w, err_w = writer.communicate(timeout=120)
+    _out_w, err_w = writer.communicate(timeout=120)
     out_r, err_r = reader.communicate(timeout=120)
     assert writer.returncode == 0, err_w
     assert reader.returncode == 0, err_r
@@ -126,5 +126,6 @@ def test_two_writers_in_two_processes(tmp_path: Path) -> None:
         assert len(col) == 2 * 40 * 20
         assert col.delete(where={"w": "a"}) == 800
         hits = col.search(np.ones(8), k=1000)[0]
-        assert len(hits) == 800 and all(h.metadata["w"] == "b" for h in hits)
+        assert len(hits) == 800
+        assert all(h.metadata["w"] == "b" for h in hits)
         assert len({h.id for h in hits}) == 800

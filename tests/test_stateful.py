@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from oracle import Oracle, close
 
 import simsearch
+from oracle import Oracle, close
 
 DIM = 4
 IDS = st.sampled_from([f"id{i}" for i in range(24)] + ["ünï", "空"])
@@ -28,12 +28,17 @@ WHERE = st.one_of(
     st.none(),
     st.builds(lambda c: {"color": c}, st.sampled_from(["red", "green", "blue"])),
     st.builds(lambda n: {"n": {"$gte": n}}, st.integers(0, 5)),
-    st.builds(lambda n, c: {"$or": [{"n": {"$lt": n}}, {"color": {"$ne": c}}]},
-              st.integers(0, 5), st.sampled_from(["red", "blue"])),
+    st.builds(
+        lambda n, c: {"$or": [{"n": {"$lt": n}}, {"color": {"$ne": c}}]},
+        st.integers(0, 5),
+        st.sampled_from(["red", "blue"]),
+    ),
     st.builds(lambda f: {"flag": {"$exists": f}}, st.booleans()),
     st.builds(lambda x: {"nested.x": {"$in": [x, 7]}}, st.integers(0, 2)),
-    st.builds(lambda c: {"$not": {"color": {"$in": c}}},
-              st.lists(st.sampled_from(["red", "green", "blue"]), min_size=1, max_size=2)),
+    st.builds(
+        lambda c: {"$not": {"color": {"$in": c}}},
+        st.lists(st.sampled_from(["red", "green", "blue"]), min_size=1, max_size=2),
+    ),
 )
 
 

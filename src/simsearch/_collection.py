@@ -48,6 +48,11 @@ Progress = bool | ProgressCallback
 AUTO_PROGRESS_MIN = 256
 
 
+def _parse_metadata(text: str) -> JSONObject:
+    parsed: JSONObject = {} if text == "{}" else json.loads(text)
+    return parsed
+
+
 def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
     if encoder is None:
         return None
@@ -343,15 +348,16 @@ class Collection:
                 _check_compatible(new_config, spec)
                 if new_config.encoder is None:
                     new_config = replace(new_config, encoder=spec)
-            if not replace_existing:
-                existing = txn.existing_ids(id_list)
+            if replace_existing:
+                txn.upsert(id_list, vecs, stored_texts, metas)
+            else:
+                existing = txn.insert(id_list, vecs, stored_texts, metas)
                 if existing:
                     shown = ", ".join(repr(i) for i in existing[:5])
                     more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
                     raise DuplicateIdError(f"ids already exist: {shown}{more}; use upsert")
             if new_config != config:
                 txn.save_config(new_config)
-            txn.upsert(id_list, vecs, stored_texts, metas)
         self._config = new_config
 
     def delete(self, ids: Sequence[str] | str | None = None, *, where: Any = None) -> int:
@@ -394,7 +400,7 @@ class Collection:
                 id=i,
                 vector=found[i].vector,
                 text=found[i].text,
-                metadata=json.loads(found[i].metadata_json),
+                metadata=_parse_metadata(found[i].metadata_json),
             )
             for i in id_list
         ]
@@ -475,13 +481,13 @@ class Collection:
             scores, rows = self._index.search(queries, k, allowed)
             described = snap.describe_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
         out: list[list[Hit]] = []
-        for score_row, row_row in zip(scores, rows, strict=True):
+        for score_row, row_row in zip(scores.tolist(), rows.tolist(), strict=True):
             hits = []
             for score, row in zip(score_row, row_row, strict=True):
                 if row < 0:
                     break
-                id_, text, meta = described[int(row)]
-                hits.append(Hit(id=id_, score=float(score), metadata=json.loads(meta), text=text))
+                id_, text, meta = described[row]
+                hits.append(Hit(id=id_, score=score, metadata=_parse_metadata(meta), text=text))
             out.append(hits)
         return Results(k=k, rows=out)
 
@@ -497,5 +503,5 @@ class Collection:
                     id=stored.id,
                     vector=stored.vector,
                     text=stored.text,
-                    metadata=json.loads(stored.metadata_json),
+                    metadata=_parse_metadata(stored.metadata_json),
                 )

@@ -43,7 +43,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except SimsearchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as exc:
         err.print(

@@ -180,6 +180,8 @@ def check_metadata(metadata: Any, n: int) -> list[JSONObject]:
 
 def metadata_to_json(meta: JSONObject) -> str:
     """Serialise checked metadata compactly and deterministically."""
+    if not meta:
+        return "{}"
     return json.dumps(meta, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 

@@ -20,7 +20,7 @@ from simsearch.types import FloatArray, Metric
 
 __all__ = ["FlatIndex"]
 
-BLOCK = 8192
+BLOCK = 16384
 QUERY_CHUNK = 1024
 #: Compact the arrays once this share of the slots is dead.
 COMPACT_FRACTION = 0.25
@@ -160,8 +160,12 @@ class FlatIndex:
         rows[found] = self._rows[best[found]]
         return scores, rows
 
-    def _block_scores(self, q: FloatArray, idx: slice | Int64Array) -> FloatArray:
-        s = q @ self._vecs[idx].T
+    def _block_scores(
+        self, q: FloatArray, idx: slice | Int64Array, out: FloatArray | None = None
+    ) -> FloatArray:
+        block = self._vecs[idx]
+        # Writing into one reused buffer spares a fresh (page-faulting) allocation per block.
+        s = np.matmul(q, block.T, out=None if out is None else out[:, : len(block)])
         if self.metric is Metric.L2:
             s *= 2.0
             s -= self._sqnorms[idx]
@@ -175,20 +179,57 @@ class FlatIndex:
         best_p = np.full((nq, k), -1, dtype=np.int64)
         dead = None if positions is not None else np.flatnonzero(~self._alive[: self._n])
         total = self._n if positions is None else len(positions)
+        buffer = np.empty((nq, min(BLOCK, max(total, 1))), dtype=np.float32)
         for start in range(0, total, BLOCK):
             end = min(start + BLOCK, total)
             if positions is None:
                 block_pos = np.arange(start, end, dtype=np.int64)
-                s = self._block_scores(q, slice(start, end))
+                s = self._block_scores(q, slice(start, end), buffer)
                 assert dead is not None
                 lo, hi = np.searchsorted(dead, [start, end])
                 if hi > lo:
                     s[:, dead[lo:hi] - start] = -np.inf
             else:
                 block_pos = positions[start:end]
-                s = self._block_scores(q, block_pos)
+                s = self._block_scores(q, block_pos, buffer)
             best_s, best_p = _merge_top_k(best_s, best_p, s, block_pos, k)
         return best_s, best_p
+
+
+#: Columns per group in the coarse pass of the candidate search.
+GROUP = 64
+
+
+def _candidates(s: FloatArray, cut: FloatArray) -> tuple[Int64Array, Int64Array]:
+    """``(query, column)`` of every entry with ``s[q, c] >= cut[q]``.
+
+    A full ``nonzero`` over the score matrix costs more than the ranking needs:
+    the maxima of groups of ``GROUP`` columns are compared first, and only the
+    groups that can hold a candidate are looked into.
+    """
+    nq, b = s.shape
+    full = b - b % GROUP
+    qs: list[Int64Array] = []
+    cs: list[Int64Array] = []
+    if full:
+        # Group g holds the columns g, g + n_groups, g + 2 n_groups, ...: the maximum is then
+        # an elementwise maximum of GROUP contiguous rows, which vectorises well.
+        n_groups = full // GROUP
+        group_max = s[:, :full].reshape(nq, GROUP, n_groups).max(axis=1)
+        gq, gg = np.nonzero(group_max >= cut[:, None])
+        if len(gq):
+            cols = gg[:, None] + np.arange(GROUP) * n_groups
+            hit_r, hit_c = np.nonzero(s[gq[:, None], cols] >= cut[gq][:, None])
+            qs.append(gq[hit_r])
+            cs.append(cols[hit_r, hit_c])
+    if full < b:
+        tq, tc = np.nonzero(s[:, full:] >= cut[:, None])
+        qs.append(tq)
+        cs.append(tc + full)
+    if not qs:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    return np.concatenate(qs).astype(np.int64), np.concatenate(cs).astype(np.int64)
 
 
 def _merge_top_k(
@@ -197,14 +238,13 @@ def _merge_top_k(
     """Merge one block's scores into the running top-k (kept sorted, ties by position)."""
     nq, b = s.shape
     cut = best_s[:, -1].copy()  # the current k-th best; -inf while not full
-    if b > k:
-        # Only what can still enter: at least the block's own k-th best.
+    if b > k and np.isneginf(cut).any():
+        # While the top-k is not full, the block's own k-th best bounds what can enter.
         kth = np.partition(s, b - k, axis=1)[:, b - k]
         np.maximum(cut, kth, out=cut)
-    cand = s >= cut[:, None]
-    if np.isneginf(cut).any():
-        cand &= s > -np.inf  # masked (dead) slots never enter
-    qi, bj = np.nonzero(cand)
+    # Masked (dead or filtered-out) slots hold -inf and must never enter.
+    np.maximum(cut, -np.finfo(np.float32).max, out=cut)
+    qi, bj = _candidates(s, cut)
     if len(qi) == 0:
         return best_s, best_p
     all_q = np.concatenate([qi, np.repeat(np.arange(nq), k)])

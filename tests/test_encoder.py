@@ -1,0 +1,87 @@
+"""The default text encoder (int8 MiniLM on onnxruntime) and the encoder registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import simsearch
+from simsearch.encoders import get_encoder
+
+
+@pytest.fixture(scope="module")
+def minilm() -> simsearch.Encoder:
+    return get_encoder(simsearch.DEFAULT_ENCODER)
+
+
+def test_vectors_are_unit_length_384d_and_order_independent(minilm: simsearch.Encoder) -> None:
+    texts = [
+        "short",
+        "a much longer sentence about the weather in Paris in spring",
+        "mid length text",
+    ]
+    v = minilm.encode(texts)
+    assert v.shape == (3, 384)
+    assert v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    # Batches are sorted by length internally; the output follows the input order.
+    single = np.stack([minilm.encode([t])[0] for t in texts])
+    np.testing.assert_allclose(v, single, atol=1e-4)
+
+
+def test_semantics_are_sensible(minilm: simsearch.Encoder) -> None:
+    a, b, c = minilm.encode(
+        ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market crashed."]
+    )
+    assert a @ b > 0.7 > a @ c + 0.5
+
+
+def test_long_texts_are_truncated_not_rejected(minilm: simsearch.Encoder) -> None:
+    v = minilm.encode(["word " * 5000, "", "émoji 🚀 and 中文"])
+    assert np.isfinite(v).all()
+
+
+def test_progress_callback_counts_every_text(minilm: simsearch.Encoder) -> None:
+    seen: list[int] = []
+    minilm.encode([f"text {i}" for i in range(70)], progress=seen.append)
+    assert sum(seen) == 70
+
+
+def test_collection_embeds_texts_and_string_queries(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "c") as col:
+        col.add(
+            ["g", "s", "c"],
+            texts=["A man plays the guitar", "Shares fell on Wall Street", "How to bake a cake"],
+            metadata=[{"topic": "music"}, {"topic": "finance"}, {"topic": "food"}],
+        )
+        assert col.info()["encoder"]["name"] == "minilm-l6-v2-int8"
+        assert col.search("stock market news", k=1)[0][0].id == "s"
+        batch = col.search(["guitar music", "dessert recipe"], k=1)
+        assert [row[0].id for row in batch] == ["g", "c"]
+        assert col.search("guitar music", k=3, where={"topic": {"$ne": "music"}})[0][0].id != "g"
+
+
+def test_registry_lists_builtins_and_takes_new_encoders() -> None:
+    names = simsearch.available_encoders()
+    assert {"minilm-l6-v2-int8", "minilm-l6-v2-st"} <= set(names)
+
+    class Constant:
+        name, version, dim = "constant", "1", 2
+
+        def encode(self, texts, *, kind="passage", progress=None):  # type: ignore[no-untyped-def]
+            return np.ones((len(texts), 2), dtype=np.float32)
+
+    simsearch.register_encoder("constant", Constant)
+    assert get_encoder("constant").dim == 2
+
+
+def test_missing_optional_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from simsearch.encoders.base import require
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(simsearch.MissingDependencyError, match=r"simsearch\[st\]"):
+        require("sentence_transformers", "st")

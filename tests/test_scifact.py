@@ -1,0 +1,25 @@
+"""SciFact with the default encoder reproduces the published figure (slow: ~6 min on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import shared_dataset
+from typer.testing import CliRunner
+
+from simsearch.cli import app
+
+
+@pytest.mark.slow
+def test_scifact_ndcg_at_10_reaches_the_published_figure(tmp_path: Path) -> None:
+    scifact = shared_dataset("scifact")
+    result = CliRunner().invoke(
+        app, ["eval", str(tmp_path / "scifact"), "--beir", str(scifact), "--split", "test", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["queries"] == 300
+    assert metrics["ndcg@10"] >= 0.64  # published: 0.645; int8 ONNX reference: 0.647
+    assert metrics["recall@100"] >= 0.91
