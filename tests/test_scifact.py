@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import shared_dataset
 from typer.testing import CliRunner
 
+from conftest import shared_dataset
 from simsearch.cli import app
 
 
@@ -16,7 +16,8 @@ from simsearch.cli import app
 def test_scifact_ndcg_at_10_reaches_the_published_figure(tmp_path: Path) -> None:
     scifact = shared_dataset("scifact")
     result = CliRunner().invoke(
-        app, ["eval", str(tmp_path / "scifact"), "--beir", str(scifact), "--split", "test", "--json"]
+        app,
+        ["eval", str(tmp_path / "scifact"), "--beir", str(scifact), "--split", "test", "--json"],
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
