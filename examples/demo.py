@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bz2
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,12 +22,19 @@ from rich.table import Table
 import simsearch
 from simsearch.progress import progress_bar
 
-PASSAGES_PER_ARTICLE = 12
+PASSAGES_PER_ARTICLE = 16
 MAX_PASSAGES = 1200
 MIN_WORDS = 40
 DUMP = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 console = Console()
+
+
+def _clean(paragraph: str) -> str:
+    """Drop the bold/italic quotes and section headings that filter_wiki leaves."""
+    paragraph = re.sub(r"={2,}[^=]+={2,}", " ", paragraph)
+    paragraph = re.sub(r"'{2,}", "", paragraph)
+    return " ".join(paragraph.split())
 
 
 def wikipedia_passages() -> list[tuple[str, str, dict[str, object]]]:
@@ -38,7 +46,7 @@ def wikipedia_passages() -> list[tuple[str, str, dict[str, object]]]:
     passages: list[tuple[str, str, dict[str, object]]] = []
     with bz2.open(dump) as fh:
         for title, markup, _page_id in extract_pages(fh):
-            paragraphs = [" ".join(p.split()) for p in filter_wiki(markup).split("\n\n")]
+            paragraphs = [_clean(p) for p in filter_wiki(markup).split("\n\n")]
             kept = [p for p in paragraphs if len(p.split()) >= MIN_WORDS]
             for i, text in enumerate(kept[:PASSAGES_PER_ARTICLE]):
                 meta = {"title": title, "paragraph": i, "words": len(text.split())}
@@ -70,13 +78,17 @@ def build(path: Path) -> simsearch.Collection:
 def show(col: simsearch.Collection, query: str, where: dict[str, object] | None = None) -> None:
     hits = col.search(query, k=5, where=where)[0]
     title = f"[bold]{query}[/]" + (f"  where {where}" if where else "")
-    table = Table(title=title, title_justify="left", expand=True)
-    table.add_column("#", width=2)
-    table.add_column("score", width=6)
-    table.add_column("article", width=22, overflow="ellipsis", no_wrap=True)
-    table.add_column("passage", overflow="ellipsis", no_wrap=True)
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("score")
+    table.add_column("article")
+    table.add_column("passage")
+    room = max(30, console.width - 44)
     for rank, hit in enumerate(hits, 1):
-        table.add_row(str(rank), f"{hit.score:.3f}", str(hit.metadata["title"]), hit.text or "")
+        text = hit.text or ""
+        text = text if len(text) <= room else text[: room - 1] + "…"
+        article = str(hit.metadata["title"])[:20]
+        table.add_row(str(rank), f"{hit.score:.3f}", article, text)
     console.print(table)
 
 

@@ -258,3 +258,9 @@ def test_error_classes_carry_status_and_code() -> None:
     assert len(codes) == len(set(codes)), "error codes must be unique"
     for code in codes:
         assert errors.error_class_for_code(code).code == code
+
+
+def test_a_refused_new_collection_leaves_no_folder(tmp_path: Path) -> None:
+    with pytest.raises(simsearch.DimensionMismatchError):
+        simsearch.Collection.open(tmp_path / "c", dim=5, encoder=FakeEncoder(dim=8))
+    assert not (tmp_path / "c").exists()

@@ -21,7 +21,10 @@ from simsearch.encoders import (
     register_encoder,
 )
 from simsearch.errors import (
+    AuthenticationError,
     CollectionClosedError,
+    CollectionExistsError,
+    CollectionNotFoundError,
     ConfigMismatchError,
     DimensionMismatchError,
     DuplicateIdError,
@@ -35,6 +38,8 @@ from simsearch.errors import (
     ItemNotFoundError,
     MissingDependencyError,
     NotACollectionError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
     SimsearchError,
     StoreBusyError,
 )
@@ -44,8 +49,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "AuthenticationError",
+    "Client",
     "Collection",
     "CollectionClosedError",
+    "CollectionExistsError",
+    "CollectionNotFoundError",
     "CollectionConfig",
     "ConfigMismatchError",
     "DimensionMismatchError",
@@ -65,6 +74,9 @@ __all__ = [
     "Metric",
     "MissingDependencyError",
     "NotACollectionError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RemoteCollection",
     "Results",
     "SimsearchError",
     "StoreBusyError",

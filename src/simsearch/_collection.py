@@ -8,6 +8,7 @@ filter to allowed rows, rank, fetch what the hits hold.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -158,6 +159,7 @@ class Collection:
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
         wanted_metric = Metric.parse(metric) if metric is not None else None
         enc = _resolve_encoder(encoder)
+        created = not directory.exists()
         store = SQLiteStore.open(directory, create=True)
         try:
             with store.write() as txn:
@@ -187,6 +189,8 @@ class Collection:
             collection._catch_up_now()
         except BaseException:
             store.close()
+            if created:  # a refused open leaves nothing behind
+                shutil.rmtree(directory, ignore_errors=True)
             raise
         return collection
 

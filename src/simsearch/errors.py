@@ -19,16 +19,24 @@ them in one handler and a client can rebuild the same class from the code.
     ├── DuplicateIdError (ValueError, 409)   ``add`` of an id that already exists
     ├── ItemNotFoundError (KeyError, 404)    ``get`` of an id that does not exist
     ├── NotACollectionError (ValueError, 400) a path that holds something else
+    │   └── CollectionNotFoundError (404)   no collection of that name (server)
+    ├── CollectionExistsError (ValueError, 409) creating a name that is taken (server)
     ├── ConfigMismatchError (ValueError, 409) reopening with another metric/encoder/dim
     ├── CollectionClosedError (RuntimeError, 409)
     ├── StoreBusyError (RuntimeError, 503)   the database stayed locked too long
+    ├── AuthenticationError (PermissionError, 401) no API key, or an unknown one
+    ├── PermissionDeniedError (PermissionError, 403) a key without the right scope
+    ├── PayloadTooLargeError (ValueError, 413) a request body over the server's limit
     └── MissingDependencyError (ImportError, 501) an optional extra is not installed
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "CollectionClosedError",
+    "CollectionExistsError",
+    "CollectionNotFoundError",
     "ConfigMismatchError",
     "DimensionMismatchError",
     "DuplicateIdError",
@@ -42,6 +50,8 @@ __all__ = [
     "ItemNotFoundError",
     "MissingDependencyError",
     "NotACollectionError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
     "SimsearchError",
     "StoreBusyError",
     "error_class_for_code",
@@ -132,6 +142,41 @@ class NotACollectionError(SimsearchError, ValueError):
 
     http_status = 400
     code = "not_a_collection"
+
+
+class CollectionNotFoundError(NotACollectionError):
+    """No collection of that name exists."""
+
+    http_status = 404
+    code = "collection_not_found"
+
+
+class CollectionExistsError(SimsearchError, ValueError):
+    """A collection of that name exists already."""
+
+    http_status = 409
+    code = "collection_exists"
+
+
+class AuthenticationError(SimsearchError, PermissionError):
+    """The request carries no API key, or one the server does not know."""
+
+    http_status = 401
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(SimsearchError, PermissionError):
+    """The API key is valid but not scoped for this collection or action."""
+
+    http_status = 403
+    code = "permission_denied"
+
+
+class PayloadTooLargeError(SimsearchError, ValueError):
+    """The request body is larger than the server accepts."""
+
+    http_status = 413
+    code = "payload_too_large"
 
 
 class ConfigMismatchError(SimsearchError, ValueError):
