@@ -36,3 +36,13 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is absent (the shared datasets sit beside the repository in CI)")
     return path
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One server with API keys for the whole session (tests use their own collection names)."""
+    from server_process import key_file, running_server
+
+    root = tmp_path_factory.mktemp("server")
+    with running_server(root / "data", keys=key_file(root / "keys.json")) as server:
+        yield server

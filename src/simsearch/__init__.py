@@ -11,6 +11,8 @@ onnxruntime. Start with :meth:`Collection.open`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from simsearch._collection import Collection
 from simsearch.config import CollectionConfig, EncoderSpec
 from simsearch.encoders import (
@@ -45,7 +47,20 @@ from simsearch.errors import (
 )
 from simsearch.types import Hit, Item, Metric, Results
 
+if TYPE_CHECKING:
+    from simsearch.client import Client, RemoteCollection
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP client loads httpx; import it only when it is asked for.
+    if name in ("Client", "RemoteCollection"):
+        from simsearch import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'simsearch' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -53,9 +68,9 @@ __all__ = [
     "Client",
     "Collection",
     "CollectionClosedError",
+    "CollectionConfig",
     "CollectionExistsError",
     "CollectionNotFoundError",
-    "CollectionConfig",
     "ConfigMismatchError",
     "DimensionMismatchError",
     "DuplicateIdError",

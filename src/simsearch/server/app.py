@@ -8,7 +8,7 @@ rebuild the same exception class from the code.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -95,11 +95,29 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+_bearer = HTTPBearer(auto_error=False, description="An API key from the server's key file.")
+
+
+def _caller(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+) -> ApiKey | None:
+    """The API key of the request (``None`` when the server runs without keys)."""
+    settings: ServerSettings = request.app.state.settings
+    if settings.keys is None:
+        return None
+    presented = credentials.credentials if credentials else request.headers.get("x-api-key")
+    return settings.keys.authenticate(presented)
+
+
+Caller = Annotated[ApiKey | None, Depends(_caller)]
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """A FastAPI app serving the collections under ``settings.data_dir``."""
     registry = CollectionRegistry(settings.data_dir)
     counts: Counter[str] = Counter()
-    latency: Counter[str] = Counter()
+    latency: defaultdict[str, float] = defaultdict(float)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,7 +133,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         responses=ERRORS,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    bearer = HTTPBearer(auto_error=False, description="An API key from the server's key file.")
+    app.state.settings = settings
 
     @app.exception_handler(SimsearchError)
     async def simsearch_error(request: Request, exc: SimsearchError) -> JSONResponse:
@@ -131,21 +149,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         except SimsearchError as exc:  # raised by BodyLimit while the body streams in
             response = _error_response(exc)
         route = request.scope.get("route")
-        label = f'{request.method} {getattr(route, "path", "other")}'
-        counts[f'{label} {response.status_code}'] += 1
+        label = f"{request.method} {getattr(route, 'path', 'other')}"
+        counts[f"{label} {response.status_code}"] += 1
         latency[label] += time.perf_counter() - start
         return response
-
-    def caller(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        request: Request,
-    ) -> ApiKey | None:
-        if settings.keys is None:
-            return None
-        presented = credentials.credentials if credentials else request.headers.get("x-api-key")
-        return settings.keys.authenticate(presented)
-
-    Caller = Annotated[ApiKey | None, Depends(caller)]
 
     def allow(key: ApiKey | None, collection: str | None, right: Right) -> None:
         if key is not None:

@@ -106,7 +106,9 @@ class KeyRing:
         except OSError as exc:
             raise InvalidArgumentError(f"cannot read the key file {path}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(f"the key file {path} is not valid JSON: {exc.msg}") from None
+            raise InvalidArgumentError(
+                f"the key file {path} is not valid JSON: {exc.msg}"
+            ) from None
         return KeyRing.from_dict(data)
 
     def authenticate(self, presented: str | None) -> ApiKey:

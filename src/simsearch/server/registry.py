@@ -36,7 +36,9 @@ class CollectionRegistry:
         if not self.data_dir.is_dir():
             return []
         return sorted(
-            p.name for p in self.data_dir.iterdir() if (p / DB_FILENAME).is_file() and _NAME.match(p.name)
+            p.name
+            for p in self.data_dir.iterdir()
+            if (p / DB_FILENAME).is_file() and _NAME.match(p.name)
         )
 
     def get(self, name: str) -> Collection:
@@ -50,9 +52,7 @@ class CollectionRegistry:
                 self._open[name] = col
             return col
 
-    def create(
-        self, name: str, *, metric: str, dim: int | None, encoder: str | None
-    ) -> Collection:
+    def create(self, name: str, *, metric: str, dim: int | None, encoder: str | None) -> Collection:
         path = self._path(name)
         with self._lock:
             if (path / DB_FILENAME).is_file():

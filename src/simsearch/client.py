@@ -1,0 +1,239 @@
+"""A Python client for the simsearch HTTP server, mirroring the Collection API.
+
+>>> client = Client("http://127.0.0.1:8000", api_key="…")   # doctest: +SKIP
+>>> docs = client.create_collection("docs", metric="cosine")  # doctest: +SKIP
+>>> docs.add(["a"], texts=["hello world"])                   # doctest: +SKIP
+>>> docs.search("greeting", k=3)[0]                          # doctest: +SKIP
+
+Inputs are checked here with the same rules as a local collection, and the
+server's errors come back as the same exception classes (rebuilt from their
+stable codes), so code written against :class:`~simsearch.Collection` works
+against a :class:`RemoteCollection` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from simsearch.encoders.base import require
+from simsearch.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    InvalidInputError,
+    SimsearchError,
+    error_class_for_code,
+)
+from simsearch.types import Hit, Item, JSONObject, Results
+from simsearch.validation import as_vector_batch, check_ids, check_k, check_metadata, check_texts
+
+__all__ = ["Client", "RemoteCollection"]
+
+
+def _raise_for(response: Any) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and "code" in error:
+        cls = error_class_for_code(str(error["code"]))
+        raise cls(str(error.get("message", "")))
+    if response.status_code == 422:  # the request did not fit the API's schema
+        raise InvalidInputError(f"the server refused the request: {body.get('detail', body)}")
+    if response.status_code == 401:
+        raise AuthenticationError("the server wants an API key")
+    raise SimsearchError(f"the server answered {response.status_code}: {response.text[:200]}")
+
+
+class Client:
+    """Talks to one simsearch server.
+
+    Args:
+        url: the server's base URL, e.g. ``http://127.0.0.1:8000``.
+        api_key: sent as ``Authorization: Bearer``; ``None`` for a server without keys.
+        timeout: seconds per request.
+    """
+
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 120.0) -> None:
+        httpx: Any = require("httpx", "server")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._http.request(method, path, json=body)
+        _raise_for(response)
+        return response.json() if response.content else None
+
+    def health(self) -> dict[str, str]:
+        result: dict[str, str] = self.request("GET", "/health")
+        return result
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        """Info of every collection this key may read."""
+        result: list[dict[str, Any]] = self.request("GET", "/collections")
+        return result
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        metric: str = "cosine",
+        dim: int | None = None,
+        encoder: str | None = None,
+    ) -> RemoteCollection:
+        """Create a collection (needs an admin key)."""
+        self.request(
+            "POST", "/collections", {"name": name, "metric": metric, "dim": dim, "encoder": encoder}
+        )
+        return RemoteCollection(self, name)
+
+    def collection(self, name: str) -> RemoteCollection:
+        """An existing collection; raises :class:`~simsearch.CollectionNotFoundError` if none."""
+        col = RemoteCollection(self, name)
+        col.info()
+        return col
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection and its items (needs an admin key)."""
+        self.request("DELETE", f"/collections/{quote(name, safe='')}")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _vectors(vectors: Any) -> list[list[float]] | None:
+    if vectors is None:
+        return None
+    checked: list[list[float]] = as_vector_batch(vectors, None).tolist()
+    return checked
+
+
+class RemoteCollection:
+    """A collection on a server, with the methods of :class:`~simsearch.Collection`."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self.name = name
+        self._base = f"/collections/{quote(name, safe='')}"
+
+    def __repr__(self) -> str:
+        return f"RemoteCollection({self.name!r})"
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._client.request("GET", self._base)
+        return result
+
+    def __len__(self) -> int:
+        return int(self.info()["count"])
+
+    def _write(self, op: str, ids: Any, vectors: Any, texts: Any, metadata: Any) -> None:
+        id_list = check_ids(ids)
+        body = {
+            "ids": id_list,
+            "vectors": _vectors(vectors),
+            "texts": check_texts(texts, len(id_list)) if texts is not None else None,
+            "metadata": check_metadata(metadata, len(id_list)) if metadata is not None else None,
+        }
+        if body["vectors"] is not None and len(body["vectors"]) != len(id_list):
+            raise InvalidArgumentError(f"got {len(id_list)} ids but {len(body['vectors'])} vectors")
+        if vectors is None and texts is None:
+            raise InvalidArgumentError("give vectors, texts, or both")
+        self._client.request("POST", f"{self._base}/{op}", body)
+
+    def add(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        vectors: Any = None,
+        texts: Sequence[str] | str | None = None,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        progress: Any = None,
+    ) -> None:
+        """Add new items; see :meth:`simsearch.Collection.add`."""
+        self._write("add", ids, vectors, texts, metadata)
+
+    def upsert(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        vectors: Any = None,
+        texts: Sequence[str] | str | None = None,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        progress: Any = None,
+    ) -> None:
+        """Add or replace items; see :meth:`simsearch.Collection.upsert`."""
+        self._write("upsert", ids, vectors, texts, metadata)
+
+    def delete(self, ids: Sequence[str] | str | None = None, *, where: Any = None) -> int:
+        """Delete by ids and/or filter; returns how many were deleted."""
+        if ids is None and where is None:
+            raise InvalidArgumentError("give ids, where, or both (delete never empties silently)")
+        body = {"ids": check_ids(ids) if ids is not None else None, "where": where}
+        return int(self._client.request("POST", f"{self._base}/delete", body)["deleted"])
+
+    def get(self, ids: Sequence[str] | str) -> list[Item]:
+        """Items by id, in order; a missing id raises :class:`~simsearch.ItemNotFoundError`."""
+        data = self._client.request("POST", f"{self._base}/get", {"ids": check_ids(ids)})
+        return [
+            Item(
+                id=i["id"],
+                vector=np.asarray(i["vector"], dtype=np.float32),
+                text=i["text"],
+                metadata=i["metadata"],
+            )
+            for i in data["items"]
+        ]
+
+    def search(
+        self, query: Any, *, k: int = 10, where: Any = None, progress: Any = None
+    ) -> Results:
+        """The k most similar items per query; see :meth:`simsearch.Collection.search`."""
+        k = check_k(k)
+        if isinstance(query, str) or (
+            isinstance(query, Sequence) and query and all(isinstance(q, str) for q in query)
+        ):
+            payload: Any = query if isinstance(query, str) else list(query)
+        else:
+            if isinstance(query, Sequence) and any(isinstance(q, str) for q in query):
+                raise InvalidArgumentError("a query batch must be all strings or all vectors")
+            payload = as_vector_batch(query, None, what="query vectors").tolist()
+        data = self._client.request(
+            "POST", f"{self._base}/search", {"query": payload, "k": k, "where": where}
+        )
+        rows = [
+            [Hit(id=h["id"], score=h["score"], metadata=h["metadata"], text=h["text"]) for h in row]
+            for row in data["results"]
+        ]
+        return Results(k=k, rows=rows)
+
+    def close(self) -> None:
+        """Nothing to release: the client holds the connection."""
+
+    def __enter__(self) -> RemoteCollection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
