@@ -169,7 +169,8 @@ def test_errors_carry_status_and_code_and_write_nothing(docs: Server) -> None:
     )
     assert r.status_code == 422
     after = call(docs, "GET", "/collections/docs", "admin").json()
-    assert after["count"] == before["count"] and after["seq"] == before["seq"]
+    assert after["count"] == before["count"]
+    assert after["seq"] == before["seq"]
 
 
 def test_body_size_limit(tmp_path: Path) -> None:
@@ -179,13 +180,16 @@ def test_body_size_limit(tmp_path: Path) -> None:
         httpx.post(server.url + "/collections", json={"name": "c", "dim": 2}).raise_for_status()
         big = {"ids": [f"i{n}" for n in range(2000)], "vectors": [[1.0, 2.0]] * 2000}
         r = httpx.post(server.url + "/collections/c/add", json=big)
-        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+        assert r.status_code == 413
+        assert r.json()["error"]["code"] == "payload_too_large"
         assert httpx.get(server.url + "/collections/c").json()["count"] == 0
 
 
 def test_the_page_and_openapi_are_served(docs: Server) -> None:
     page = httpx.get(docs.url + "/")
-    assert page.status_code == 200 and "simsearch" in page.text and "app.js" in page.text
+    assert page.status_code == 200
+    assert "simsearch" in page.text
+    assert "app.js" in page.text
     assert httpx.get(docs.url + "/static/app.js").status_code == 200
     spec = httpx.get(docs.url + "/openapi.json").json()
     assert "/collections/{name}/search" in spec["paths"]
@@ -225,7 +229,8 @@ def test_bad_key_files_are_refused(tmp_path: Path, content: str, message: str) -
         text=True,
         timeout=60,
     )
-    assert r.returncode == 1 and message in r.stderr
+    assert r.returncode == 1
+    assert message in r.stderr
 
 
 def test_client_rebuilds_error_classes(docs: Server) -> None:
