@@ -4,13 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint typecheck bench eval-scifact clean
+BROWSER_STAMP := $(VENV)/.browser
+
+.PHONY: demo test test-slow lint typecheck bench bench-load eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The browser test drives Debian's Chromium; install it once if it is missing and we may.
+# Without root or network the browser test skips and says why; nothing else depends on it.
+$(BROWSER_STAMP): | $(STAMP)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing chromium and chromium-driver for the browser test"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null) || echo "could not install chromium"; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+		(sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null) || echo "could not install chromium"; \
+	else echo "chromium is not installed and cannot be: the browser test will skip"; fi
+	touch $@
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
@@ -22,7 +38,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/simsearch
 
-test: lint typecheck
+test: lint typecheck $(BROWSER_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
@@ -33,6 +49,9 @@ eval-scifact: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_foundation.py
+
+bench-load: $(STAMP)
+	$(BIN)/python bench/bench_server_load.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
