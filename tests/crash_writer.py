@@ -16,15 +16,30 @@ def batch_vectors(b: int) -> np.ndarray:
     return np.random.default_rng(b).standard_normal((BATCH, DIM)).astype(np.float32)
 
 
+def index_of(kind: str) -> simsearch.Flat | simsearch.HNSW:
+    return (
+        simsearch.HNSW(m=8, ef_construction=64, exact_below=0)
+        if kind == "hnsw"
+        else simsearch.Flat()
+    )
+
+
 def main() -> None:
-    path, start = sys.argv[1], int(sys.argv[2])
-    with simsearch.Collection.open(path, metric="l2") as col:
+    path, start, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    with simsearch.Collection.open(path, metric="l2", index=index_of(kind)) as col:
         b = start
         while True:
             ids = [f"b{b}-{i}" for i in range(BATCH)]
             col.add(ids, vectors=batch_vectors(b), metadata=[{"batch": b}] * BATCH)
             # Printed only after add() returned: everything named here must survive a kill.
             print(b, flush=True)
+            if kind == "hnsw":
+                # Kills also land while the graph absorbs writes, compacts and is saved.
+                col.search(batch_vectors(b)[:2], k=3)
+                if b % 3 == 0:
+                    col.delete([f"b{b}-{BATCH - 1}"])
+                if b % 4 == 0:
+                    col.optimize()
             b += 1
 
 

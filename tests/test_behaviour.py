@@ -23,14 +23,21 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
 
 
-@pytest.fixture(params=["local", "remote"])
+#: The graph is forced on (exact_below=0) and its beam covers these small test sets.
+GRAPH = simsearch.HNSW(exact_below=0, ef_search=1000)
+
+
+@pytest.fixture(params=["local-flat", "local-hnsw", "remote"])
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """``make(metric, dim)`` opens a fresh collection on the backend under test."""
     opened: list[Any] = []
-    if request.param == "local":
+    if request.param.startswith("local"):
+        index = GRAPH if request.param == "local-hnsw" else simsearch.Flat()
 
         def local(metric: str = "cosine", dim: int | None = None) -> Any:
-            col = simsearch.Collection.open(tmp_path / uuid.uuid4().hex, metric=metric, dim=dim)
+            col = simsearch.Collection.open(
+                tmp_path / uuid.uuid4().hex, metric=metric, dim=dim, index=index
+            )
             opened.append(col)
             return col
 

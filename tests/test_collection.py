@@ -101,6 +101,8 @@ def test_public_api_is_curated() -> None:
         "DEFAULT_ENCODER",
         "Encoder",
         "EncoderSpec",
+        "Flat",
+        "HNSW",
         "Hit",
         "Item",
         "Metric",

@@ -44,12 +44,18 @@ WHERE = st.one_of(
 
 class CollectionMachine(RuleBasedStateMachine):
     metric = "dot"
+    index: simsearch.Flat | simsearch.HNSW = simsearch.Flat()
 
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp()
-        self.col = simsearch.Collection.open(self.dir + "/c", metric=self.metric)
+        self.col = simsearch.Collection.open(self.dir + "/c", metric=self.metric, index=self.index)
         self.oracle = Oracle(self.metric)
+
+    def check_row(self, got: list[simsearch.Hit], want: list[tuple[str, float]]) -> None:
+        """Exact indexes must match the oracle id for id (ties by insertion order)."""
+        assert [h.id for h in got] == [i for i, _ in want]
+        assert all(close(h.score, s) for h, (_, s) in zip(got, want, strict=True))
 
     def teardown(self) -> None:
         self.col.close()
@@ -99,9 +105,8 @@ class CollectionMachine(RuleBasedStateMachine):
             return
         got = self.col.search(np.array(q, dtype=np.float32), k=k, where=where)[0]
         want = self.oracle.search(np.array(q), k, where)
-        assert [h.id for h in got] == [i for i, _ in want]
-        assert all(close(h.score, s) for h, (_, s) in zip(got, want, strict=True))
         assert len({h.id for h in got}) == len(got)
+        self.check_row(got, want)
 
     @precondition(lambda self: self.col.config.dim is not None)
     @rule(qs=st.lists(VECTOR, min_size=2, max_size=4), k=st.integers(1, 6))
@@ -109,7 +114,7 @@ class CollectionMachine(RuleBasedStateMachine):
         res = self.col.search(np.array(qs, dtype=np.float32), k=k)
         assert len(res) == len(qs)
         for q, row in zip(qs, res, strict=True):
-            assert [h.id for h in row] == [i for i, _ in self.oracle.search(np.array(q), k, None)]
+            self.check_row(row, self.oracle.search(np.array(q), k, None))
 
     @rule()
     def reopen(self) -> None:
@@ -125,8 +130,45 @@ class L2Machine(CollectionMachine):
     metric = "l2"
 
 
+class HNSWMachine(CollectionMachine):
+    """The graph index, forced on even for tiny collections, with deletes and compaction.
+
+    A graph returns equal scores in any order, so a row must hold the oracle's
+    scores, and every id must be a live item with exactly that score: a deleted
+    id never comes back.
+    """
+
+    metric = "l2"
+    index = simsearch.HNSW(m=4, ef_construction=32, ef_search=64, exact_below=0)
+
+    def check_row(self, got: list[simsearch.Hit], want: list[tuple[str, float]]) -> None:
+        assert len(got) == len(want)
+        assert all(close(h.score, s) for h, (_, s) in zip(got, want, strict=True))
+        for hit in got:
+            assert hit.id in self.oracle.items, f"{hit.id} was deleted but came back"
+            vec, _ = self.oracle.items[hit.id]
+            assert close(hit.score, -float(np.linalg.norm(vec - self.last_query)))
+
+    @rule(q=VECTOR, k=st.integers(1, 12), where=WHERE)
+    def search(self, q: list[int], k: int, where: dict[str, Any] | None) -> None:
+        self.last_query = np.array(q, dtype=np.float64)
+        super().search(q, k, where)
+
+    @precondition(lambda self: self.col.config.dim is not None)
+    @rule(qs=st.lists(VECTOR, min_size=2, max_size=4), k=st.integers(1, 6))
+    def batch_search(self, qs: list[list[int]], k: int) -> None:
+        res = self.col.search(np.array(qs, dtype=np.float32), k=k)
+        for q, row in zip(qs, res, strict=True):
+            self.last_query = np.array(q, dtype=np.float64)
+            self.check_row(row, self.oracle.search(np.array(q), k, None))
+
+    @rule()
+    def optimize(self) -> None:
+        self.col.optimize()
+
+
 _settings = settings(
-    max_examples=40,
+    max_examples=100,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -135,3 +177,5 @@ TestDotCollection = CollectionMachine.TestCase
 TestDotCollection.settings = _settings
 TestL2Collection = L2Machine.TestCase
 TestL2Collection.settings = _settings
+TestHNSWCollection = HNSWMachine.TestCase
+TestHNSWCollection.settings = _settings

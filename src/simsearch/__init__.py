@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from simsearch._collection import Collection
-from simsearch.config import CollectionConfig, EncoderSpec
+from simsearch.config import HNSW, CollectionConfig, EncoderSpec, Flat
 from simsearch.encoders import (
     DEFAULT_ENCODER,
     Encoder,
@@ -64,6 +64,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "HNSW",
     "AuthenticationError",
     "Client",
     "Collection",
@@ -76,6 +77,7 @@ __all__ = [
     "DuplicateIdError",
     "Encoder",
     "EncoderSpec",
+    "Flat",
     "Hit",
     "InvalidArgumentError",
     "InvalidFilterError",

@@ -17,7 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from simsearch.config import CollectionConfig, EncoderSpec
+import numpy as np
+
+from simsearch.config import HNSW, CollectionConfig, EncoderSpec, Flat, IndexConfig
 from simsearch.encoders import DEFAULT_ENCODER, Encoder, ProgressCallback, get_encoder
 from simsearch.errors import (
     CollectionClosedError,
@@ -30,8 +32,10 @@ from simsearch.errors import (
 )
 from simsearch.filters import compile_filter
 from simsearch.index import FlatIndex, VectorIndex
+from simsearch.index.hnsw import HNSWIndex
+from simsearch.planner import plan_search
 from simsearch.store import DB_FILENAME, SQLiteStore
-from simsearch.store.sqlite import ReadTxn
+from simsearch.store.sqlite import Int64Array, ReadTxn
 from simsearch.types import FloatArray, Hit, Item, JSONObject, Metric, Results
 from simsearch.validation import (
     as_vector_batch,
@@ -108,7 +112,9 @@ class Collection:
         self._encoder = encoder
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
+        self._index_config: IndexConfig | None = None
         self._applied_seq = 0
+        self._saved_seq = -1  # the sequence number of the index files on disk
         self._closed = False
         config = store.read_config()
         if config is None:  # open() always saves one first
@@ -124,6 +130,7 @@ class Collection:
         metric: Metric | str | None = None,
         dim: int | None = None,
         encoder: str | Encoder | None = None,
+        index: IndexConfig | None = None,
         create: bool = True,
     ) -> Collection:
         """Open the collection at ``path``, creating it if it does not exist.
@@ -139,6 +146,10 @@ class Collection:
             encoder: a registered encoder name or an encoder object; ``None``
                 means the saved encoder, or the default text encoder
                 (``minilm-l6-v2-int8``) the first time texts are given.
+            index: :class:`~simsearch.Flat` (exact, the default) or
+                :class:`~simsearch.HNSW` (approximate, for large collections).
+                The index is derived from the stored data, so reopening with
+                another kind rebuilds it; ``None`` keeps the saved one.
             create: when false, a missing collection raises
                 :class:`~simsearch.NotACollectionError` instead of being created.
         """
@@ -155,6 +166,10 @@ class Collection:
             raise NotACollectionError(
                 f"{directory} holds other files and is not a simsearch collection"
             )
+        if index is not None and not isinstance(index, Flat | HNSW):
+            raise InvalidArgumentError(
+                f"index must be simsearch.Flat() or simsearch.HNSW(...), not {index!r}"
+            )
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
         wanted_metric = Metric.parse(metric) if metric is not None else None
@@ -169,6 +184,7 @@ class Collection:
                         metric=wanted_metric or Metric.COSINE,
                         dim=dim if dim is not None else (enc.dim if enc else None),
                         encoder=_spec(enc) if enc else None,
+                        index=index or Flat(),
                     )
                     if enc is not None:
                         _check_compatible(replace(config, encoder=None), _spec(enc))
@@ -185,6 +201,8 @@ class Collection:
                         )
                     if enc is not None:
                         _check_compatible(saved, _spec(enc))
+                    if index is not None and index != saved.index:
+                        txn.save_config(replace(saved, index=index))
             collection = cls(directory, store, enc)
             collection._catch_up_now()
         except BaseException:
@@ -199,8 +217,11 @@ class Collection:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._store.close()
-                self._index = None
+                try:
+                    self._save_index()
+                finally:
+                    self._store.close()
+                    self._index = None
 
     def __enter__(self) -> Collection:
         return self
@@ -249,7 +270,7 @@ class Collection:
                     if config.encoder
                     else None
                 ),
-                "index": "flat",
+                "index": config.index.kind,
                 "seq": seq,
                 "size_bytes": self._store.size_bytes(),
             }
@@ -423,20 +444,59 @@ class Collection:
             raise InvalidArgumentError("a query batch must be all strings or all vectors")
         return as_vector_batch(query, self._config.dim, what="query vectors")
 
+    @property
+    def _index_dir(self) -> Path:
+        return self.path / "index"
+
+    def _new_index(self, config: CollectionConfig, dim: int, store_seq: int) -> VectorIndex:
+        """An empty index of the configured kind, or the saved graph when it fits."""
+        self._applied_seq = 0
+        self._saved_seq = -1
+        if isinstance(config.index, HNSW):
+            try:
+                index, seq = HNSWIndex.load(self._index_dir, config.metric, dim, config.index)
+            except (OSError, ValueError, KeyError, RuntimeError):
+                return HNSWIndex(config.metric, dim, config.index)
+            if seq <= store_seq:
+                self._applied_seq = self._saved_seq = seq
+                return index
+            return HNSWIndex(config.metric, dim, config.index)
+        return FlatIndex(config.metric, dim)
+
     def _catch_up(self, snap: ReadTxn) -> CollectionConfig:
         """Bring the index up to the snapshot's sequence number (other processes' writes too)."""
         config = snap.read_config() or self._config
         self._config = config
         if config.dim is None:
             return config
-        if self._index is None:
-            self._index = FlatIndex(config.metric, config.dim)
-            self._applied_seq = 0
         seq = snap.current_seq()
+        if self._index is None or self._index_config != config.index:
+            self._index = self._new_index(config, config.dim, seq)
+            self._index_config = config.index
         if seq != self._applied_seq:
             self._index.apply(snap.changes_since(self._applied_seq, config.dim))
             self._applied_seq = seq
         return config
+
+    def _save_index(self) -> None:
+        """Persist a graph index that has changed since it was last saved."""
+        if isinstance(self._index, HNSWIndex) and self._saved_seq != self._applied_seq:
+            self._index.save(self._index_dir, self._applied_seq)
+            self._saved_seq = self._applied_seq
+
+    def optimize(self) -> None:
+        """Rebuild a graph index without its deleted entries, and save it.
+
+        Deleted entries are also compacted on their own once they pass a quarter
+        of the graph; a flat index needs nothing.
+        """
+        self._check_open()
+        with self._lock:
+            self._catch_up_now()
+            if isinstance(self._index, HNSWIndex):
+                self._index.rebuild()
+                self._saved_seq = -1
+                self._save_index()
 
     def _catch_up_now(self) -> None:
         with self._lock, self._store.snapshot() as snap:
@@ -448,6 +508,8 @@ class Collection:
         *,
         k: int = 10,
         where: Any = None,
+        ef: int | None = None,
+        exact: bool = False,
         progress: Progress | None = None,
     ) -> Results:
         """The ``k`` items most similar to each query, best first.
@@ -458,6 +520,8 @@ class Collection:
             k: how many hits per query (fewer only if fewer items exist or match).
             where: a metadata filter (see :mod:`simsearch.filters`), applied
                 before ranking: when at least ``k`` items match, ``k`` come back.
+            ef: candidate list size of an HNSW index (default: its ``ef_search``).
+            exact: search every vector exactly even with an HNSW index.
 
         Returns:
             :class:`~simsearch.Results` with one row of hits per query. Scores are
@@ -482,7 +546,7 @@ class Collection:
             allowed = None
             if flt is not None and not flt.matches_all:
                 allowed = snap.filter_rows(flt)
-            scores, rows = self._index.search(queries, k, allowed)
+            scores, rows = self._rank(queries, k, allowed, ef, exact)
             described = snap.describe_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
         out: list[list[Hit]] = []
         for score_row, row_row in zip(scores.tolist(), rows.tolist(), strict=True):
@@ -494,6 +558,33 @@ class Collection:
                 hits.append(Hit(id=id_, score=score, metadata=_parse_metadata(meta), text=text))
             out.append(hits)
         return Results(k=k, rows=out)
+
+    def _rank(
+        self,
+        queries: FloatArray,
+        k: int,
+        allowed: Int64Array | None,
+        ef: int | None,
+        exact: bool,
+    ) -> tuple[FloatArray, Int64Array]:
+        index = self._index
+        assert index is not None  # caught up by the caller
+        plan = plan_search(
+            self._config.index,
+            live=len(index),
+            allowed=None if allowed is None else len(allowed),
+            force_exact=exact,
+        )
+        if not isinstance(index, HNSWIndex):
+            return index.search(queries, k, allowed)
+        if not plan.exact:
+            try:
+                return index.search(queries, k, allowed, ef=ef)
+            except RuntimeError:
+                pass  # the walk found fewer than k items (a graph cut by deletions): go exact
+        rows = index.live_rows() if allowed is None else np.intersect1d(allowed, index.live_rows())
+        subset = FlatIndex.from_arrays(self._config.metric, rows, index.vectors(rows))
+        return subset.search(queries, k)
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         """Every item in insertion order (for export); reads one consistent snapshot."""

@@ -38,12 +38,18 @@ class VectorIndex(Protocol):
         ...
 
     def search(
-        self, queries: FloatArray, k: int, allowed_rows: Int64Array | None = None
+        self,
+        queries: FloatArray,
+        k: int,
+        allowed_rows: Int64Array | None = None,
+        *,
+        ef: int | None = None,
     ) -> tuple[FloatArray, Int64Array]:
         """Top-``k`` per query: ``(scores, rows)``, each ``(n_queries, k)``, best first.
 
         Places beyond the number of candidates hold score ``-inf`` and row ``-1``.
-        ``allowed_rows`` (ascending) restricts the search to those rows.
+        ``allowed_rows`` (ascending) restricts the search to those rows; ``ef`` is
+        the candidate list size of graph indexes.
         """
         ...
 

@@ -58,6 +58,13 @@ class FlatIndex:
     def __len__(self) -> int:
         return self._n - self._dead
 
+    @classmethod
+    def from_arrays(cls, metric: Metric, rows: Int64Array, vectors: FloatArray) -> FlatIndex:
+        """An index over ``vectors`` keyed by ``rows`` (ascending), e.g. a filtered subset."""
+        index = cls(metric, vectors.shape[1])
+        index.apply(Changes(seq=0, rows=rows, vectors=vectors, deleted=np.empty(0, dtype=np.int64)))
+        return index
+
     # -- updates ---------------------------------------------------------------
     def _prepare(self, vectors: FloatArray) -> FloatArray:
         return normalize(vectors) if self.metric is Metric.COSINE else vectors
@@ -135,8 +142,14 @@ class FlatIndex:
 
     # -- search ----------------------------------------------------------------
     def search(
-        self, queries: FloatArray, k: int, allowed_rows: Int64Array | None = None
+        self,
+        queries: FloatArray,
+        k: int,
+        allowed_rows: Int64Array | None = None,
+        *,
+        ef: int | None = None,
     ) -> tuple[FloatArray, Int64Array]:
+        """Exact top-``k``; ``ef`` is accepted for a uniform interface and ignored."""
         queries = self._prepare(np.ascontiguousarray(queries, dtype=np.float32))
         nq = len(queries)
         positions: Int64Array | None = None

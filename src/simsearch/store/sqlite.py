@@ -24,7 +24,7 @@ from simsearch.errors import NotACollectionError, StoreBusyError
 from simsearch.filters import SqlFilter
 from simsearch.types import FloatArray
 
-__all__ = ["DB_FILENAME", "Changes", "SQLiteStore", "StoredRow"]
+__all__ = ["DB_FILENAME", "Changes", "Int64Array", "SQLiteStore", "StoredRow"]
 
 DB_FILENAME = "simsearch.sqlite3"
 SCHEMA_VERSION = 1

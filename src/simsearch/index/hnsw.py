@@ -1,0 +1,205 @@
+"""Approximate search on an HNSW graph (hnswlib), kept in step with the store.
+
+Labels in the graph are the store's row numbers. Writes are inserted (or
+replace the vector of an existing label) and deletions are marked, so a write
+is searchable as soon as the index has caught up with it; once deleted marks
+pass ``COMPACT_FRACTION`` of the graph, it is rebuilt from the live vectors so
+recall does not decay. The graph is saved with the store sequence number it
+has applied, and a reopened collection loads it and applies only what came later.
+
+hnswlib was chosen after measuring it beside FAISS HNSW and usearch on GloVe
+(bench/bench_ann_libraries.py): at the same M and ef_construction it gave the
+most single-threaded queries per second at recall@10 >= 0.95.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simsearch.config import HNSW
+from simsearch.encoders.base import require
+from simsearch.index.base import Int64Array
+from simsearch.index.flat import normalize
+from simsearch.store import Changes
+from simsearch.types import FloatArray, Metric
+
+__all__ = ["HNSWIndex"]
+
+COMPACT_FRACTION = 0.25
+GRAPH_FILE = "hnsw.bin"
+LABELS_FILE = "hnsw.labels.npy"
+META_FILE = "hnsw.json"
+
+
+def _threads() -> int:
+    return os.cpu_count() or 1
+
+
+class HNSWIndex:
+    """An hnswlib graph over the live rows of a collection."""
+
+    def __init__(self, metric: Metric, dim: int, config: HNSW) -> None:
+        self._lib: Any = require("hnswlib", "hnsw")  # a default dependency; named for clarity
+        self.metric = metric
+        self.dim = dim
+        self.config = config
+        self._graph: Any = self._new_graph(1024)
+        self._live: set[int] = set()
+        self._dead = 0
+
+    def _new_graph(self, capacity: int) -> Any:
+        graph = self._lib.Index(space="l2" if self.metric is Metric.L2 else "ip", dim=self.dim)
+        graph.init_index(
+            max_elements=capacity, M=self.config.m, ef_construction=self.config.ef_construction
+        )
+        graph.set_ef(self.config.ef_search)
+        return graph
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    @property
+    def dead(self) -> int:
+        """Deleted rows still marked in the graph."""
+        return self._dead
+
+    # -- updates ------------------------------------------------------------------------------
+    def _prepare(self, vectors: FloatArray) -> FloatArray:
+        return normalize(vectors) if self.metric is Metric.COSINE else vectors
+
+    def apply(self, changes: Changes) -> None:
+        if len(changes.rows):
+            new = sum(1 for r in changes.rows.tolist() if r not in self._live)
+            needed = self._graph.element_count + new
+            if needed > self._graph.get_max_elements():
+                self._graph.resize_index(max(needed, 2 * self._graph.get_max_elements()))
+            # An existing label gets its vector replaced in place.
+            self._graph.add_items(
+                self._prepare(changes.vectors), changes.rows, num_threads=_threads()
+            )
+            self._live.update(changes.rows.tolist())
+        for row in changes.deleted.tolist():
+            if row in self._live:
+                self._graph.mark_deleted(row)
+                self._live.discard(row)
+                self._dead += 1
+        if self._dead > COMPACT_FRACTION * (len(self._live) + self._dead):
+            self.rebuild()
+
+    def rebuild(self) -> None:
+        """A fresh graph of the live vectors only (drops every deleted mark)."""
+        labels = np.array(sorted(self._live), dtype=np.int64)
+        vectors = self.vectors(labels)
+        self._graph = self._new_graph(max(1024, len(labels)))
+        if len(labels):
+            self._graph.add_items(vectors, labels, num_threads=_threads())
+        self._dead = 0
+
+    def live_rows(self) -> Int64Array:
+        """Every live row, ascending."""
+        return np.array(sorted(self._live), dtype=np.int64)
+
+    def vectors(self, rows: Int64Array) -> FloatArray:
+        """The stored (normalised, for cosine) vectors of ``rows``."""
+        if not len(rows):
+            return np.empty((0, self.dim), dtype=np.float32)
+        got = self._graph.get_items(rows, return_type="numpy")
+        return np.ascontiguousarray(got, dtype=np.float32)
+
+    # -- search -------------------------------------------------------------------------------
+    def search(
+        self,
+        queries: FloatArray,
+        k: int,
+        allowed_rows: Int64Array | None = None,
+        *,
+        ef: int | None = None,
+    ) -> tuple[FloatArray, Int64Array]:
+        """Graph search; ``allowed_rows`` is applied inside the graph walk (not afterwards)."""
+        queries = self._prepare(np.ascontiguousarray(queries, dtype=np.float32))
+        nq = len(queries)
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        rows = np.full((nq, k), -1, dtype=np.int64)
+        population = len(self._live) if allowed_rows is None else len(allowed_rows)
+        k_eff = min(k, population)
+        if k_eff == 0:
+            return scores, rows
+        ef = max(ef or self.config.ef_search, k_eff)
+        accept = None
+        if allowed_rows is not None:
+            allowed = set(allowed_rows.tolist()) & self._live
+            k_eff = min(k_eff, len(allowed))
+            if k_eff == 0:
+                return scores, rows
+            accept = allowed.__contains__  # a C-level membership test, called per candidate
+            # The walk passes through excluded nodes; widen it by the excluded share.
+            share = len(allowed) / max(len(self._live), 1)
+            ef = int(min(max(ef / max(share, 1e-3), k_eff), 4096))
+        self._graph.set_ef(ef)
+        labels, distances = self._graph.knn_query(queries, k=k_eff, num_threads=1, filter=accept)
+        rows[:, :k_eff] = labels.astype(np.int64)
+        if self.metric is Metric.L2:
+            scores[:, :k_eff] = -np.sqrt(np.maximum(distances, 0.0))
+        else:
+            scores[:, :k_eff] = 1.0 - distances
+        return scores, rows
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, directory: Path, seq: int) -> None:
+        """Write the graph, its live labels and the applied sequence number.
+
+        Each file is written beside its final name and renamed into place, and the
+        metadata goes last, so a crash leaves either the old set or a set whose
+        metadata names an older sequence number (catch-up is idempotent).
+        """
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp_graph = directory / (GRAPH_FILE + ".tmp")
+        self._graph.save_index(str(tmp_graph))
+        tmp_labels = directory / (LABELS_FILE + ".tmp.npy")
+        np.save(tmp_labels, np.array(sorted(self._live), dtype=np.int64))
+        meta = {
+            "seq": seq,
+            "live": len(self._live),
+            "dead": self._dead,
+            "metric": self.metric.value,
+            "dim": self.dim,
+            "config": [self.config.m, self.config.ef_construction],
+        }
+        tmp_meta = directory / (META_FILE + ".tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        for tmp, final in (
+            (tmp_graph, GRAPH_FILE),
+            (tmp_labels, LABELS_FILE),
+            (tmp_meta, META_FILE),
+        ):
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, directory / final)
+
+    @classmethod
+    def load(cls, directory: Path, metric: Metric, dim: int, config: HNSW) -> tuple[HNSWIndex, int]:
+        """A saved graph and the sequence number it has applied; raises ``FileNotFoundError``
+        or ``ValueError`` when there is none or it does not fit."""
+        meta = json.loads((directory / META_FILE).read_text())
+        if (meta["metric"], meta["dim"], meta["config"]) != (
+            metric.value,
+            dim,
+            [config.m, config.ef_construction],
+        ):
+            raise ValueError("the saved graph was built with other settings")
+        index = cls(metric, dim, config)
+        labels = np.load(directory / LABELS_FILE)
+        graph = index._lib.Index(space="l2" if metric is Metric.L2 else "ip", dim=dim)
+        graph.load_index(str(directory / GRAPH_FILE), max_elements=0)
+        graph.set_ef(config.ef_search)
+        if len(labels) != meta["live"] or graph.element_count < len(labels):
+            raise ValueError("the saved graph and its labels disagree")
+        index._graph = graph
+        index._live = set(labels.tolist())
+        index._dead = int(meta["dead"])
+        return index, int(meta["seq"])
