@@ -71,6 +71,20 @@ def test_info_delete_export(built: Path, tmp_path: Path) -> None:
     assert "vector" not in json.loads(plain.stdout.splitlines()[0])
 
 
+def test_ingest_can_choose_the_index(tmp_path: Path) -> None:
+    src = tmp_path / "data.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in RECORDS), encoding="utf-8")
+    col = tmp_path / "graph"
+    assert (
+        runner.invoke(app, ["ingest", str(src), "--into", str(col), "--index", "hnsw"]).exit_code
+        == 0
+    )
+    assert json.loads(runner.invoke(app, ["info", str(col), "--json"]).stdout)["index"] == "hnsw"
+    bad = runner.invoke(app, ["ingest", str(src), "--into", str(tmp_path / "x"), "--index", "ivf"])
+    assert bad.exit_code == 1
+    assert "valid kinds are: flat, hnsw" in bad.output
+
+
 def test_reingest_duplicate_is_a_clear_error_and_upsert_works(built: Path, tmp_path: Path) -> None:
     src = tmp_path / "data.jsonl"
     result = runner.invoke(app, ["ingest", str(src), "--into", str(built)])

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simsearch._collection import Collection
+from simsearch.config import HNSW, Flat
 from simsearch.errors import InvalidArgumentError, SimsearchError
 from simsearch.eval import evaluate_rankings, load_beir
 from simsearch.progress import progress_bar
@@ -62,6 +63,13 @@ def _parse_where(where: str | None) -> Any:
         raise InvalidArgumentError(f"--where is not valid JSON: {exc.msg}") from None
 
 
+def _index_config(name: str) -> Flat | HNSW:
+    kinds: dict[str, Flat | HNSW] = {"flat": Flat(), "hnsw": HNSW()}
+    if name not in kinds:
+        raise InvalidArgumentError(f"unknown index kind {name!r}; valid kinds are: flat, hnsw")
+    return kinds[name]
+
+
 def _batched(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -81,6 +89,9 @@ def ingest(
     metric: Annotated[
         str | None, typer.Option(help="cosine, dot or l2 for a new collection.")
     ] = None,
+    index: Annotated[
+        str | None, typer.Option(help="Index kind: flat (exact) or hnsw (approximate graph).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Items per transaction.")] = 256,
     upsert: Annotated[bool, typer.Option(help="Replace items whose id already exists.")] = False,
 ) -> None:
@@ -89,7 +100,8 @@ def ingest(
         records = list(read_records(source, id_field=id_field, text_fields=text_field))
         if not records:
             raise InvalidArgumentError(f"{source} holds no records")
-        with Collection.open(into, metric=metric, encoder=encoder) as col:
+        kind = _index_config(index) if index is not None else None
+        with Collection.open(into, metric=metric, encoder=encoder, index=kind) as col:
             write = col.upsert if upsert else col.add
             with progress_bar(len(records), f"Ingesting {source.name}") as advance:
                 for batch in _batched(records, batch_size):

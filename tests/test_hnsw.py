@@ -1,0 +1,140 @@
+"""The HNSW index kind: persistence with catch-up, compaction, filters inside the graph walk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import simsearch
+from simsearch.index.hnsw import META_FILE, HNSWIndex
+from simsearch.planner import plan_search
+
+GRAPH = simsearch.HNSW(m=16, ef_construction=100, ef_search=100, exact_below=0)
+
+
+@pytest.fixture
+def data(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    return rng.standard_normal((3000, 16)).astype(np.float32), rng.standard_normal((50, 16)).astype(
+        np.float32
+    )
+
+
+def overlap(got: simsearch.Results, want: simsearch.Results) -> float:
+    """Mean share of each query's true hits that were found (padding ignored)."""
+    shares = []
+    for g, w in zip(got.ids.tolist(), want.ids.tolist(), strict=True):
+        truth = {i for i in w if i is not None}
+        shares.append(len(truth & set(g)) / max(len(truth), 1))
+    return float(np.mean(shares))
+
+
+def test_graph_recall_and_exact_switch(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    x, q = data
+    with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        exact = col.search(q, k=10, exact=True)
+        assert overlap(col.search(q, k=10), exact) >= 0.95
+        assert overlap(col.search(q, k=10, ef=400), exact) >= overlap(
+            col.search(q, k=10, ef=10), exact
+        )
+        assert col.info()["index"] == "hnsw"
+
+
+def test_saved_graph_is_reloaded_and_caught_up(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, q = data
+    path = tmp_path / "c"
+    with simsearch.Collection.open(path, metric="l2", index=GRAPH) as col:
+        col.add([str(i) for i in range(2000)], vectors=x[:2000])
+        before = col.search(q, k=10)
+        saved_seq = col.info()["seq"]
+    assert (path / "index" / META_FILE).exists()
+    # Another handle writes after the graph was saved; the next opener catches up.
+    with simsearch.Collection.open(path, index=simsearch.Flat()) as other:
+        pass  # switching kinds is allowed (the index is derived) ...
+    with simsearch.Collection.open(path, index=GRAPH) as col:  # ... and back again
+        assert col._applied_seq == saved_seq  # loaded, not rebuilt
+        assert col.search(q, k=10).ids.tolist() == before.ids.tolist()
+        with simsearch.Collection.open(path) as writer:
+            writer.add([str(i) for i in range(2000, 3000)], vectors=x[2000:])
+            writer.delete(["0", "1"])
+        hits = col.search(x[2500], k=1)[0]
+        assert hits[0].id == "2500"
+        assert "0" not in {h.id for row in col.search(q, k=50) for h in row}
+    del other
+
+
+def test_unreadable_graph_files_are_rebuilt_from_the_store(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, q = data
+    path = tmp_path / "c"
+    with simsearch.Collection.open(path, metric="dot", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        exact = col.search(q, k=10, exact=True)
+    (path / "index" / "hnsw.bin").write_bytes(b"garbage")
+    with simsearch.Collection.open(path) as col:
+        assert overlap(col.search(q, k=10), exact) >= 0.95
+        assert len(col) == len(x)
+
+
+def test_deletes_are_compacted_and_never_return(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, q = data
+    with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        col.search(q[:1], k=1)
+        col.delete([str(i) for i in range(0, len(x), 2)])
+        results = col.search(q, k=20)
+        assert all(int(h.id) % 2 == 1 for row in results for h in row)
+        index = col._index
+        assert isinstance(index, HNSWIndex)
+        assert index.dead == 0  # half the graph deleted: it was rebuilt without them
+        col.delete(["1", "3"])
+        col.search(q[:1], k=1)  # the index catches up at the next search
+        assert index.dead == 2
+        col.optimize()
+        assert col._index.dead == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("share", [1.0, 0.5, 0.05, 0.001])
+def test_filters_keep_recall_and_k_hits(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, share: float
+) -> None:
+    x, q = data
+    label = rng.integers(0, 1000, len(x))
+    cut = max(1, int(1000 * share))
+    with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x, metadata=[{"l": int(v)} for v in label])
+        where = {"l": {"$lt": cut}}
+        got = col.search(q, k=10, where=where)
+        want = col.search(q, k=10, where=where, exact=True)
+        matching = int((label < cut).sum())
+        assert all(len(row) == min(10, matching) for row in got)
+        assert overlap(got, want) >= 0.95
+        assert all(int(label[int(h.id)]) < cut for row in got for h in row)
+
+
+def test_planner_choices() -> None:
+    assert plan_search(simsearch.Flat(), live=10**7, allowed=None).exact
+    hnsw = simsearch.HNSW()
+    assert plan_search(hnsw, live=5000, allowed=None).exact  # small: exact is cheap
+    assert not plan_search(hnsw, live=10**6, allowed=None).exact
+    assert plan_search(hnsw, live=10**6, allowed=50_000).exact  # a selective filter
+    assert not plan_search(hnsw, live=10**6, allowed=500_000).exact  # filter inside the graph
+    assert plan_search(hnsw, live=10**6, allowed=None, force_exact=True).exact
+
+
+def test_bad_index_options() -> None:
+    with pytest.raises(simsearch.InvalidArgumentError, match="m must be"):
+        simsearch.HNSW(m=1)
+    with pytest.raises(simsearch.InvalidArgumentError, match="ef_search"):
+        simsearch.HNSW(ef_search=0)
+    with pytest.raises(TypeError):
+        simsearch.HNSW(16)  # type: ignore[misc]  # keyword-only
+    with pytest.raises(simsearch.InvalidArgumentError, match="index must be"):
+        simsearch.Collection.open("/tmp/never-created-simsearch", index="hnsw")  # type: ignore[arg-type]
