@@ -5,14 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 BROWSER_STAMP := $(VENV)/.browser
+BENCH_STAMP := $(VENV)/.bench
 
-.PHONY: demo test test-slow lint typecheck bench bench-load eval-scifact clean
+.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
 
 # The browser test drives Debian's Chromium; install it once if it is missing and we may.
 # Without root or network the browser test skips and says why; nothing else depends on it.
@@ -47,10 +52,13 @@ test-slow: $(STAMP)
 eval-scifact: $(STAMP)
 	$(BIN)/simsearch eval .data/scifact --beir ../shared/datasets/scifact --split test
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_foundation.py
 
-bench-load: $(STAMP)
+bench-ann: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_ann.py
+
+bench-load: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_server_load.py
 
 clean:
