@@ -31,6 +31,7 @@ from simsearch.types import FloatArray, Metric
 __all__ = ["HNSWIndex"]
 
 COMPACT_FRACTION = 0.25
+APPLY_CHUNK = 50_000
 GRAPH_FILE = "hnsw.bin"
 LABELS_FILE = "hnsw.labels.npy"
 META_FILE = "hnsw.json"
@@ -78,10 +79,13 @@ class HNSWIndex:
             needed = self._graph.element_count + new
             if needed > self._graph.get_max_elements():
                 self._graph.resize_index(max(needed, 2 * self._graph.get_max_elements()))
-            # An existing label gets its vector replaced in place.
-            self._graph.add_items(
-                self._prepare(changes.vectors), changes.rows, num_threads=_threads()
-            )
+            # An existing label gets its vector replaced in place. Chunks keep the normalised
+            # copy small when a whole collection is loaded at once.
+            for start in range(0, len(changes.rows), APPLY_CHUNK):
+                part = slice(start, start + APPLY_CHUNK)
+                self._graph.add_items(
+                    self._prepare(changes.vectors[part]), changes.rows[part], num_threads=_threads()
+                )
             self._live.update(changes.rows.tolist())
         for row in changes.deleted.tolist():
             if row in self._live:

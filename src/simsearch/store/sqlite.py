@@ -216,20 +216,34 @@ class ReadTxn:
         return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
     def changes_since(self, seq: int, dim: int) -> Changes:
-        """Rows written and rows deleted after ``seq``."""
+        """Rows written and rows deleted after ``seq``.
+
+        Vectors are copied straight into one preallocated array, a few thousand
+        rows at a time, so reading a whole collection back costs about one copy
+        of its vectors in memory rather than several.
+        """
+        count = int(
+            self._conn.execute("SELECT COUNT(*) FROM items WHERE seq > ?", (seq,)).fetchone()[0]
+        )
+        rows = np.empty(count, dtype=np.int64)
+        vectors = np.empty((count, dim), dtype=np.float32)
         cur = self._conn.execute("SELECT row, vector FROM items WHERE seq > ? ORDER BY row", (seq,))
-        rows: list[int] = []
-        blobs: list[bytes] = []
-        for row, blob in cur:
-            rows.append(row)
-            blobs.append(blob)
+        filled = 0
+        while filled < count:
+            got = cur.fetchmany(4096)
+            if not got:
+                break
+            n = min(len(got), count - filled)
+            rows[filled : filled + n] = [r for r, _ in got[:n]]
+            vectors[filled : filled + n] = _vectors_from_blobs([b for _, b in got[:n]], dim)
+            filled += n
         deleted = [
             r for (r,) in self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))
         ]
         return Changes(
             seq=self.current_seq(),
-            rows=np.asarray(rows, dtype=np.int64),
-            vectors=_vectors_from_blobs(blobs, dim),
+            rows=rows[:filled],
+            vectors=vectors[:filled],
             deleted=np.asarray(deleted, dtype=np.int64),
         )
 
