@@ -474,7 +474,9 @@ class Collection:
             self._index = self._new_index(config, config.dim, seq)
             self._index_config = config.index
         if seq != self._applied_seq:
-            self._index.apply(snap.changes_since(self._applied_seq, config.dim))
+            self._index.reserve(snap.count_since(self._applied_seq))
+            for changes in snap.changes_since(self._applied_seq, config.dim):
+                self._index.apply(changes)
             self._applied_seq = seq
         return config
 

@@ -37,6 +37,10 @@ class VectorIndex(Protocol):
         """Add or replace the written rows and drop the deleted ones."""
         ...
 
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more rows at once (a catch-up knows how many come)."""
+        ...
+
     def search(
         self,
         queries: FloatArray,

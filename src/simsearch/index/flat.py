@@ -69,6 +69,9 @@ class FlatIndex:
     def _prepare(self, vectors: FloatArray) -> FloatArray:
         return normalize(vectors) if self.metric is Metric.COSINE else vectors
 
+    def reserve(self, extra: int) -> None:
+        self._reserve(extra)
+
     def _reserve(self, extra: int) -> None:
         need = self._n + extra
         if need <= len(self._rows):

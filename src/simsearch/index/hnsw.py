@@ -50,7 +50,9 @@ class HNSWIndex:
         self.dim = dim
         self.config = config
         self._graph: Any = self._new_graph(1024)
-        self._live: set[int] = set()
+        # Which store rows are live, as a bitmap indexed by row (1 byte a row, not a Python set).
+        self._alive = np.zeros(1024, dtype=bool)
+        self._count = 0
         self._dead = 0
 
     def _new_graph(self, capacity: int) -> Any:
@@ -62,7 +64,13 @@ class HNSWIndex:
         return graph
 
     def __len__(self) -> int:
-        return len(self._live)
+        return self._count
+
+    def _ensure_rows(self, top: int) -> None:
+        if top >= len(self._alive):
+            grown = np.zeros(max(top + 1, 2 * len(self._alive)), dtype=bool)
+            grown[: len(self._alive)] = self._alive
+            self._alive = grown
 
     @property
     def dead(self) -> int:
@@ -73,9 +81,15 @@ class HNSWIndex:
     def _prepare(self, vectors: FloatArray) -> FloatArray:
         return normalize(vectors) if self.metric is Metric.COSINE else vectors
 
+    def reserve(self, extra: int) -> None:
+        needed = self._graph.element_count + extra
+        if needed > self._graph.get_max_elements():
+            self._graph.resize_index(needed)  # exactly: a bulk load should not overshoot
+
     def apply(self, changes: Changes) -> None:
         if len(changes.rows):
-            new = sum(1 for r in changes.rows.tolist() if r not in self._live)
+            self._ensure_rows(int(changes.rows.max()))
+            new = int((~self._alive[changes.rows]).sum())
             needed = self._graph.element_count + new
             if needed > self._graph.get_max_elements():
                 self._graph.resize_index(max(needed, 2 * self._graph.get_max_elements()))
@@ -86,18 +100,22 @@ class HNSWIndex:
                 self._graph.add_items(
                     self._prepare(changes.vectors[part]), changes.rows[part], num_threads=_threads()
                 )
-            self._live.update(changes.rows.tolist())
-        for row in changes.deleted.tolist():
-            if row in self._live:
+            self._alive[changes.rows] = True
+            self._count += new
+        if len(changes.deleted):
+            deleted = changes.deleted[changes.deleted < len(self._alive)]
+            deleted = np.unique(deleted[self._alive[deleted]])
+            for row in deleted.tolist():
                 self._graph.mark_deleted(row)
-                self._live.discard(row)
-                self._dead += 1
-        if self._dead > COMPACT_FRACTION * (len(self._live) + self._dead):
+            self._alive[deleted] = False
+            self._count -= len(deleted)
+            self._dead += len(deleted)
+        if self._dead > COMPACT_FRACTION * (self._count + self._dead):
             self.rebuild()
 
     def rebuild(self) -> None:
         """A fresh graph of the live vectors only (drops every deleted mark)."""
-        labels = np.array(sorted(self._live), dtype=np.int64)
+        labels = self.live_rows()
         vectors = self.vectors(labels)
         self._graph = self._new_graph(max(1024, len(labels)))
         if len(labels):
@@ -106,7 +124,7 @@ class HNSWIndex:
 
     def live_rows(self) -> Int64Array:
         """Every live row, ascending."""
-        return np.array(sorted(self._live), dtype=np.int64)
+        return np.flatnonzero(self._alive).astype(np.int64)
 
     def vectors(self, rows: Int64Array) -> FloatArray:
         """The stored (normalised, for cosine) vectors of ``rows``."""
@@ -129,20 +147,23 @@ class HNSWIndex:
         nq = len(queries)
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         rows = np.full((nq, k), -1, dtype=np.int64)
-        population = len(self._live) if allowed_rows is None else len(allowed_rows)
+        accept = None
+        if allowed_rows is not None:
+            allowed = np.asarray(allowed_rows, dtype=np.int64)
+            allowed = allowed[allowed < len(self._alive)]
+            allowed = allowed[self._alive[allowed]]
+            population = len(allowed)
+        else:
+            population = self._count
         k_eff = min(k, population)
         if k_eff == 0:
             return scores, rows
         ef = max(ef or self.config.ef_search, k_eff)
-        accept = None
         if allowed_rows is not None:
-            allowed = set(allowed_rows.tolist()) & self._live
-            k_eff = min(k_eff, len(allowed))
-            if k_eff == 0:
-                return scores, rows
-            accept = allowed.__contains__  # a C-level membership test, called per candidate
+            members = set(allowed.tolist())
+            accept = members.__contains__  # a C-level membership test, called per candidate
             # The walk passes through excluded nodes; widen it by the excluded share.
-            share = len(allowed) / max(len(self._live), 1)
+            share = len(members) / max(self._count, 1)
             ef = int(min(max(ef / max(share, 1e-3), k_eff), 4096))
         self._graph.set_ef(ef)
         labels, distances = self._graph.knn_query(queries, k=k_eff, num_threads=1, filter=accept)
@@ -165,10 +186,10 @@ class HNSWIndex:
         tmp_graph = directory / (GRAPH_FILE + ".tmp")
         self._graph.save_index(str(tmp_graph))
         tmp_labels = directory / (LABELS_FILE + ".tmp.npy")
-        np.save(tmp_labels, np.array(sorted(self._live), dtype=np.int64))
+        np.save(tmp_labels, self.live_rows())
         meta = {
             "seq": seq,
-            "live": len(self._live),
+            "live": self._count,
             "dead": self._dead,
             "metric": self.metric.value,
             "dim": self.dim,
@@ -204,6 +225,9 @@ class HNSWIndex:
         if len(labels) != meta["live"] or graph.element_count < len(labels):
             raise ValueError("the saved graph and its labels disagree")
         index._graph = graph
-        index._live = set(labels.tolist())
+        if len(labels):
+            index._ensure_rows(int(labels.max()))
+        index._alive[labels] = True
+        index._count = len(labels)
         index._dead = int(meta["dead"])
         return index, int(meta["seq"])

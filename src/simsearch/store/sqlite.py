@@ -215,35 +215,39 @@ class ReadTxn:
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
-    def changes_since(self, seq: int, dim: int) -> Changes:
-        """Rows written and rows deleted after ``seq``.
-
-        Vectors are copied straight into one preallocated array, a few thousand
-        rows at a time, so reading a whole collection back costs about one copy
-        of its vectors in memory rather than several.
-        """
-        count = int(
+    def count_since(self, seq: int) -> int:
+        """How many rows were written after ``seq`` (an upper bound on rows a catch-up adds)."""
+        return int(
             self._conn.execute("SELECT COUNT(*) FROM items WHERE seq > ?", (seq,)).fetchone()[0]
         )
-        rows = np.empty(count, dtype=np.int64)
-        vectors = np.empty((count, dim), dtype=np.float32)
+
+    def changes_since(self, seq: int, dim: int, chunk: int = 8192) -> Iterator[Changes]:
+        """Rows written after ``seq`` in chunks of at most ``chunk`` rows (ascending), then
+        the rows deleted after ``seq``.
+
+        Streaming keeps the memory of a catch-up to one chunk of vectors, so loading a
+        whole collection does not need a second copy of all its vectors.
+        """
+        current = self.current_seq()
+        no_rows = np.empty(0, dtype=np.int64)
         cur = self._conn.execute("SELECT row, vector FROM items WHERE seq > ? ORDER BY row", (seq,))
-        filled = 0
-        while filled < count:
-            got = cur.fetchmany(4096)
+        while True:
+            got = cur.fetchmany(chunk)
             if not got:
                 break
-            n = min(len(got), count - filled)
-            rows[filled : filled + n] = [r for r, _ in got[:n]]
-            vectors[filled : filled + n] = _vectors_from_blobs([b for _, b in got[:n]], dim)
-            filled += n
+            yield Changes(
+                seq=current,
+                rows=np.fromiter((r for r, _ in got), dtype=np.int64, count=len(got)),
+                vectors=_vectors_from_blobs([b for _, b in got], dim),
+                deleted=no_rows,
+            )
         deleted = [
             r for (r,) in self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))
         ]
-        return Changes(
-            seq=self.current_seq(),
-            rows=rows[:filled],
-            vectors=vectors[:filled],
+        yield Changes(
+            seq=current,
+            rows=no_rows,
+            vectors=np.empty((0, dim), dtype=np.float32),
             deleted=np.asarray(deleted, dtype=np.int64),
         )
 
