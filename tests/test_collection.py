@@ -140,3 +140,25 @@ def test_filtered_search_over_more_rows_than_one_block(
     for qi, row in enumerate(res):
         want = idx[np.argsort(-(x[idx] @ q[qi]), kind="stable")][:10]
         assert [h.id for h in row] == [str(i) for i in want]
+
+
+def test_repeated_filters_are_patched_not_rescanned(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((500, 4)).astype(np.float32)
+    where = {"g": {"$in": [1, 2]}}
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add(
+            [str(i) for i in range(500)], vectors=x, metadata=[{"g": i % 5} for i in range(500)]
+        )
+        first = col.search(x[0], k=500, where=where)[0]
+        assert len(first) == 200
+        col.upsert(["1"], vectors=[x[1]], metadata=[{"g": 4}])  # leaves the filter
+        col.upsert(["3"], vectors=[x[3]], metadata=[{"g": 2}])  # enters it
+        col.delete(["2"])
+        col.add(["new"], vectors=[x[0]], metadata=[{"g": 1}])
+        ids = {h.id for h in col.search(x[0], k=500, where=where)[0]}
+        want = {str(i) for i in range(500) if i % 5 in (1, 2)} - {"1", "2"} | {"3", "new"}
+        assert ids == want
+        cache = col._filters
+        assert (cache.full_scans, cache.patches) == (1, 1)

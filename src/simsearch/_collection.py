@@ -30,6 +30,7 @@ from simsearch.errors import (
     ItemNotFoundError,
     NotACollectionError,
 )
+from simsearch.filter_cache import FilterCache
 from simsearch.filters import compile_filter
 from simsearch.index import FlatIndex, VectorIndex
 from simsearch.index.hnsw import HNSWIndex
@@ -113,6 +114,7 @@ class Collection:
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
         self._index_config: IndexConfig | None = None
+        self._filters = FilterCache()
         self._applied_seq = 0
         self._saved_seq = -1  # the sequence number of the index files on disk
         self._closed = False
@@ -547,7 +549,7 @@ class Collection:
                 )
             allowed = None
             if flt is not None and not flt.matches_all:
-                allowed = snap.filter_rows(flt)
+                allowed = self._filters.rows(snap, flt, self._applied_seq, len(self._index))
             scores, rows = self._rank(queries, k, allowed, ef, exact)
             described = snap.describe_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
         out: list[list[Hit]] = []

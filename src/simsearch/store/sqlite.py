@@ -251,9 +251,25 @@ class ReadTxn:
             deleted=np.asarray(deleted, dtype=np.int64),
         )
 
-    def filter_rows(self, flt: SqlFilter) -> Int64Array:
-        """Rows whose metadata matches ``flt``, ascending."""
-        cur = self._conn.execute(f"SELECT row FROM items WHERE {flt.sql} ORDER BY row", flt.params)
+    def filter_rows(self, flt: SqlFilter, *, since: int | None = None) -> Int64Array:
+        """Rows whose metadata matches ``flt``, ascending; with ``since``, only among the
+        rows written after that sequence number."""
+        if since is None:
+            sql, params = f"SELECT row FROM items WHERE {flt.sql} ORDER BY row", flt.params
+        else:
+            sql = f"SELECT row FROM items WHERE seq > ? AND ({flt.sql}) ORDER BY row"
+            params = [since, *flt.params]
+        cur = self._conn.execute(sql, params)
+        return np.fromiter((r for (r,) in cur), dtype=np.int64)
+
+    def rows_written_since(self, seq: int) -> Int64Array:
+        """Rows added or replaced after ``seq``, ascending."""
+        cur = self._conn.execute("SELECT row FROM items WHERE seq > ? ORDER BY row", (seq,))
+        return np.fromiter((r for (r,) in cur), dtype=np.int64)
+
+    def rows_deleted_since(self, seq: int) -> Int64Array:
+        """Rows deleted after ``seq``."""
+        cur = self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))
         return np.fromiter((r for (r,) in cur), dtype=np.int64)
 
     def describe_rows(self, rows: Sequence[int]) -> dict[int, tuple[str, str | None, str]]:

@@ -1,0 +1,67 @@
+"""Remembers which rows a filter matched, and brings that up to date incrementally.
+
+Evaluating a ``where`` filter scans every item's metadata in SQLite, which
+costs far more than ranking a few thousand vectors. Searches repeat filters,
+so each result is kept with the store sequence number it was computed at; at
+a later sequence number only the rows written or deleted since are looked at
+(through the store's sequence index), and a full scan happens only when much
+has changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+
+from simsearch.filters import SqlFilter
+from simsearch.store.sqlite import Int64Array, ReadTxn
+
+__all__ = ["FilterCache"]
+
+#: Filters remembered per collection (least recently used ones are dropped).
+MAX_FILTERS = 64
+#: Above this share of changed rows a full scan is cheaper than patching.
+FULL_SCAN_SHARE = 0.25
+
+
+class FilterCache:
+    """Allowed rows per filter, kept consistent with the store by sequence number."""
+
+    def __init__(self, capacity: int = MAX_FILTERS) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[int, Int64Array]] = OrderedDict()
+        self.full_scans = 0
+        self.patches = 0
+
+    def rows(self, snap: ReadTxn, flt: SqlFilter, seq: int, total: int) -> Int64Array:
+        """Rows matching ``flt`` in the snapshot ``snap`` at sequence number ``seq``."""
+        key = flt.sql + "\x00" + json.dumps(flt.params)
+        cached = self._entries.get(key)
+        if cached is not None and cached[0] == seq:
+            self._entries.move_to_end(key)
+            return cached[1]
+        rows: Int64Array
+        if cached is not None and cached[0] < seq:
+            written = snap.rows_written_since(cached[0])
+            if len(written) <= FULL_SCAN_SHARE * max(total, 1):
+                stale = np.union1d(written, snap.rows_deleted_since(cached[0]))
+                kept = np.setdiff1d(cached[1], stale, assume_unique=True)
+                rows = np.union1d(kept, snap.filter_rows(flt, since=cached[0]))
+                self.patches += 1
+                return self._store(key, seq, rows)
+        rows = snap.filter_rows(flt)
+        self.full_scans += 1
+        return self._store(key, seq, rows)
+
+    def _store(self, key: str, seq: int, rows: Int64Array) -> Int64Array:
+        rows.setflags(write=False)  # shared between searches: never modified in place
+        self._entries[key] = (seq, rows)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return rows
+
+    def clear(self) -> None:
+        self._entries.clear()
