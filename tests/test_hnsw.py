@@ -138,3 +138,29 @@ def test_bad_index_options() -> None:
         simsearch.HNSW(16)  # type: ignore[misc]  # keyword-only
     with pytest.raises(simsearch.InvalidArgumentError, match="index must be"):
         simsearch.Collection.open("/tmp/never-created-simsearch", index="hnsw")  # type: ignore[arg-type]
+
+
+def test_two_processes_saving_the_graph_at_once_leave_a_loadable_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "c"
+    x = np.random.default_rng(9).standard_normal((3000, 8)).astype(np.float32)
+    with simsearch.Collection.open(path, metric="l2", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+    code = (
+        "import sys, numpy as np, simsearch\n"
+        "col = simsearch.Collection.open(sys.argv[1])\n"
+        "for i in range(15):\n"
+        "    col.upsert([f'p{sys.argv[2]}-{i}'], vectors=[np.full(8, float(i))])\n"
+        "    col.optimize()\n"
+        "col.close()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(n)]) for n in range(2)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "c"]
+    assert leftovers == []
+    with simsearch.Collection.open(path) as col:
+        assert len(col) == len(x) + 30
+        assert col.search(x[7], k=1)[0][0].id == "7"
+        assert {h.id for h in col.search(np.full(8, 14.0), k=2)[0]} == {"p0-14", "p1-14"}

@@ -14,8 +14,11 @@ most single-threaded queries per second at recall@10 >= 0.95.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -176,35 +179,39 @@ class HNSWIndex:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, directory: Path, seq: int) -> None:
-        """Write the graph, its live labels and the applied sequence number.
+        """Write the graph, its live labels and the applied sequence number to ``directory``.
 
-        Each file is written beside its final name and renamed into place, and the
-        metadata goes last, so a crash leaves either the old set or a set whose
-        metadata names an older sequence number (catch-up is idempotent).
+        The three files are written and synced in a fresh sibling folder that then
+        replaces ``directory``, so a reader only ever sees one writer's complete set
+        (several processes may save at once), and a crash between the two renames
+        leaves no index at all, which the next opener rebuilds from the store.
         """
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp_graph = directory / (GRAPH_FILE + ".tmp")
-        self._graph.save_index(str(tmp_graph))
-        tmp_labels = directory / (LABELS_FILE + ".tmp.npy")
-        np.save(tmp_labels, self.live_rows())
-        meta = {
-            "seq": seq,
-            "live": self._count,
-            "dead": self._dead,
-            "metric": self.metric.value,
-            "dim": self.dim,
-            "config": [self.config.m, self.config.ef_construction],
-        }
-        tmp_meta = directory / (META_FILE + ".tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        for tmp, final in (
-            (tmp_graph, GRAPH_FILE),
-            (tmp_labels, LABELS_FILE),
-            (tmp_meta, META_FILE),
-        ):
-            with tmp.open("rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, directory / final)
+        staging = Path(tempfile.mkdtemp(prefix=directory.name + ".new-", dir=directory.parent))
+        try:
+            self._graph.save_index(str(staging / GRAPH_FILE))
+            np.save(staging / LABELS_FILE, self.live_rows())
+            meta = {
+                "seq": seq,
+                "live": self._count,
+                "dead": self._dead,
+                "metric": self.metric.value,
+                "dim": self.dim,
+                "config": [self.config.m, self.config.ef_construction],
+            }
+            (staging / META_FILE).write_text(json.dumps(meta))
+            for name in (GRAPH_FILE, LABELS_FILE, META_FILE):
+                with (staging / name).open("rb") as fh:
+                    os.fsync(fh.fileno())
+            retired = directory.parent / f"{directory.name}.old-{staging.name.rsplit('-', 1)[-1]}"
+            # No index yet, or another process is swapping its own in right now:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(directory, retired)
+            # Another process put its complete index in place first: keep that one.
+            with contextlib.suppress(OSError):
+                os.replace(staging, directory)
+            shutil.rmtree(retired, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     def load(cls, directory: Path, metric: Metric, dim: int, config: HNSW) -> tuple[HNSWIndex, int]:
