@@ -104,6 +104,7 @@ def test_public_api_is_curated() -> None:
         "Flat",
         "HNSW",
         "Hit",
+        "IVFPQ",
         "Item",
         "Metric",
         "RemoteCollection",

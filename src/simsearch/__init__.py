@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from simsearch._collection import Collection
-from simsearch.config import HNSW, CollectionConfig, EncoderSpec, Flat
+from simsearch.config import HNSW, IVFPQ, CollectionConfig, EncoderSpec, Flat
 from simsearch.encoders import (
     DEFAULT_ENCODER,
     Encoder,
@@ -65,6 +65,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_ENCODER",
     "HNSW",
+    "IVFPQ",
     "AuthenticationError",
     "Client",
     "Collection",

@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from simsearch.config import HNSW, CollectionConfig, EncoderSpec, Flat, IndexConfig
+from simsearch.config import (
+    HNSW,
+    IVFPQ,
+    CollectionConfig,
+    EncoderSpec,
+    Flat,
+    IndexConfig,
+    check_index_fits,
+)
 from simsearch.encoders import DEFAULT_ENCODER, Encoder, ProgressCallback, get_encoder
 from simsearch.errors import (
     CollectionClosedError,
@@ -34,6 +42,8 @@ from simsearch.filter_cache import FilterCache
 from simsearch.filters import compile_filter
 from simsearch.index import FlatIndex, VectorIndex
 from simsearch.index.hnsw import HNSWIndex
+from simsearch.index.quantized import QuantizedIndex
+from simsearch.index.rescore import rescore as rescore_candidates
 from simsearch.planner import plan_search
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.store.sqlite import Int64Array, ReadTxn
@@ -73,6 +83,10 @@ def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
 
 def _spec(encoder: Encoder) -> EncoderSpec:
     return EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
+
+
+def _quantized(kind: IndexConfig) -> bool:
+    return isinstance(kind, IVFPQ) or (isinstance(kind, HNSW) and kind.quantization != "none")
 
 
 def _check_compatible(config: CollectionConfig, spec: EncoderSpec) -> None:
@@ -148,8 +162,10 @@ class Collection:
             encoder: a registered encoder name or an encoder object; ``None``
                 means the saved encoder, or the default text encoder
                 (``minilm-l6-v2-int8``) the first time texts are given.
-            index: :class:`~simsearch.Flat` (exact, the default) or
-                :class:`~simsearch.HNSW` (approximate, for large collections).
+            index: :class:`~simsearch.Flat` (exact, the default),
+                :class:`~simsearch.HNSW` (an approximate graph, optionally over
+                int8 or binary codes) or :class:`~simsearch.IVFPQ` (compressed
+                codes for collections larger than memory).
                 The index is derived from the stored data, so reopening with
                 another kind rebuilds it; ``None`` keeps the saved one.
             create: when false, a missing collection raises
@@ -168,9 +184,10 @@ class Collection:
             raise NotACollectionError(
                 f"{directory} holds other files and is not a simsearch collection"
             )
-        if index is not None and not isinstance(index, Flat | HNSW):
+        if index is not None and not isinstance(index, Flat | HNSW | IVFPQ):
             raise InvalidArgumentError(
-                f"index must be simsearch.Flat() or simsearch.HNSW(...), not {index!r}"
+                "index must be simsearch.Flat(), simsearch.HNSW(...) or simsearch.IVFPQ(...), "
+                f"not {index!r}"
             )
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
@@ -190,6 +207,7 @@ class Collection:
                     )
                     if enc is not None:
                         _check_compatible(replace(config, encoder=None), _spec(enc))
+                    check_index_fits(config.index, config.dim)
                     txn.save_config(config)
                 else:
                     if wanted_metric is not None and wanted_metric is not saved.metric:
@@ -204,6 +222,7 @@ class Collection:
                     if enc is not None:
                         _check_compatible(saved, _spec(enc))
                     if index is not None and index != saved.index:
+                        check_index_fits(index, saved.dim)
                         txn.save_config(replace(saved, index=index))
             collection = cls(directory, store, enc)
             collection._catch_up_now()
@@ -365,6 +384,7 @@ class Collection:
             config = txn.read_config() or self._config
             new_config = config
             if new_config.dim is None:
+                check_index_fits(new_config.index, vecs.shape[1])
                 new_config = replace(new_config, dim=vecs.shape[1])
             elif vecs.shape[1] != new_config.dim:
                 raise DimensionMismatchError(
@@ -451,19 +471,30 @@ class Collection:
         return self.path / "index"
 
     def _new_index(self, config: CollectionConfig, dim: int, store_seq: int) -> VectorIndex:
-        """An empty index of the configured kind, or the saved graph when it fits."""
+        """An empty index of the configured kind, or the saved one when it fits."""
         self._applied_seq = 0
         self._saved_seq = -1
-        if isinstance(config.index, HNSW):
-            try:
-                index, seq = HNSWIndex.load(self._index_dir, config.metric, dim, config.index)
-            except (OSError, ValueError, KeyError, RuntimeError):
-                return HNSWIndex(config.metric, dim, config.index)
-            if seq <= store_seq:
-                self._applied_seq = self._saved_seq = seq
-                return index
-            return HNSWIndex(config.metric, dim, config.index)
-        return FlatIndex(config.metric, dim)
+        kind = config.index
+        if isinstance(kind, Flat):
+            return FlatIndex(config.metric, dim)
+        loader = QuantizedIndex if _quantized(kind) else HNSWIndex
+        try:
+            index, seq = loader.load(self._index_dir, config.metric, dim, kind)  # type: ignore[arg-type]
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return self._empty_index(config, dim)
+        if seq <= store_seq:
+            self._applied_seq = self._saved_seq = seq
+            return index
+        return self._empty_index(config, dim)
+
+    @staticmethod
+    def _empty_index(config: CollectionConfig, dim: int) -> VectorIndex:
+        kind = config.index
+        if isinstance(kind, Flat):
+            return FlatIndex(config.metric, dim)
+        if isinstance(kind, IVFPQ) or kind.quantization != "none":
+            return QuantizedIndex(config.metric, dim, kind)
+        return HNSWIndex(config.metric, dim, kind)
 
     def _catch_up(self, snap: ReadTxn) -> CollectionConfig:
         """Bring the index up to the snapshot's sequence number (other processes' writes too)."""
@@ -480,27 +511,44 @@ class Collection:
             for changes in snap.changes_since(self._applied_seq, config.dim):
                 self._index.apply(changes)
             self._applied_seq = seq
+        if isinstance(self._index, QuantizedIndex) and self._index.wants_rebuild:
+            self._rebuild_from_store(snap, config)
         return config
+
+    def _rebuild_from_store(self, snap: ReadTxn, config: CollectionConfig) -> None:
+        """A fresh index trained and filled from the store's float vectors, at ``snap``."""
+        assert config.dim is not None
+        index = self._empty_index(config, config.dim)
+        index.reserve(snap.count())
+        for changes in snap.changes_since(0, config.dim):
+            index.apply(changes)
+        self._index = index
+        self._applied_seq = snap.current_seq()
+        self._saved_seq = -1
 
     def _save_index(self) -> None:
         """Persist a graph index that has changed since it was last saved."""
-        if isinstance(self._index, HNSWIndex) and self._saved_seq != self._applied_seq:
-            self._index.save(self._index_dir, self._applied_seq)
+        index = self._index
+        if isinstance(index, HNSWIndex | QuantizedIndex) and self._saved_seq != self._applied_seq:
+            index.save(self._index_dir, self._applied_seq)
             self._saved_seq = self._applied_seq
 
     def optimize(self) -> None:
-        """Rebuild a graph index without its deleted entries, and save it.
+        """Rebuild an approximate index without its deleted entries, and save it.
 
         Deleted entries are also compacted on their own once they pass a quarter
-        of the graph; a flat index needs nothing.
+        of the index; a quantized index is retrained on the current data; a flat
+        index needs nothing.
         """
         self._check_open()
-        with self._lock:
-            self._catch_up_now()
+        with self._lock, self._store.snapshot() as snap:
+            config = self._catch_up(snap)
             if isinstance(self._index, HNSWIndex):
                 self._index.rebuild()
                 self._saved_seq = -1
-                self._save_index()
+            elif isinstance(self._index, QuantizedIndex):
+                self._rebuild_from_store(snap, config)
+            self._save_index()
 
     def _catch_up_now(self) -> None:
         with self._lock, self._store.snapshot() as snap:
@@ -513,6 +561,8 @@ class Collection:
         k: int = 10,
         where: Any = None,
         ef: int | None = None,
+        nprobe: int | None = None,
+        rescore: int | None = None,
         exact: bool = False,
         progress: Progress | None = None,
     ) -> Results:
@@ -525,7 +575,10 @@ class Collection:
             where: a metadata filter (see :mod:`simsearch.filters`), applied
                 before ranking: when at least ``k`` items match, ``k`` come back.
             ef: candidate list size of an HNSW index (default: its ``ef_search``).
-            exact: search every vector exactly even with an HNSW index.
+            nprobe: lists an IVFPQ index visits (default: its ``nprobe``).
+            rescore: for quantized indexes, how many candidates per hit are
+                rescored with the float vectors (default: the index's ``rescore``).
+            exact: search every vector exactly even with an approximate index.
 
         Returns:
             :class:`~simsearch.Results` with one row of hits per query. Scores are
@@ -534,6 +587,16 @@ class Collection:
         """
         self._check_open()
         k = check_k(k)
+        knobs = {"ef": ef, "nprobe": nprobe, "rescore": rescore}
+        for name, value in knobs.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000
+            ):
+                raise InvalidArgumentError(
+                    f"{name} must be an integer in [1, 100000], got {value!r}"
+                )
+        if not isinstance(exact, bool):
+            raise InvalidArgumentError(f"exact must be true or false, got {exact!r}")
         flt = compile_filter(where) if where is not None else None
         queries = self._parse_queries(query, progress)
         with self._lock, ExitStack() as stack:
@@ -550,7 +613,7 @@ class Collection:
             allowed = None
             if flt is not None and not flt.matches_all:
                 allowed = self._filters.rows(snap, flt, self._applied_seq, len(self._index))
-            scores, rows = self._rank(queries, k, allowed, ef, exact)
+            scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
             described = snap.describe_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
         out: list[list[Hit]] = []
         for score_row, row_row in zip(scores.tolist(), rows.tolist(), strict=True):
@@ -565,29 +628,48 @@ class Collection:
 
     def _rank(
         self,
+        snap: ReadTxn,
         queries: FloatArray,
         k: int,
         allowed: Int64Array | None,
-        ef: int | None,
+        knobs: dict[str, int | None],
         exact: bool,
     ) -> tuple[FloatArray, Int64Array]:
         index = self._index
         assert index is not None  # caught up by the caller
+        config = self._config
+        if isinstance(index, FlatIndex):
+            return index.search(queries, k, allowed)
         plan = plan_search(
-            self._config.index,
+            config.index,
             live=len(index),
             allowed=None if allowed is None else len(allowed),
             force_exact=exact,
         )
-        if not isinstance(index, HNSWIndex):
-            return index.search(queries, k, allowed)
+        dim = queries.shape[1]
         if not plan.exact:
             try:
-                return index.search(queries, k, allowed, ef=ef)
+                if isinstance(index, QuantizedIndex):
+                    factor = knobs["rescore"] or index.config.rescore
+                    _, candidates = index.search(
+                        queries, k * factor, allowed, ef=knobs["ef"], nprobe=knobs["nprobe"]
+                    )
+                    return rescore_candidates(
+                        config.metric,
+                        queries,
+                        candidates,
+                        k,
+                        lambda rows: snap.vectors_of_rows(rows, dim),
+                    )
+                return index.search(queries, k, allowed, ef=knobs["ef"])
             except RuntimeError:
                 pass  # the walk found fewer than k items (a graph cut by deletions): go exact
-        rows = index.live_rows() if allowed is None else np.intersect1d(allowed, index.live_rows())
-        subset = FlatIndex.from_arrays(self._config.metric, rows, index.vectors(rows))
+        live = index.live_rows()
+        rows = live if allowed is None else np.intersect1d(allowed, live)
+        vectors = index.exact_vectors(rows)
+        if vectors is None:  # a quantized index holds codes only: read the floats
+            vectors = snap.vectors_of_rows(rows, dim)
+        subset = FlatIndex.from_arrays(config.metric, rows, vectors)
         return subset.search(queries, k)
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:

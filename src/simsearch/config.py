@@ -15,7 +15,15 @@ from typing import Any, ClassVar
 from simsearch.errors import InvalidArgumentError, NotACollectionError
 from simsearch.types import Metric
 
-__all__ = ["FORMAT_VERSION", "HNSW", "CollectionConfig", "EncoderSpec", "Flat", "IndexConfig"]
+__all__ = [
+    "FORMAT_VERSION",
+    "HNSW",
+    "IVFPQ",
+    "CollectionConfig",
+    "EncoderSpec",
+    "Flat",
+    "IndexConfig",
+]
 
 #: Bumped whenever the on-disk layout changes incompatibly.
 FORMAT_VERSION = 1
@@ -41,21 +49,43 @@ class Flat:
     kind: ClassVar[str] = "flat"
 
 
+#: How an approximate index keeps its search vectors in memory.
+QUANTIZATIONS = ("none", "int8", "binary")
+
+
+def _check_ints(owner: object, limits: tuple[tuple[str, int, int], ...]) -> None:
+    for name, low, high in limits:
+        value = getattr(owner, name)
+        if value is None and name in getattr(owner, "_optional", ()):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidArgumentError(
+                f"{type(owner).__name__} {name} must be an integer in [{low}, {high}]"
+            )
+
+
 @dataclass(frozen=True, kw_only=True)
 class HNSW:
-    """A hierarchical navigable small-world graph (hnswlib) for approximate search.
+    """A hierarchical navigable small-world graph for approximate search.
 
     Args:
         m: links per node (the paper's M); more links, better recall, more memory.
         ef_construction: candidate list size while building (efConstruction).
         ef_search: candidate list size while searching (ef), the default of ``search(ef=...)``.
+        quantization: ``"none"`` keeps float32 vectors in the graph (hnswlib);
+            ``"int8"`` (a quarter of the memory) and ``"binary"`` (one bit a
+            dimension, for high-dimensional embeddings) keep compressed codes
+            (FAISS) and rescore an oversampled candidate set with the stored
+            float vectors, so scores stay exact.
+        rescore: how many candidates per hit a quantized graph fetches for
+            rescoring (``k * rescore``), the default of ``search(rescore=...)``.
 
     Collections of at most ``exact_below`` items, and filtered searches whose
     filter leaves at most that many (or a tenth of the collection), are searched
     exactly instead (see :mod:`simsearch.planner`).
 
     >>> HNSW(m=32)
-    HNSW(m=32, ef_construction=200, ef_search=64, exact_below=20000)
+    HNSW(m=32, ef_construction=200, ef_search=64, exact_below=20000, quantization='none', rescore=4)
     """
 
     kind: ClassVar[str] = "hnsw"
@@ -63,21 +93,94 @@ class HNSW:
     ef_construction: int = 200
     ef_search: int = 64
     exact_below: int = 20_000
+    quantization: str = "none"
+    rescore: int = 4
 
     def __post_init__(self) -> None:
-        for name, low, high in (
-            ("m", 2, 256),
-            ("ef_construction", 1, 100_000),
-            ("ef_search", 1, 100_000),
-            ("exact_below", 0, 10**9),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise InvalidArgumentError(f"HNSW {name} must be an integer in [{low}, {high}]")
+        _check_ints(
+            self,
+            (
+                ("m", 2, 256),
+                ("ef_construction", 1, 100_000),
+                ("ef_search", 1, 100_000),
+                ("exact_below", 0, 10**9),
+                ("rescore", 1, 1000),
+            ),
+        )
+        if self.quantization not in QUANTIZATIONS:
+            raise InvalidArgumentError(
+                f"HNSW quantization must be one of {', '.join(QUANTIZATIONS)}, "
+                f"not {self.quantization!r}"
+            )
 
 
-IndexConfig = Flat | HNSW
-_INDEX_KINDS: dict[str, type[Flat] | type[HNSW]] = {"flat": Flat, "hnsw": HNSW}
+@dataclass(frozen=True, kw_only=True)
+class IVFPQ:
+    """An inverted file of product-quantized codes (FAISS), for collections whose
+    float vectors do not fit in memory: only the codes are held, and an oversampled
+    candidate set is rescored with the stored float vectors.
+
+    Args:
+        nlist: how many lists (k-means cells); ``None`` picks about 4 sqrt(n) when
+            the index is trained.
+        m: sub-quantizers, bytes a vector at 8 bits; ``None`` picks one per 4
+            dimensions (must divide the dimension rounded up to a multiple of 8).
+        nbits: bits per sub-quantizer code.
+        nprobe: lists visited per query, the default of ``search(nprobe=...)``.
+        rescore: candidates fetched per hit for rescoring, the default of
+            ``search(rescore=...)``.
+
+    Until a collection holds more than ``exact_below`` items its vectors stay in
+    memory and are searched exactly; then the index is trained on them.
+
+    >>> IVFPQ(nprobe=64).nprobe
+    64
+    """
+
+    kind: ClassVar[str] = "ivfpq"
+    _optional: ClassVar[tuple[str, ...]] = ("nlist", "m")
+    nlist: int | None = None
+    m: int | None = None
+    nbits: int = 8
+    nprobe: int = 32
+    rescore: int = 10
+    exact_below: int = 20_000
+
+    def __post_init__(self) -> None:
+        _check_ints(
+            self,
+            (
+                ("nlist", 1, 1 << 20),
+                ("m", 1, 4096),
+                ("nbits", 4, 12),
+                ("nprobe", 1, 1 << 20),
+                ("rescore", 1, 1000),
+                ("exact_below", 0, 10**9),
+            ),
+        )
+
+    def check_dim(self, dim: int) -> None:
+        """Raise unless the sub-quantizers split ``dim`` (rounded up to a multiple of 8) evenly."""
+        padded = -(-dim // 8) * 8
+        if self.m is not None and padded % self.m:
+            raise InvalidArgumentError(
+                f"IVFPQ m={self.m} must divide {padded} (the dimension {dim} rounded up to a "
+                "multiple of 8)"
+            )
+
+
+def check_index_fits(index: IndexConfig, dim: int | None) -> None:
+    """Raise when ``index`` cannot hold ``dim``-dimensional vectors."""
+    if dim is not None and isinstance(index, IVFPQ):
+        index.check_dim(dim)
+
+
+IndexConfig = Flat | HNSW | IVFPQ
+_INDEX_KINDS: dict[str, type[Flat] | type[HNSW] | type[IVFPQ]] = {
+    "flat": Flat,
+    "hnsw": HNSW,
+    "ivfpq": IVFPQ,
+}
 
 
 def index_to_dict(index: IndexConfig) -> dict[str, Any]:
@@ -87,7 +190,8 @@ def index_to_dict(index: IndexConfig) -> dict[str, Any]:
 def index_from_dict(data: dict[str, Any]) -> IndexConfig:
     kind = data.get("kind")
     if kind not in _INDEX_KINDS:
-        raise InvalidArgumentError(f"unknown index kind {kind!r}; valid kinds are: flat, hnsw")
+        valid = ", ".join(_INDEX_KINDS)
+        raise InvalidArgumentError(f"unknown index kind {kind!r}; valid kinds are: {valid}")
     params = {k: v for k, v in data.items() if k != "kind"}
     return _INDEX_KINDS[kind](**params)
 

@@ -41,6 +41,15 @@ class VectorIndex(Protocol):
         """Make room for ``extra`` more rows at once (a catch-up knows how many come)."""
         ...
 
+    def live_rows(self) -> Int64Array:
+        """Every live row, ascending."""
+        ...
+
+    def exact_vectors(self, rows: Int64Array) -> FloatArray | None:
+        """The float vectors of live ``rows`` as searched (normalised for cosine), or
+        ``None`` when the index keeps only compressed codes."""
+        ...
+
     def search(
         self,
         queries: FloatArray,

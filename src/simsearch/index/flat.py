@@ -143,6 +143,21 @@ class FlatIndex:
         self._n = len(keep)
         self._dead = 0
 
+    def live_rows(self) -> Int64Array:
+        """Every live row, ascending."""
+        return self._rows[: self._n][self._alive[: self._n]].copy()
+
+    def exact_vectors(self, rows: Int64Array) -> FloatArray | None:
+        """The float vectors of ``rows`` (this index holds them all)."""
+        return self.vectors(rows)
+
+    def vectors(self, rows: Int64Array) -> FloatArray:
+        """The held (normalised, for cosine) vectors of ``rows``, which must all be live."""
+        pos, found = self._positions(np.asarray(rows, dtype=np.int64))
+        if not found.all() or not self._alive[pos].all():
+            raise KeyError("rows not held by the index")
+        return self._vecs[pos]
+
     # -- search ----------------------------------------------------------------
     def search(
         self,

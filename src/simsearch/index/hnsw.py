@@ -14,11 +14,8 @@ most single-threaded queries per second at recall@10 >= 0.95.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ from simsearch.config import HNSW
 from simsearch.encoders.base import require
 from simsearch.index.base import Int64Array
 from simsearch.index.flat import normalize
+from simsearch.index.persist import replace_folder
 from simsearch.store import Changes
 from simsearch.types import FloatArray, Metric
 
@@ -129,6 +127,10 @@ class HNSWIndex:
         """Every live row, ascending."""
         return np.flatnonzero(self._alive).astype(np.int64)
 
+    def exact_vectors(self, rows: Int64Array) -> FloatArray | None:
+        """The float vectors of ``rows`` (this index holds them all)."""
+        return self.vectors(rows)
+
     def vectors(self, rows: Int64Array) -> FloatArray:
         """The stored (normalised, for cosine) vectors of ``rows``."""
         if not len(rows):
@@ -179,15 +181,10 @@ class HNSWIndex:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, directory: Path, seq: int) -> None:
-        """Write the graph, its live labels and the applied sequence number to ``directory``.
+        """Write the graph, its live labels and the applied sequence number to ``directory``
+        (a complete set or nothing, see :mod:`simsearch.index.persist`)."""
 
-        The three files are written and synced in a fresh sibling folder that then
-        replaces ``directory``, so a reader only ever sees one writer's complete set
-        (several processes may save at once), and a crash between the two renames
-        leaves no index at all, which the next opener rebuilds from the store.
-        """
-        staging = Path(tempfile.mkdtemp(prefix=directory.name + ".new-", dir=directory.parent))
-        try:
+        def write(staging: Path) -> None:
             self._graph.save_index(str(staging / GRAPH_FILE))
             np.save(staging / LABELS_FILE, self.live_rows())
             meta = {
@@ -199,19 +196,8 @@ class HNSWIndex:
                 "config": [self.config.m, self.config.ef_construction],
             }
             (staging / META_FILE).write_text(json.dumps(meta))
-            for name in (GRAPH_FILE, LABELS_FILE, META_FILE):
-                with (staging / name).open("rb") as fh:
-                    os.fsync(fh.fileno())
-            retired = directory.parent / f"{directory.name}.old-{staging.name.rsplit('-', 1)[-1]}"
-            # No index yet, or another process is swapping its own in right now:
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(directory, retired)
-            # Another process put its complete index in place first: keep that one.
-            with contextlib.suppress(OSError):
-                os.replace(staging, directory)
-            shutil.rmtree(retired, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+        replace_folder(directory, write)
 
     @classmethod
     def load(cls, directory: Path, metric: Metric, dim: int, config: HNSW) -> tuple[HNSWIndex, int]:

@@ -188,6 +188,10 @@ class SQLiteStore:
         return total
 
 
+#: Rows per statement when vectors are fetched by row number.
+_VECTOR_CHUNK = 65536
+
+
 def _chunks(seq: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(seq), _CHUNK):
         yield seq[start : start + _CHUNK]
@@ -281,6 +285,28 @@ class ReadTxn:
             (json.dumps(list(rows)),),
         )
         return {row: (id_, text, meta) for row, id_, text, meta in cur}
+
+    def vectors_of_rows(self, rows: Int64Array, dim: int) -> FloatArray:
+        """The stored vectors of ``rows`` (ascending, all live in this snapshot), in that order.
+
+        Used to rescore candidates of a quantized index and for exact search over
+        a subset when the index keeps no float vectors in memory.
+        """
+        out = np.empty((len(rows), dim), dtype=np.float32)
+        done = 0
+        for start in range(0, len(rows), _VECTOR_CHUNK):
+            part = rows[start : start + _VECTOR_CHUNK]
+            cur = self._conn.execute(
+                "SELECT row, vector FROM items WHERE row IN (SELECT value FROM json_each(?)) "
+                "ORDER BY row",
+                (json.dumps(part.tolist()),),
+            )
+            got = cur.fetchall()
+            if len(got) != len(part):
+                raise RuntimeError("the index refers to rows the store does not hold")
+            out[done : done + len(got)] = _vectors_from_blobs([b for _, b in got], dim)
+            done += len(got)
+        return out
 
     def get(self, ids: Sequence[str], dim: int) -> dict[str, StoredRow]:
         """Stored rows by id; ids that do not exist are absent from the result."""
