@@ -16,12 +16,15 @@ def batch_vectors(b: int) -> np.ndarray:
     return np.random.default_rng(b).standard_normal((BATCH, DIM)).astype(np.float32)
 
 
-def index_of(kind: str) -> simsearch.Flat | simsearch.HNSW:
-    return (
-        simsearch.HNSW(m=8, ef_construction=64, exact_below=0)
-        if kind == "hnsw"
-        else simsearch.Flat()
-    )
+def index_of(kind: str) -> simsearch.Flat | simsearch.HNSW | simsearch.IVFPQ:
+    """The index a crash test uses; approximate kinds are on from the first items."""
+    kinds: dict[str, simsearch.Flat | simsearch.HNSW | simsearch.IVFPQ] = {
+        "flat": simsearch.Flat(),
+        "hnsw": simsearch.HNSW(m=8, ef_construction=64, exact_below=0),
+        "int8": simsearch.HNSW(m=8, ef_construction=64, exact_below=0, quantization="int8"),
+        "ivfpq": simsearch.IVFPQ(nbits=4, exact_below=0),
+    }
+    return kinds[kind]
 
 
 def main() -> None:
@@ -33,7 +36,7 @@ def main() -> None:
             col.add(ids, vectors=batch_vectors(b), metadata=[{"batch": b}] * BATCH)
             # Printed only after add() returned: everything named here must survive a kill.
             print(b, flush=True)
-            if kind == "hnsw":
+            if kind != "flat":
                 # Kills also land while the graph absorbs writes, compacts and is saved.
                 col.search(batch_vectors(b)[:2], k=3)
                 if b % 3 == 0:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import simsearch
+from simsearch.index import quantized
 
 Factory = Callable[..., Any]
 
@@ -23,16 +24,29 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
 
 
-#: The graph is forced on (exact_below=0) and its beam covers these small test sets.
-GRAPH = simsearch.HNSW(exact_below=0, ef_search=1000)
+#: Approximate indexes are forced on (exact_below=0, and quantized ones trained from a few
+#: items) and search wide enough to cover these small test sets.
+INDEXES: dict[str, simsearch.Flat | simsearch.HNSW | simsearch.IVFPQ] = {
+    "local-flat": simsearch.Flat(),
+    "local-hnsw": simsearch.HNSW(exact_below=0, ef_search=1000),
+    "local-int8": simsearch.HNSW(exact_below=0, ef_search=1000, quantization="int8"),
+    "local-binary": simsearch.HNSW(
+        exact_below=0, ef_search=1000, quantization="binary", rescore=100
+    ),
+    "local-ivfpq": simsearch.IVFPQ(exact_below=0, nbits=4, nprobe=4096, rescore=100),
+}
 
 
-@pytest.fixture(params=["local-flat", "local-hnsw", "remote"])
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+@pytest.fixture(params=[*INDEXES, "remote"])
+def make(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Factory]:
     """``make(metric, dim)`` opens a fresh collection on the backend under test."""
     opened: list[Any] = []
     if request.param.startswith("local"):
-        index = GRAPH if request.param == "local-hnsw" else simsearch.Flat()
+        index = INDEXES[request.param]
+        monkeypatch.setattr(quantized, "MIN_TRAIN_GRAPH", 2)
+        monkeypatch.setattr(quantized, "POINTS_PER_CENTROID", 1)
 
         def local(metric: str = "cosine", dim: int | None = None) -> Any:
             col = simsearch.Collection.open(

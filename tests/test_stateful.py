@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import simsearch
 from oracle import Oracle, close
+from simsearch.index import quantized
 
 DIM = 4
 IDS = st.sampled_from([f"id{i}" for i in range(24)] + ["ünï", "空"])
@@ -44,7 +45,7 @@ WHERE = st.one_of(
 
 class CollectionMachine(RuleBasedStateMachine):
     metric = "dot"
-    index: simsearch.Flat | simsearch.HNSW = simsearch.Flat()
+    index: simsearch.Flat | simsearch.HNSW | simsearch.IVFPQ = simsearch.Flat()
 
     def __init__(self) -> None:
         super().__init__()
@@ -167,6 +168,47 @@ class HNSWMachine(CollectionMachine):
         self.col.optimize()
 
 
+class QuantizedMachine(HNSWMachine):
+    """Quantized indexes, trained from the first few items (the minimum training sizes are
+    lowered for these tiny collections) and asked for enough candidates to cover them all,
+    so the exact rescoring must reproduce the oracle's scores; compaction and retraining
+    rebuild them from the store."""
+
+    def __init__(self) -> None:
+        self._saved = (quantized.MIN_TRAIN_GRAPH, quantized.POINTS_PER_CENTROID)
+        quantized.MIN_TRAIN_GRAPH, quantized.POINTS_PER_CENTROID = 4, 1
+        super().__init__()
+
+    def teardown(self) -> None:
+        super().teardown()
+        quantized.MIN_TRAIN_GRAPH, quantized.POINTS_PER_CENTROID = self._saved
+
+
+class Int8Machine(QuantizedMachine):
+    index = simsearch.HNSW(
+        m=4, ef_construction=32, exact_below=0, quantization="int8", rescore=1000
+    )
+
+
+class BinaryMachine(QuantizedMachine):
+    metric = "dot"
+    index = simsearch.HNSW(
+        m=4, ef_construction=32, exact_below=0, quantization="binary", rescore=1000
+    )
+
+    def check_row(self, got: list[simsearch.Hit], want: list[tuple[str, float]]) -> None:
+        assert len(got) == len(want)
+        assert all(close(h.score, s) for h, (_, s) in zip(got, want, strict=True))
+        for hit in got:
+            assert hit.id in self.oracle.items, f"{hit.id} was deleted but came back"
+            vec, _ = self.oracle.items[hit.id]
+            assert close(hit.score, float(vec @ self.last_query))
+
+
+class IVFPQMachine(QuantizedMachine):
+    index = simsearch.IVFPQ(nbits=4, nprobe=1 << 20, exact_below=0, rescore=1000)
+
+
 _settings = settings(
     max_examples=100,
     stateful_step_count=25,
@@ -179,3 +221,9 @@ TestL2Collection = L2Machine.TestCase
 TestL2Collection.settings = _settings
 TestHNSWCollection = HNSWMachine.TestCase
 TestHNSWCollection.settings = _settings
+TestInt8Collection = Int8Machine.TestCase
+TestInt8Collection.settings = _settings
+TestBinaryCollection = BinaryMachine.TestCase
+TestBinaryCollection.settings = _settings
+TestIVFPQCollection = IVFPQMachine.TestCase
+TestIVFPQCollection.settings = _settings
