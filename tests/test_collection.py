@@ -163,3 +163,20 @@ def test_repeated_filters_are_patched_not_rescanned(
         assert ids == want
         cache = col._filters
         assert (cache.full_scans, cache.patches) == (1, 1)
+
+
+def test_hits_parse_metadata_lazily_and_stay_immutable(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add(["a", "b"], vectors=[[1, 0], [0, 1]], metadata=[{"n": [1, "ü"]}, None])
+        res = col.search([[1.0, 0.5], [0.0, 1.0]], k=3)
+        assert res.ids.tolist() == [["a", "b", None], ["b", "a", None]]
+        assert res.scores.tolist() == [[1.0, 0.5, -np.inf], [1.0, 0.0, -np.inf]]
+        hit = res[0][0]
+        assert hit._metadata is None  # not parsed until looked at
+        assert hit.metadata == {"n": [1, "ü"]}
+        assert res[1][1] == simsearch.Hit("a", 0.0, {"n": [1, "ü"]})
+        assert res == simsearch.Results(k=3, rows=res.rows)
+        with pytest.raises(AttributeError):
+            hit.score = 2.0  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            res.k = 1  # type: ignore[misc]

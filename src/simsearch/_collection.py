@@ -47,7 +47,7 @@ from simsearch.index.rescore import rescore as rescore_candidates
 from simsearch.planner import plan_search
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.store.sqlite import Int64Array, ReadTxn
-from simsearch.types import FloatArray, Hit, Item, JSONObject, Metric, Results
+from simsearch.types import FloatArray, Item, JSONObject, Metric, Results
 from simsearch.validation import (
     as_vector_batch,
     check_ids,
@@ -614,17 +614,8 @@ class Collection:
             if flt is not None and not flt.matches_all:
                 allowed = self._filters.rows(snap, flt, self._applied_seq, len(self._index))
             scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
-            described = snap.describe_rows(sorted({int(r) for r in rows.ravel() if r >= 0}))
-        out: list[list[Hit]] = []
-        for score_row, row_row in zip(scores.tolist(), rows.tolist(), strict=True):
-            hits = []
-            for score, row in zip(score_row, row_row, strict=True):
-                if row < 0:
-                    break
-                id_, text, meta = described[row]
-                hits.append(Hit(id=id_, score=score, metadata=_parse_metadata(meta), text=text))
-            out.append(hits)
-        return Results(k=k, rows=out)
+            described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
+        return Results._from_search(k, scores, rows, described)
 
     def _rank(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,27 +62,91 @@ class Item:
     metadata: JSONObject = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class Hit:
-    """One search result: the item's id, its score (higher is better) and what it holds."""
+    """One search result: the item's id, its score (higher is better) and what it holds.
 
+    Hits are immutable. The metadata of a hit read from a collection is parsed
+    only when it is first looked at, so large result sets that are used for
+    their ids and scores do not pay for it.
+
+    >>> h = Hit("a", 0.5, {"n": 1})
+    >>> h
+    Hit(id='a', score=0.5, metadata={'n': 1}, text=None)
+    >>> h == Hit._from_stored("a", 0.5, '{"n": 1}', None)
+    True
+    """
+
+    __slots__ = ("_metadata", "_metadata_json", "id", "score", "text")
     id: str
     score: float
-    metadata: JSONObject = field(default_factory=dict)
-    text: str | None = None
+    text: str | None
+    _metadata: JSONObject | None
+    _metadata_json: str | None
+
+    def __init__(
+        self, id: str, score: float, metadata: JSONObject | None = None, text: str | None = None
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", id)
+        set_(self, "score", score)
+        set_(self, "text", text)
+        set_(self, "_metadata", {} if metadata is None else metadata)
+        set_(self, "_metadata_json", None)
+
+    @classmethod
+    def _from_stored(cls, id: str, score: float, metadata_json: str, text: str | None) -> Hit:
+        hit = cls(id, score, None, text)
+        if metadata_json != "{}":
+            object.__setattr__(hit, "_metadata", None)
+            object.__setattr__(hit, "_metadata_json", metadata_json)
+        return hit
+
+    @property
+    def metadata(self) -> JSONObject:
+        """The item's metadata (a JSON object)."""
+        metadata = self._metadata
+        if metadata is None:
+            metadata = json.loads(self._metadata_json or "{}")
+            object.__setattr__(self, "_metadata", metadata)
+        return metadata
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Hit is immutable; cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Hit is immutable; cannot delete {name}")
+
+    def _key(self) -> tuple[str, float, JSONObject, str | None]:
+        return (self.id, self.score, self.metadata, self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Hit) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # metadata is a dict
+
+    def __repr__(self) -> str:
+        return (
+            f"Hit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r}, "
+            f"text={self.text!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The hit as a plain dict (JSON-serialisable)."""
         return {"id": self.id, "score": self.score, "metadata": self.metadata, "text": self.text}
 
 
-@dataclass(frozen=True)
+#: ``row -> (id, text, metadata_json)`` of the items a search returned.
+Described: TypeAlias = dict[int, tuple[str, str | None, str]]
+
+
 class Results:
     """The answer to a search: one row of hits per query, best first.
 
     A row holds fewer than ``k`` hits only when fewer than ``k`` items exist or
     match the filter. ``ids`` and ``scores`` give the same rows as padded
-    ``(n_queries, k)`` arrays: missing places hold ``None`` and ``-inf``.
+    ``(n_queries, k)`` arrays: missing places hold ``None`` and ``-inf``. A
+    collection's results make their :class:`Hit` objects only when rows are
+    looked at, so ``ids`` and ``scores`` of a large batch stay cheap.
 
     >>> r = Results(k=2, rows=[[Hit("a", 0.9)], [Hit("b", 0.8), Hit("a", 0.1)]])
     >>> r.ids.tolist()
@@ -90,10 +155,64 @@ class Results:
     ('b', 2)
     """
 
+    __slots__ = ("_described", "_row_numbers", "_rows", "_scores", "k")
     k: int
-    rows: list[list[Hit]]
+    _rows: list[list[Hit]] | None
+    _scores: npt.NDArray[np.float32] | None
+    _row_numbers: npt.NDArray[np.int64] | None
+    _described: Described | None
+
+    def __init__(self, k: int, rows: Sequence[Sequence[Hit]]) -> None:
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "_rows", [list(r) for r in rows])
+        object.__setattr__(self, "_scores", None)
+        object.__setattr__(self, "_row_numbers", None)
+        object.__setattr__(self, "_described", None)
+
+    @classmethod
+    def _from_search(
+        cls,
+        k: int,
+        scores: npt.NDArray[np.float32],
+        rows: npt.NDArray[np.int64],
+        described: Described,
+    ) -> Results:
+        """Results over a search's ``(n_queries, k)`` scores and store rows (``-1`` pads)."""
+        out = cls(k, [])
+        object.__setattr__(out, "_rows", None)
+        object.__setattr__(out, "_scores", scores)
+        object.__setattr__(out, "_row_numbers", rows)
+        object.__setattr__(out, "_described", described)
+        return out
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Results are immutable; cannot set {name}")
+
+    @property
+    def rows(self) -> list[list[Hit]]:
+        """Every query's hits, best first."""
+        if self._rows is None:
+            assert self._scores is not None
+            assert self._row_numbers is not None
+            described = self._described or {}
+            made = []
+            for score_row, row_row in zip(
+                self._scores.tolist(), self._row_numbers.tolist(), strict=True
+            ):
+                hits = []
+                for score, row in zip(score_row, row_row, strict=True):
+                    if row < 0:
+                        break
+                    id_, text, meta = described[row]
+                    hits.append(Hit._from_stored(id_, score, meta, text))
+                made.append(hits)
+            object.__setattr__(self, "_rows", made)
+            return made
+        return self._rows
 
     def __len__(self) -> int:
+        if self._row_numbers is not None:
+            return len(self._row_numbers)
         return len(self.rows)
 
     def __getitem__(self, query_index: int) -> list[Hit]:
@@ -102,9 +221,26 @@ class Results:
     def __iter__(self) -> Iterator[list[Hit]]:
         return iter(self.rows)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Results) and (self.k, self.rows) == (other.k, other.rows)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Results(k={self.k!r}, rows={self.rows!r})"
+
     @property
     def ids(self) -> npt.NDArray[np.object_]:
         """Hit ids, shape ``(n_queries, k)``, padded with ``None``."""
+        if self._row_numbers is not None and self._rows is None:
+            rows = self._row_numbers
+            described = self._described or {}
+            out = np.full(rows.shape, None, dtype=object)
+            found = rows >= 0
+            unique, inverse = np.unique(rows[found], return_inverse=True)
+            names = np.array([described[r][0] for r in unique.tolist()] or [""], dtype=object)
+            out[found] = names[inverse] if len(unique) else []
+            return out
         out = np.full((len(self.rows), self.k), None, dtype=object)
         for i, row in enumerate(self.rows):
             for j, hit in enumerate(row):
@@ -114,6 +250,8 @@ class Results:
     @property
     def scores(self) -> npt.NDArray[np.float32]:
         """Hit scores, shape ``(n_queries, k)``, padded with ``-inf``."""
+        if self._scores is not None and self._row_numbers is not None:
+            return np.where(self._row_numbers >= 0, self._scores, -np.inf).astype(np.float32)
         out = np.full((len(self.rows), self.k), -math.inf, dtype=np.float32)
         for i, row in enumerate(self.rows):
             for j, hit in enumerate(row):
