@@ -193,6 +193,107 @@ def filtered(
     return rows
 
 
+QUANTIZED_EFS = (32, 48, 64, 96, 128, 192)
+NPROBES = (8, 16, 32, 64, 128)
+
+
+def quantized(
+    path: Path, base: np.ndarray, queries: np.ndarray, truth: np.ndarray, truth_of: Any
+) -> dict[str, Any]:
+    """Reopen the collection at ``path`` with each quantized index kind (rebuilt from the
+    store) and sweep its search knob; a raw FAISS int8 HNSW beside it as the peer."""
+    out: dict[str, Any] = {}
+    float_bytes = base.nbytes
+    kinds: dict[str, tuple[Any, str, tuple[int, ...], tuple[int, ...]]] = {
+        "hnsw_int8": (
+            simsearch.HNSW(m=M, ef_construction=EF_CONSTRUCTION, quantization="int8"),
+            "ef",
+            QUANTIZED_EFS,
+            (2, 4),
+        ),
+        "hnsw_binary": (
+            simsearch.HNSW(m=M, ef_construction=EF_CONSTRUCTION, quantization="binary"),
+            "ef",
+            (64, 128, 256),
+            (10, 40),
+        ),
+        "ivfpq": (simsearch.IVFPQ(), "nprobe", NPROBES, (10, 40)),
+    }
+    for name, (index, knob, values, rescores) in kinds.items():
+        col, reopen = timed(lambda index=index: simsearch.Collection.open(path, index=index))
+        _, build = timed(lambda col=col: col.search(queries[:1], k=K))
+        codes = col._index.code_bytes()
+        curve = []
+        for rescore in rescores:
+            for value in values:
+                res, t = timed(
+                    lambda col=col, knob=knob, value=value, rescore=rescore: col.search(
+                        queries, k=K, rescore=rescore, **{knob: value}
+                    )
+                )
+                curve.append(
+                    {
+                        knob: value,
+                        "rescore": rescore,
+                        "recall": truth_of(res),
+                        "qps": len(queries) / t,
+                    }
+                )
+        col.close()
+        out[name] = {
+            "build_s": reopen + build,
+            "code_bytes": codes,
+            "float32_bytes": float_bytes,
+            "code_share_of_float32": codes / float_bytes,
+            "curve": curve,
+            "best_recall": max(p["recall"] for p in curve),
+            "qps_at_0.95": qps_at(curve, 0.95),
+        }
+        print(name, {k: v for k, v in out[name].items() if k != "curve"}, flush=True)
+
+    # The peer: FAISS int8 HNSW on the same vectors (padded to a multiple of 8, as simsearch
+    # does for FAISS's SIMD kernels), rescored the same way with the float vectors.
+    padded = np.pad(base, ((0, 0), (0, -base.shape[1] % 8)))
+    qp = np.pad(queries, ((0, 0), (0, -base.shape[1] % 8)))
+    f = faiss.IndexHNSWSQ(
+        padded.shape[1], faiss.ScalarQuantizer.QT_8bit, M, faiss.METRIC_INNER_PRODUCT
+    )
+    f.hnsw.efConstruction = EF_CONSTRUCTION
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    _, build = timed(lambda: (f.train(padded), f.add(padded)))
+    faiss.omp_set_num_threads(1)
+    curve = []
+    for rescore in (2, 4):
+        for ef in QUANTIZED_EFS:
+            f.hnsw.efSearch = max(ef, K * rescore)
+
+            def run(rescore: int = rescore) -> np.ndarray:
+                _, cand = f.search(qp, K * rescore)
+                exact = np.einsum("qd,qkd->qk", queries, base[cand])
+                order = np.argsort(-exact, axis=1)[:, :K]
+                return np.take_along_axis(cand, order, axis=1)
+
+            found, t = timed(run)
+            curve.append(
+                {
+                    "ef": ef,
+                    "rescore": rescore,
+                    "recall": recall(found, truth),
+                    "qps": len(queries) / t,
+                }
+            )
+    out["faiss_hnsw_sq8_peer"] = {
+        "build_s": build,
+        "curve": curve,
+        "qps_at_0.95": qps_at(curve, 0.95),
+    }
+    out["int8_ratio_to_faiss_sq8"] = (
+        out["hnsw_int8"]["qps_at_0.95"] / out["faiss_hnsw_sq8_peer"]["qps_at_0.95"]
+    )
+    print("faiss sq8 peer", out["faiss_hnsw_sq8_peer"]["qps_at_0.95"], flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=10_000)
@@ -279,6 +380,15 @@ def main() -> None:
             np.array([[hash(live_ids[j]) for j in row] for row in truth]),
         )
         fresh.close()
+
+        def live_recall(res: Any) -> float:
+            """Recall of a collection's results against the ground truth, under live ids."""
+            return recall(
+                np.array([[hash(i) for i in row] for row in res.ids]),
+                np.array([[hash(live_ids[j]) for j in row] for row in truth]),
+            )
+
+        report["quantized"] = quantized(root / "fresh", base, queries, truth, live_recall)
         report["churn"] = {
             "ef": ef,
             "after_churn_recall": churn,
@@ -320,6 +430,17 @@ def plot(report: dict[str, Any]) -> None:
     ):
         c = report["simsearch"][key]
         ax.plot([p["recall"] for p in c], [p["qps"] for p in c], marker="s", label=name)
+    for name, data in report.get("quantized", {}).items():
+        if not isinstance(data, dict) or "curve" not in data:
+            continue
+        c = sorted(data["curve"], key=lambda p: p["recall"])
+        ax.plot(
+            [p["recall"] for p in c],
+            [p["qps"] for p in c],
+            marker=".",
+            linestyle="--",
+            label=f"{name} (rescored)",
+        )
     ax.axvline(0.95, color="grey", linestyle=":")
     ax.set_xlabel("recall@10")
     ax.set_ylabel("queries per second (1 thread)")

@@ -21,9 +21,11 @@ same recall and, unlike usearch's Python API, takes a filter inside the walk.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,17 @@ META_FILE = "quantized.json"
 
 def _padded(dim: int) -> int:
     return -(-dim // SIMD_WIDTH) * SIMD_WIDTH
+
+
+@contextlib.contextmanager
+def _all_threads(faiss: Any) -> Iterator[None]:
+    """Build with every core, then give searches back the caller's thread setting."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _describe(config: HNSW | IVFPQ) -> str:
@@ -187,11 +200,11 @@ class QuantizedIndex:
             grown[: self._n] = self._rows[: self._n]
             self._rows = grown
         self._ensure_rows(int(rows.max()))
-        self._faiss.omp_set_num_threads(os.cpu_count() or 1)
-        if self.kind == "hnsw-binary":
-            self._index.add(self._binary_codes(x))
-        else:
-            self._index.add(x)
+        with _all_threads(self._faiss):
+            if self.kind == "hnsw-binary":
+                self._index.add(self._binary_codes(x))
+            else:
+                self._index.add(x)
         self._rows[start:end] = rows
         self._pos_of_row[rows] = np.arange(start, end, dtype=np.int64)
         self._n = end
@@ -229,8 +242,8 @@ class QuantizedIndex:
         assert buffer is not None
         rows = buffer.live_rows()
         x = self._prepare(buffer.vectors(rows))
-        self._faiss.omp_set_num_threads(os.cpu_count() or 1)
-        self._index = self._new_faiss_index(x, len(rows) + self._incoming)
+        with _all_threads(self._faiss):
+            self._index = self._new_faiss_index(x, len(rows) + self._incoming)
         self._trained_on = len(rows)
         self._buffer = None
         self._add(rows, x)
