@@ -82,7 +82,17 @@ def test_ingest_can_choose_the_index(tmp_path: Path) -> None:
     assert json.loads(runner.invoke(app, ["info", str(col), "--json"]).stdout)["index"] == "hnsw"
     bad = runner.invoke(app, ["ingest", str(src), "--into", str(tmp_path / "x"), "--index", "ivf"])
     assert bad.exit_code == 1
-    assert "valid kinds are: flat, hnsw" in bad.output
+    assert "valid kinds are: flat, hnsw, hnsw-int8, hnsw-binary, ivfpq" in bad.output
+    # Another kind on reopen: the index is derived, so it is rebuilt from the store.
+    assert (
+        runner.invoke(
+            app, ["ingest", str(src), "--into", str(col), "--index", "hnsw-int8", "--upsert"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        json.loads(runner.invoke(app, ["info", str(col), "--json"]).stdout)["index"] == "hnsw-int8"
+    )
 
 
 def test_reingest_duplicate_is_a_clear_error_and_upsert_works(built: Path, tmp_path: Path) -> None:

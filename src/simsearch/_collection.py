@@ -27,6 +27,7 @@ from simsearch.config import (
     Flat,
     IndexConfig,
     check_index_fits,
+    index_name,
 )
 from simsearch.encoders import DEFAULT_ENCODER, Encoder, ProgressCallback, get_encoder
 from simsearch.errors import (
@@ -291,7 +292,7 @@ class Collection:
                     if config.encoder
                     else None
                 ),
-                "index": config.index.kind,
+                "index": index_name(config.index),
                 "seq": seq,
                 "size_bytes": self._store.size_bytes(),
             }

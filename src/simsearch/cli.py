@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simsearch._collection import Collection
-from simsearch.config import HNSW, Flat
+from simsearch.config import HNSW, IVFPQ, Flat, IndexConfig
 from simsearch.errors import InvalidArgumentError, SimsearchError
 from simsearch.eval import evaluate_rankings, load_beir
 from simsearch.progress import progress_bar
@@ -63,11 +63,20 @@ def _parse_where(where: str | None) -> Any:
         raise InvalidArgumentError(f"--where is not valid JSON: {exc.msg}") from None
 
 
-def _index_config(name: str) -> Flat | HNSW:
-    kinds: dict[str, Flat | HNSW] = {"flat": Flat(), "hnsw": HNSW()}
-    if name not in kinds:
-        raise InvalidArgumentError(f"unknown index kind {name!r}; valid kinds are: flat, hnsw")
-    return kinds[name]
+INDEX_KINDS: dict[str, IndexConfig] = {
+    "flat": Flat(),
+    "hnsw": HNSW(),
+    "hnsw-int8": HNSW(quantization="int8"),
+    "hnsw-binary": HNSW(quantization="binary"),
+    "ivfpq": IVFPQ(),
+}
+
+
+def _index_config(name: str) -> IndexConfig:
+    if name not in INDEX_KINDS:
+        valid = ", ".join(INDEX_KINDS)
+        raise InvalidArgumentError(f"unknown index kind {name!r}; valid kinds are: {valid}")
+    return INDEX_KINDS[name]
 
 
 def _batched(items: list[T], size: int) -> Iterator[list[T]]:
@@ -90,7 +99,11 @@ def ingest(
         str | None, typer.Option(help="cosine, dot or l2 for a new collection.")
     ] = None,
     index: Annotated[
-        str | None, typer.Option(help="Index kind: flat (exact) or hnsw (approximate graph).")
+        str | None,
+        typer.Option(
+            help="Index kind: flat (exact), hnsw (graph), hnsw-int8 or hnsw-binary (graph over "
+            "compressed codes, rescored) or ivfpq (compressed inverted file, rescored)."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Items per transaction.")] = 256,
     upsert: Annotated[bool, typer.Option(help="Replace items whose id already exists.")] = False,

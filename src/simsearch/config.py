@@ -169,6 +169,17 @@ class IVFPQ:
             )
 
 
+def index_name(index: IndexConfig) -> str:
+    """A short name of the index kind: flat, hnsw, hnsw-int8, hnsw-binary or ivfpq.
+
+    >>> index_name(HNSW(quantization="int8"))
+    'hnsw-int8'
+    """
+    if isinstance(index, HNSW) and index.quantization != "none":
+        return f"hnsw-{index.quantization}"
+    return index.kind
+
+
 def check_index_fits(index: IndexConfig, dim: int | None) -> None:
     """Raise when ``index`` cannot hold ``dim``-dimensional vectors."""
     if dim is not None and isinstance(index, IVFPQ):
