@@ -225,3 +225,25 @@ def test_bad_search_knobs_are_refused(tmp_path: Path, knobs: dict[str, object]) 
         col.add(["a"], vectors=np.ones((1, DIM)))
         with pytest.raises(simsearch.InvalidArgumentError):
             col.search(np.ones(DIM), k=1, **knobs)  # type: ignore[arg-type]
+
+
+def test_exact_search_of_a_quantized_index_reads_the_store_block_by_block(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simsearch import _collection
+
+    with simsearch.Collection.open(built) as col:
+        whole = col.search(QUERIES[:30], k=10, exact=True)
+        filtered = col.search(QUERIES[:30], k=10, exact=True, where={"label": {"$lt": 3}})
+        monkeypatch.setattr(_collection, "EXACT_BLOCK", 7)
+        for got, want in (
+            (col.search(QUERIES[:30], k=10, exact=True), whole),
+            (col.search(QUERIES[:30], k=10, exact=True, where={"label": {"$lt": 3}}), filtered),
+        ):
+            # Blocks of other sizes may round the last bit differently: ids exact, scores close.
+            assert got.ids.tolist() == want.ids.tolist()
+            np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+    with simsearch.Collection.open(built, index=simsearch.Flat()) as flat:
+        assert flat.search(QUERIES[:30], k=10).ids.tolist() == whole.ids.tolist()
+    with simsearch.Collection.open(built, index=INDEXES[kind_of(built)]):
+        pass  # back to the kind under test for the other tests of this module

@@ -44,6 +44,7 @@ from simsearch.filters import compile_filter
 from simsearch.index import FlatIndex, VectorIndex
 from simsearch.index.hnsw import HNSWIndex
 from simsearch.index.quantized import QuantizedIndex
+from simsearch.index.rescore import merge_top_k
 from simsearch.index.rescore import rescore as rescore_candidates
 from simsearch.planner import plan_search
 from simsearch.store import DB_FILENAME, SQLiteStore
@@ -61,6 +62,8 @@ from simsearch.validation import (
 __all__ = ["Collection"]
 
 Progress = bool | ProgressCallback
+#: Rows read from the store at a time by an exact search of a quantized index.
+EXACT_BLOCK = 65_536
 #: Show a bar on its own (progress=None) when embedding at least this many texts.
 AUTO_PROGRESS_MIN = 256
 
@@ -659,10 +662,19 @@ class Collection:
         live = index.live_rows()
         rows = live if allowed is None else np.intersect1d(allowed, live)
         vectors = index.exact_vectors(rows)
-        if vectors is None:  # a quantized index holds codes only: read the floats
-            vectors = snap.vectors_of_rows(rows, dim)
-        subset = FlatIndex.from_arrays(config.metric, rows, vectors)
-        return subset.search(queries, k)
+        if vectors is not None:
+            return FlatIndex.from_arrays(config.metric, rows, vectors).search(queries, k)
+        # A quantized index holds codes only: read the floats from the store a block at a
+        # time (the collection may not fit in memory) and keep the best k of every block.
+        best_s: list[FloatArray] = []
+        best_r: list[Int64Array] = []
+        for start in range(0, len(rows), EXACT_BLOCK):
+            part = rows[start : start + EXACT_BLOCK]
+            block = FlatIndex.from_arrays(config.metric, part, snap.vectors_of_rows(part, dim))
+            scores, found = block.search(queries, k)
+            best_s.append(scores)
+            best_r.append(found)
+        return merge_top_k(np.hstack(best_s), np.hstack(best_r), k)
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         """Every item in insertion order (for export); reads one consistent snapshot."""

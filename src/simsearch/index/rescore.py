@@ -15,7 +15,7 @@ from simsearch.index.base import Int64Array
 from simsearch.index.flat import normalize
 from simsearch.types import FloatArray, Metric
 
-__all__ = ["rescore"]
+__all__ = ["merge_top_k", "rescore"]
 
 QUERY_CHUNK = 256
 
@@ -58,12 +58,26 @@ def rescore(
             s = -np.sqrt(np.einsum("qkd,qkd->qk", gathered - q, gathered - q))
         else:
             s = np.einsum("qkd,qkd->qk", np.broadcast_to(q, gathered.shape), gathered)
-        s = np.where(valid, s, -np.inf).astype(np.float32)
-        tie = np.where(valid, cand, np.iinfo(np.int64).max)
-        order = np.lexsort((tie, -s), axis=-1)[:, :k]
-        width = order.shape[1]
-        scores[part, :width] = np.take_along_axis(s, order, axis=1)
-        rows[part, :width] = np.where(
-            np.take_along_axis(valid, order, axis=1), np.take_along_axis(cand, order, axis=1), -1
-        )
+        scores[part], rows[part] = merge_top_k(s, np.where(valid, cand, -1), k)
     return scores, rows
+
+
+def merge_top_k(scores: FloatArray, rows: Int64Array, k: int) -> tuple[FloatArray, Int64Array]:
+    """The best ``k`` of each row of ``(scores, rows)`` (``-1`` rows pad), ties by row.
+
+    >>> s, r = merge_top_k(np.array([[0.5, 0.9, 0.5]]), np.array([[7, 2, 3]]), 2)
+    >>> r.tolist(), s.tolist()
+    ([[2, 3]], [[0.9, 0.5]])
+    """
+    valid = rows >= 0
+    s = np.where(valid, scores, -np.inf).astype(np.float32)
+    tie = np.where(valid, rows, np.iinfo(np.int64).max)
+    order = np.lexsort((tie, -s), axis=-1)[:, :k]
+    out_s = np.full((len(rows), k), -np.inf, dtype=np.float32)
+    out_r = np.full((len(rows), k), -1, dtype=np.int64)
+    width = order.shape[1]
+    out_s[:, :width] = np.take_along_axis(s, order, axis=1)
+    out_r[:, :width] = np.where(
+        np.take_along_axis(valid, order, axis=1), np.take_along_axis(rows, order, axis=1), -1
+    )
+    return out_s, out_r
