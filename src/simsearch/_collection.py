@@ -18,7 +18,9 @@ from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
+from simsearch.calibration import WINDOW, Background, Calibrator, fit_calibrator
 from simsearch.config import (
     HNSW,
     IVFPQ,
@@ -38,10 +40,12 @@ from simsearch.errors import (
     InvalidArgumentError,
     ItemNotFoundError,
     NotACollectionError,
+    NotCalibratedError,
 )
 from simsearch.filter_cache import FilterCache
 from simsearch.filters import compile_filter
 from simsearch.index import FlatIndex, VectorIndex
+from simsearch.index.flat import normalize
 from simsearch.index.hnsw import HNSWIndex
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.rescore import merge_top_k
@@ -62,6 +66,12 @@ from simsearch.validation import (
 __all__ = ["Collection"]
 
 Progress = bool | ProgressCallback
+#: Search knobs left to the index's defaults.
+NO_KNOBS: dict[str, int | None] = {"ef": None, "nprobe": None, "rescore": None}
+#: Where the calibration is saved beside the data.
+CALIBRATION_KEY = "calibration"
+#: The collection's score background is recomputed once its size drifts by this share.
+BACKGROUND_DRIFT = 0.10
 #: Rows read from the store at a time by an exact search of a quantized index.
 EXACT_BLOCK = 65_536
 #: Show a bar on its own (progress=None) when embedding at least this many texts.
@@ -87,6 +97,17 @@ def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
 
 def _spec(encoder: Encoder) -> EncoderSpec:
     return EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
+
+
+def _relevant_ids(judgement: Any) -> set[str]:
+    """The relevant ids of one query's judgements: a dict of id to grade, or ids."""
+    if isinstance(judgement, dict):
+        return {str(i) for i, grade in judgement.items() if grade > 0}
+    if isinstance(judgement, str) or not isinstance(judgement, set | list | tuple | frozenset):
+        raise InvalidArgumentError(
+            "each judgement must be a set or list of relevant ids, or a dict of id to grade"
+        )
+    return {str(i) for i in judgement}
 
 
 def _quantized(kind: IndexConfig) -> bool:
@@ -133,6 +154,7 @@ class Collection:
         self._index: VectorIndex | None = None
         self._index_config: IndexConfig | None = None
         self._filters = FilterCache()
+        self._calibration: tuple[str, Calibrator] | None = None
         self._applied_seq = 0
         self._saved_seq = -1  # the sequence number of the index files on disk
         self._closed = False
@@ -568,6 +590,7 @@ class Collection:
         nprobe: int | None = None,
         rescore: int | None = None,
         exact: bool = False,
+        min_relevance: float | None = None,
         progress: Progress | None = None,
     ) -> Results:
         """The ``k`` items most similar to each query, best first.
@@ -583,6 +606,10 @@ class Collection:
             rescore: for quantized indexes, how many candidates per hit are
                 rescored with the float vectors (default: the index's ``rescore``).
             exact: search every vector exactly even with an approximate index.
+            min_relevance: keep only hits whose calibrated relevance is at least
+                this (``k`` becomes an upper bound); needs :meth:`calibrate`,
+                otherwise :class:`~simsearch.NotCalibratedError`. On a
+                calibrated collection every hit carries ``relevance``.
 
         Returns:
             :class:`~simsearch.Results` with one row of hits per query. Scores are
@@ -601,6 +628,14 @@ class Collection:
                 )
         if not isinstance(exact, bool):
             raise InvalidArgumentError(f"exact must be true or false, got {exact!r}")
+        if min_relevance is not None and (
+            isinstance(min_relevance, bool)
+            or not isinstance(min_relevance, int | float)
+            or not 0.0 <= min_relevance <= 1.0
+        ):
+            raise InvalidArgumentError(
+                f"min_relevance must be a number in [0, 1], got {min_relevance!r}"
+            )
         flt = compile_filter(where) if where is not None else None
         queries = self._parse_queries(query, progress)
         with self._lock, ExitStack() as stack:
@@ -617,9 +652,171 @@ class Collection:
             allowed = None
             if flt is not None and not flt.matches_all:
                 allowed = self._filters.rows(snap, flt, self._applied_seq, len(self._index))
-            scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
+            calibrator = self._calibrator(snap)
+            if calibrator is None and min_relevance is not None:
+                raise NotCalibratedError(
+                    f"the collection at {self.path} is not calibrated, so it has no relevance "
+                    "values; call calibrate() first"
+                )
+            if calibrator is None:
+                scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
+                relevance = None
+            else:
+                scores, rows, relevance = self._rank_calibrated(
+                    snap, calibrator, queries, k, allowed, knobs, exact
+                )
+                if min_relevance is not None:
+                    # The map is monotone within a query, so the cut keeps a prefix of each row.
+                    rows = np.where(relevance >= min_relevance, rows, -1)
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
-        return Results._from_search(k, scores, rows, described)
+        return Results._from_search(k, scores, rows, described, relevance)
+
+    # -- calibration -------------------------------------------------------------------------
+    def _calibrator(self, snap: ReadTxn) -> Calibrator | None:
+        """The saved calibrator, its background refreshed once the collection has drifted."""
+        text = snap.read_meta(CALIBRATION_KEY)
+        if text is None:
+            self._calibration = None
+            return None
+        if self._calibration is None or self._calibration[0] != text:
+            self._calibration = (text, Calibrator.from_json(text))
+        calibrator = self._calibration[1]
+        live = len(self._index) if self._index is not None else 0
+        drift = abs(live - calibrator.background.count)
+        if live >= 2 and drift > BACKGROUND_DRIFT * calibrator.background.count:
+            calibrator = replace(calibrator, background=self._background(snap))
+            self._calibration = (text, calibrator)
+        return calibrator
+
+    def _background(self, snap: ReadTxn) -> Background:
+        """Mean and covariance of the live vectors as searched, read block by block."""
+        index = self._index
+        assert index is not None
+        dim = int(self._config.dim or 0)
+        rows = index.live_rows()
+        total = np.zeros(dim)
+        outer = np.zeros((dim, dim))
+        for start in range(0, len(rows), EXACT_BLOCK):
+            part = rows[start : start + EXACT_BLOCK]
+            x = snap.vectors_of_rows(part, dim).astype(np.float64)
+            if self._config.metric is Metric.COSINE:
+                x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            total += x.sum(axis=0)
+            outer += x.T @ x
+        n = len(rows)
+        if n < 2:
+            raise InvalidArgumentError("calibration needs a collection of at least 2 items")
+        mean = total / n
+        cov = (outer - n * np.outer(mean, mean)) / (n - 1)
+        return Background(mean=mean, cov=cov, count=n)
+
+    def _search_space(self, queries: FloatArray) -> FloatArray:
+        return normalize(queries) if self._config.metric is Metric.COSINE else queries
+
+    def _rank_calibrated(
+        self,
+        snap: ReadTxn,
+        calibrator: Calibrator,
+        queries: FloatArray,
+        k: int,
+        allowed: Int64Array | None,
+        knobs: dict[str, int | None],
+        exact: bool,
+    ) -> tuple[FloatArray, Int64Array, npt.NDArray[np.float64]]:
+        """Rank, and give each hit its relevance against the query's unfiltered window."""
+        if calibrator.kind == "fitted":
+            depth = max(k, WINDOW)
+            w_scores, w_rows = self._rank(snap, queries, depth, None, knobs, exact)
+            if allowed is None:
+                scores, rows = w_scores[:, :k], w_rows[:, :k]
+            else:
+                scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
+            window = w_scores[:, :WINDOW]
+        else:
+            scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
+            window = scores
+        relevance = calibrator.relevance(self._search_space(queries), scores, window)
+        return scores, rows, np.where(rows >= 0, relevance, 0.0)
+
+    def calibrate(
+        self,
+        queries: Any = None,
+        judgements: Sequence[Any] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Fit how raw scores map to relevance, and save it in the collection.
+
+        With ``queries`` (texts or vectors) and ``judgements`` (for each query, the
+        ids of the items relevant to it: a set, a list, or a dict of id to grade,
+        where a grade above 0 is relevant), a per-query Platt model learns the
+        probability that a hit is relevant (see :mod:`simsearch.calibration`).
+        With neither, the unlabelled fallback is saved: relevance relative to
+        each query's own score distribution over the collection, comparable
+        across queries but not a probability. Every later search gives hits a
+        ``relevance`` and accepts ``min_relevance``. Returns a summary, with the
+        cutoff that maximised F1 on the judgements as ``threshold``.
+        """
+        self._check_open()
+        if (queries is None) != (judgements is None):
+            raise InvalidArgumentError("give queries and judgements together, or neither")
+        if self._config.metric is Metric.L2:
+            raise InvalidArgumentError("calibration works on cosine and dot collections, not l2")
+        query_vectors = None
+        relevant: list[set[str]] = []
+        if queries is not None and judgements is not None:
+            query_vectors = self._parse_queries(queries, progress)
+            if isinstance(judgements, str | bytes) or not isinstance(judgements, Sequence):
+                raise InvalidArgumentError("judgements must be a list with one entry per query")
+            if len(judgements) != len(query_vectors):
+                raise InvalidArgumentError(
+                    f"got {len(query_vectors)} queries but {len(judgements)} judgements"
+                )
+            relevant = [_relevant_ids(j) for j in judgements]
+        with self._lock:
+            with self._store.snapshot() as snap:
+                config = self._catch_up(snap)
+                if config.dim is None or self._index is None or len(self._index) < 2:
+                    raise InvalidArgumentError("calibration needs a collection of at least 2 items")
+                background = self._background(snap)
+                if query_vectors is None:
+                    calibrator = Calibrator(kind="background", background=background)
+                    summary: dict[str, Any] = {"kind": "background"}
+                else:
+                    if query_vectors.shape[1] != config.dim:
+                        raise DimensionMismatchError(
+                            f"query vectors have dimension {query_vectors.shape[1]}, the "
+                            f"collection holds {config.dim}-d vectors"
+                        )
+                    scores, rows = self._rank(snap, query_vectors, WINDOW, None, NO_KNOBS, False)
+                    described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
+                    labels = np.array(
+                        [
+                            [r >= 0 and described[r][0] in rel for r in row]
+                            for row, rel in zip(rows.tolist(), relevant, strict=True)
+                        ],
+                        dtype=bool,
+                    )
+                    calibrator = fit_calibrator(
+                        background, self._search_space(query_vectors), scores, labels
+                    )
+                    summary = {
+                        "kind": "fitted",
+                        "queries": len(query_vectors),
+                        "relevant_in_window": int(labels.sum()),
+                        "threshold": calibrator.threshold,
+                    }
+            with self._store.write() as txn:
+                txn.save_meta(CALIBRATION_KEY, calibrator.to_json())
+            self._calibration = None
+        return summary
+
+    def uncalibrate(self) -> None:
+        """Remove the saved calibration; hits carry no relevance afterwards."""
+        self._check_open()
+        with self._lock, self._store.write() as txn:
+            txn.save_meta(CALIBRATION_KEY, None)
+            self._calibration = None
 
     def _rank(
         self,

@@ -59,10 +59,13 @@ def _sigmoid(x: F64) -> F64:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _normal_cdf(z: F64) -> F64:
-    from math import erf
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
-    return np.vectorize(lambda v: 0.5 * (1.0 + erf(v / math.sqrt(2.0))))(z).astype(np.float64)
+
+def _log_normal_cdf(z: F64) -> F64:
+    """log Phi(z), precise in the upper tail where Phi(z) is within a hair of 1."""
+    upper_tail = 0.5 * _erfc(z / math.sqrt(2.0))
+    return np.asarray(np.log1p(-np.minimum(upper_tail, 1.0 - 1e-300)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class Background:
             raise InvalidArgumentError("calibration needs a collection of at least 2 items")
         return Background(mean=x.mean(axis=0), cov=np.cov(x, rowvar=False), count=len(x))
 
-    def stats(self, queries: FloatArray) -> tuple[F64, F64]:
+    def stats(self, queries: FloatArray | F64) -> tuple[F64, F64]:
         """Mean and standard deviation of each query's scores over the whole collection."""
         q = np.asarray(queries, dtype=np.float64)
         mu = q @ self.mean
@@ -132,9 +135,8 @@ class Calibrator:
         mu, sd = self.background.stats(q)
         z = (s - mu[:, None]) / sd[:, None]
         if self.kind == "background":
-            # log(Phi(z) ** n) = n * log(Phi(z)), computed in log space for the far tail.
-            log_cdf = np.log(np.clip(_normal_cdf(z), 1e-300, 1.0))
-            out = np.exp(self.background.count * log_cdf)
+            # Phi(z) ** n, computed in log space for the far tail.
+            out = np.exp(self.background.count * _log_normal_cdf(z))
         else:
             out = _sigmoid(self._logits(q, s, w, z))
         return np.where(np.isfinite(s), out, 0.0)

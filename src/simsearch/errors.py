@@ -123,6 +123,13 @@ class InvalidArgumentError(InvalidInputError):
     code = "invalid_argument"
 
 
+class NotCalibratedError(SimsearchError, ValueError):
+    """Relevance was asked of a collection that has not been calibrated."""
+
+    http_status = 409
+    code = "not_calibrated"
+
+
 class DuplicateIdError(SimsearchError, ValueError):
     """``add`` was given an id that the collection already holds."""
 

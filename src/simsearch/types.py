@@ -65,6 +65,9 @@ class Item:
 class Hit:
     """One search result: the item's id, its score (higher is better) and what it holds.
 
+    ``relevance`` is the calibrated relevance in [0, 1] when the collection is
+    calibrated (see :meth:`Collection.calibrate`), otherwise ``None``.
+
     Hits are immutable. The metadata of a hit read from a collection is parsed
     only when it is first looked at, so large result sets that are used for
     their ids and scores do not pay for it.
@@ -76,26 +79,40 @@ class Hit:
     True
     """
 
-    __slots__ = ("_metadata", "_metadata_json", "id", "score", "text")
+    __slots__ = ("_metadata", "_metadata_json", "id", "relevance", "score", "text")
     id: str
     score: float
     text: str | None
+    relevance: float | None
     _metadata: JSONObject | None
     _metadata_json: str | None
 
     def __init__(
-        self, id: str, score: float, metadata: JSONObject | None = None, text: str | None = None
+        self,
+        id: str,
+        score: float,
+        metadata: JSONObject | None = None,
+        text: str | None = None,
+        relevance: float | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
         set_(self, "score", score)
         set_(self, "text", text)
+        set_(self, "relevance", relevance)
         set_(self, "_metadata", {} if metadata is None else metadata)
         set_(self, "_metadata_json", None)
 
     @classmethod
-    def _from_stored(cls, id: str, score: float, metadata_json: str, text: str | None) -> Hit:
-        hit = cls(id, score, None, text)
+    def _from_stored(
+        cls,
+        id: str,
+        score: float,
+        metadata_json: str,
+        text: str | None,
+        relevance: float | None = None,
+    ) -> Hit:
+        hit = cls(id, score, None, text, relevance)
         if metadata_json != "{}":
             object.__setattr__(hit, "_metadata", None)
             object.__setattr__(hit, "_metadata_json", metadata_json)
@@ -116,8 +133,8 @@ class Hit:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Hit is immutable; cannot delete {name}")
 
-    def _key(self) -> tuple[str, float, JSONObject, str | None]:
-        return (self.id, self.score, self.metadata, self.text)
+    def _key(self) -> tuple[str, float, JSONObject, str | None, float | None]:
+        return (self.id, self.score, self.metadata, self.text, self.relevance)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Hit) and self._key() == other._key()
@@ -125,14 +142,18 @@ class Hit:
     __hash__ = None  # type: ignore[assignment]  # metadata is a dict
 
     def __repr__(self) -> str:
+        shown = "" if self.relevance is None else f", relevance={self.relevance!r}"
         return (
             f"Hit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r}, "
-            f"text={self.text!r})"
+            f"text={self.text!r}{shown})"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The hit as a plain dict (JSON-serialisable)."""
-        return {"id": self.id, "score": self.score, "metadata": self.metadata, "text": self.text}
+        """The hit as a plain dict (JSON-serialisable); ``relevance`` only when calibrated."""
+        out = {"id": self.id, "score": self.score, "metadata": self.metadata, "text": self.text}
+        if self.relevance is not None:
+            out["relevance"] = self.relevance
+        return out
 
 
 #: ``row -> (id, text, metadata_json)`` of the items a search returned.
@@ -155,8 +176,9 @@ class Results:
     ('b', 2)
     """
 
-    __slots__ = ("_described", "_row_numbers", "_rows", "_scores", "k")
+    __slots__ = ("_described", "_relevance", "_row_numbers", "_rows", "_scores", "k")
     k: int
+    _relevance: npt.NDArray[np.float64] | None
     _rows: list[list[Hit]] | None
     _scores: npt.NDArray[np.float32] | None
     _row_numbers: npt.NDArray[np.int64] | None
@@ -168,6 +190,7 @@ class Results:
         object.__setattr__(self, "_scores", None)
         object.__setattr__(self, "_row_numbers", None)
         object.__setattr__(self, "_described", None)
+        object.__setattr__(self, "_relevance", None)
 
     @classmethod
     def _from_search(
@@ -176,9 +199,11 @@ class Results:
         scores: npt.NDArray[np.float32],
         rows: npt.NDArray[np.int64],
         described: Described,
+        relevance: npt.NDArray[np.float64] | None = None,
     ) -> Results:
         """Results over a search's ``(n_queries, k)`` scores and store rows (``-1`` pads)."""
         out = cls(k, [])
+        object.__setattr__(out, "_relevance", relevance)
         object.__setattr__(out, "_rows", None)
         object.__setattr__(out, "_scores", scores)
         object.__setattr__(out, "_row_numbers", rows)
@@ -196,15 +221,20 @@ class Results:
             assert self._row_numbers is not None
             described = self._described or {}
             made = []
-            for score_row, row_row in zip(
-                self._scores.tolist(), self._row_numbers.tolist(), strict=True
+            rel = (
+                self._relevance.tolist()
+                if self._relevance is not None
+                else [[None] * self._scores.shape[1]] * len(self._scores)
+            )
+            for score_row, row_row, rel_row in zip(
+                self._scores.tolist(), self._row_numbers.tolist(), rel, strict=True
             ):
                 hits = []
-                for score, row in zip(score_row, row_row, strict=True):
+                for score, row, r in zip(score_row, row_row, rel_row, strict=True):
                     if row < 0:
                         break
                     id_, text, meta = described[row]
-                    hits.append(Hit._from_stored(id_, score, meta, text))
+                    hits.append(Hit._from_stored(id_, score, meta, text, r))
                 made.append(hits)
             object.__setattr__(self, "_rows", made)
             return made

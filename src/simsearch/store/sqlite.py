@@ -213,6 +213,11 @@ class ReadTxn:
         row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         return CollectionConfig.from_json(row[0]) if row else None
 
+    def read_meta(self, key: str) -> str | None:
+        """A value saved beside the data (the calibration, for example)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     def current_seq(self) -> int:
         return int(self._conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
 
@@ -344,6 +349,17 @@ class WriteTxn(ReadTxn):
         super().__init__(conn)
         self.seq = seq
         self.touched = False
+
+    def save_meta(self, key: str, value: str | None) -> None:
+        """Save (or with ``None`` remove) a value beside the data, in this transaction."""
+        if value is None:
+            self._conn.execute("DELETE FROM meta WHERE key=?", (key,))
+        else:
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
 
     def save_config(self, config: CollectionConfig) -> None:
         self._conn.execute(
