@@ -45,6 +45,8 @@ __all__ = ["Background", "Calibrator", "fit_calibrator"]
 
 #: How many nearest items describe a query's score distribution.
 WINDOW = 100
+#: Features describing the shape of a query's window of scores.
+SHAPE_FEATURES = 8
 #: Standard deviations below this are treated as this (a collection of identical items).
 MIN_STD = 1e-6
 
@@ -107,13 +109,20 @@ class Calibrator:
         """``h(q)``: the standardised query embedding and its score-distribution shape."""
         mu, sd = self.background.stats(queries)
         top = window[:, 0]
+
+        def at(i: int) -> F64:
+            return window[:, min(i, window.shape[1] - 1)]
+
         shape = np.stack(
             [
                 (top - mu) / sd,
                 (window[:, : min(10, window.shape[1])].mean(axis=1) - mu) / sd,
                 (window.mean(axis=1) - mu) / sd,
-                (top - window[:, min(9, window.shape[1] - 1)]) / sd,
+                (top - at(9)) / sd,
                 top,
+                top - at(1),
+                top - at(2),
+                top - at(4),
             ],
             axis=1,
         )
@@ -145,8 +154,8 @@ class Calibrator:
         assert self.weights is not None
         h = self._features(q, window)
         params = h @ self.weights
-        a1, a2, b = _softplus(params[:, 0]), _softplus(params[:, 1]), params[:, 2]
-        return a1[:, None] * (s - window[:, :1]) + a2[:, None] * z + b[:, None]
+        a1, a2, a3 = (_softplus(params[:, i])[:, None] for i in range(3))
+        return a1 * (s - window[:, :1]) + a2 * z + a3 * _rank_term(s, window) + params[:, 3:]
 
     # -- persistence --------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -186,6 +195,12 @@ class Calibrator:
         )
 
 
+def _rank_term(scores: F64, window: F64) -> F64:
+    """-log(1 + how many of the window's scores beat each score): rises with the score."""
+    ahead = (window[:, None, :] > scores[:, :, None]).sum(axis=2)
+    return np.asarray(-np.log1p(ahead), dtype=np.float64)
+
+
 def _fill(window: F64) -> F64:
     """Places without an item (-inf) take the lowest real score of their row."""
     finite = np.isfinite(window)
@@ -220,8 +235,8 @@ def fit_calibrator(
     probe = Calibrator(
         kind="fitted",
         background=background,
-        feature_mean=np.zeros(q.shape[1] + 5),
-        feature_scale=np.ones(q.shape[1] + 5),
+        feature_mean=np.zeros(q.shape[1] + SHAPE_FEATURES),
+        feature_scale=np.ones(q.shape[1] + SHAPE_FEATURES),
     )
     raw = probe._features(q, w)[:, :-1]
     feature_mean = raw.mean(axis=0)
@@ -236,7 +251,8 @@ def fit_calibrator(
     mu, sd = background.stats(q)
     x1 = w - w[:, :1]
     x2 = (w - mu[:, None]) / sd[:, None]
-    weights = _adam(h, x1, x2, y, l2=l2, steps=steps, seed=seed)
+    x3 = _rank_term(w, w)
+    weights = _adam(h, (x1, x2, x3), y, l2=l2, steps=steps, seed=seed)
     fitted = Calibrator(
         kind="fitted",
         background=background,
@@ -256,28 +272,29 @@ def fit_calibrator(
     )
 
 
-def _adam(h: F64, x1: F64, x2: F64, y: F64, *, l2: float, steps: int, seed: int) -> F64:
-    """Full-batch Adam on mean cross-entropy plus an L2 penalty (not on the intercepts)."""
+def _adam(h: F64, inputs: tuple[F64, F64, F64], y: F64, *, l2: float, steps: int, seed: int) -> F64:
+    """Full-batch Adam on mean cross-entropy plus an L2 penalty (not on the intercepts).
+
+    The model is ``sigmoid(sum_i softplus(h . w_i) * x_i + h . w_b)``.
+    """
     rng = np.random.default_rng(seed)
     n_features = h.shape[1]
-    weights = rng.normal(0.0, 0.01, (n_features, 3))
-    weights[-1] = [math.log(math.expm1(10.0)), math.log(math.expm1(1.0)), -3.0]
-    penalty = np.ones((n_features, 3))
+    weights = rng.normal(0.0, 0.01, (n_features, 4))
+    weights[-1] = [math.log(math.expm1(10.0)), math.log(math.expm1(1.0)), -3.0, -3.0]
+    weights[-1, 2] = math.log(math.expm1(0.5))
+    penalty = np.ones((n_features, 4))
     penalty[-1] = 0.0
     m = np.zeros_like(weights)
     v = np.zeros_like(weights)
     rate, beta1, beta2 = 0.05, 0.9, 0.999
     for step in range(1, steps + 1):
         params = h @ weights
-        a1, a2, b = _softplus(params[:, 0]), _softplus(params[:, 1]), params[:, 2]
-        p = _sigmoid(a1[:, None] * x1 + a2[:, None] * x2 + b[:, None])
-        err = (p - y) / y.size
+        slopes = [_softplus(params[:, i]) for i in range(3)]
+        logit = sum(a[:, None] * x for a, x in zip(slopes, inputs, strict=True)) + params[:, 3:]
+        err = (_sigmoid(logit) - y) / y.size
         grad_params = np.stack(
-            [
-                (err * x1).sum(axis=1) * _sigmoid(params[:, 0]),
-                (err * x2).sum(axis=1) * _sigmoid(params[:, 1]),
-                err.sum(axis=1),
-            ],
+            [(err * x).sum(axis=1) * _sigmoid(params[:, i]) for i, x in enumerate(inputs)]
+            + [err.sum(axis=1)],
             axis=1,
         )
         grad = h.T @ grad_params + l2 * penalty * weights
