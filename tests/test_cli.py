@@ -221,3 +221,38 @@ def test_eval_on_a_small_beir_subset(tmp_path: Path) -> None:
         runner.invoke(app, ["eval", str(col), "--beir", str(sub), "--json"]).stdout.splitlines()[-1]
     )
     assert again == metrics
+
+
+def test_calibrate_then_search_with_a_relevance_cutoff(built: Path, tmp_path: Path) -> None:
+    uncalibrated = runner.invoke(app, ["search", str(built), "music", "--min-relevance", "0.5"])
+    assert uncalibrated.exit_code == 1
+    assert "not calibrated" in uncalibrated.output
+    result = runner.invoke(app, ["calibrate", str(built), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"kind": "background"}
+    table = runner.invoke(app, ["search", str(built), "live music", "-k", "4"])
+    assert "relevance" in table.output
+    # From judgements in BEIR form: each query is relevant to one record.
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": r["id"], "text": r["text"]}) for r in RECORDS)
+    )
+    queries = {"q1": "guitar concert", "q2": "stock market crash", "q3": "dessert recipe"}
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": q, "text": t}) for q, t in queries.items())
+    )
+    (beir / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\tg\t1\nq2\ts\t1\nq3\tc\t1\n"
+    )
+    fitted = runner.invoke(app, ["calibrate", str(built), "--beir", str(beir), "--json"])
+    assert fitted.exit_code == 0, fitted.output
+    summary = json.loads(fitted.stdout)
+    assert summary["kind"] == "fitted"
+    assert summary["queries"] == 3
+    cut = runner.invoke(
+        app, ["search", str(built), "guitar", "-k", "4", "--min-relevance", "0.99", "--json"]
+    )
+    hits = json.loads(cut.stdout)
+    assert all(h["relevance"] >= 0.99 for h in hits)
+    assert len(hits) < 4

@@ -135,21 +135,28 @@ def search(
     where: Annotated[
         str | None, typer.Option(help='Metadata filter as JSON, e.g. \'{"lang": "en"}\'.')
     ] = None,
+    min_relevance: Annotated[
+        float | None,
+        typer.Option(help="Keep hits with at least this calibrated relevance (0-1)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the K items most similar to QUERY."""
     with _errors(), Collection.open(collection, create=False) as col:
-        hits = col.search(query, k=k, where=_parse_where(where))[0]
+        hits = col.search(query, k=k, where=_parse_where(where), min_relevance=min_relevance)[0]
         if as_json:
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
             return
         table = Table(title=f"{query!r} in {collection}", title_justify="left")
-        for name in ("#", "score", "id", "text", "metadata"):
+        calibrated = bool(hits) and hits[0].relevance is not None
+        columns = ("#", "score", "relevance", "id", "text", "metadata")
+        for name in columns if calibrated else tuple(c for c in columns if c != "relevance"):
             table.add_column(name, overflow="fold" if name == "text" else "ellipsis")
         for rank, h in enumerate(hits, 1):
             text = (h.text or "")[:160] + ("…" if h.text and len(h.text) > 160 else "")
             meta = json.dumps(h.metadata, ensure_ascii=False)[:60]
-            table.add_row(str(rank), f"{h.score:.4f}", h.id, text, meta)
+            relevance = [f"{h.relevance:.3f}"] if calibrated else []
+            table.add_row(str(rank), f"{h.score:.4f}", *relevance, h.id, text, meta)
         out.print(table)
 
 
@@ -239,6 +246,49 @@ def evaluate(
             if name != "queries":
                 table.add_row(name, f"{value:.4f}")
         out.print(table)
+
+
+@app.command()
+def calibrate(
+    collection: CollectionArg,
+    beir: Annotated[
+        Path | None,
+        typer.Option("--beir", help="BEIR folder whose judged queries train the calibration."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which qrels split trains it.")] = "train",
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit how scores map to relevance and save it in COLLECTION.
+
+    With --beir, a per-query model learns the probability of relevance from the
+    split's judgements; without it, the unlabelled fallback (relevance against
+    each query's own score distribution over the collection) is saved.
+    """
+    with _errors():
+        with Collection.open(collection, create=False) as col:
+            if beir is None:
+                summary = col.calibrate()
+            else:
+                data = load_beir(beir, split)
+                qids = list(data.queries)
+                summary = col.calibrate(
+                    [data.queries[q] for q in qids],
+                    [data.qrels[q] for q in qids],
+                    progress=True,
+                )
+        if as_json:
+            print(json.dumps(summary))
+            return
+        if summary["kind"] == "background":
+            out.print(
+                "Saved the unlabelled calibration (relevance against each query's background)."
+            )
+        else:
+            out.print(
+                f"Fitted relevance on {summary['queries']} queries "
+                f"({summary['relevant_in_window']} relevant items among their candidates); "
+                f"the cutoff that maximised F1 there: min_relevance={summary['threshold']:.3f}"
+            )
 
 
 def _is_loopback(host: str) -> bool:
