@@ -31,6 +31,7 @@ from simsearch.config import (
     check_index_fits,
     index_name,
 )
+from simsearch.duplicates import DEFAULT_K, DuplicatePair, mine_pairs
 from simsearch.encoders import DEFAULT_ENCODER, Encoder, ProgressCallback, get_encoder
 from simsearch.errors import (
     CollectionClosedError,
@@ -872,6 +873,43 @@ class Collection:
             best_s.append(scores)
             best_r.append(found)
         return merge_top_k(np.hstack(best_s), np.hstack(best_r), k)
+
+    def find_duplicates(
+        self,
+        *,
+        k: int = DEFAULT_K,
+        margin: str = "ratio",
+        min_margin: float | None = None,
+        candidates: int = DEFAULT_K,
+    ) -> list[DuplicatePair]:
+        """Near-duplicate pairs of items, mined with margin scoring, best margin first.
+
+        Each pair's similarity is compared with how similar each side is to its
+        own ``k`` nearest neighbours (see :mod:`simsearch.duplicates`); pairs
+        below ``min_margin`` are dropped. Compares every item with every other
+        exactly, so it suits collections up to a few hundred thousand items.
+        """
+        self._check_open()
+        if self._config.metric is Metric.L2:
+            raise InvalidArgumentError("duplicate mining works on cosine and dot collections")
+        if min_margin is not None and (
+            isinstance(min_margin, bool) or not isinstance(min_margin, int | float)
+        ):
+            raise InvalidArgumentError(f"min_margin must be a number, got {min_margin!r}")
+        items = list(self.iter_items())
+        if not items:
+            return []
+        pairs = mine_pairs(
+            [i.id for i in items],
+            np.stack([i.vector for i in items]),
+            k=k,
+            candidates=candidates,
+            margin=margin,
+            metric=self._config.metric,
+        )
+        if min_margin is not None:
+            pairs = [p for p in pairs if p.margin >= min_margin]
+        return pairs
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         """Every item in insertion order (for export); reads one consistent snapshot."""

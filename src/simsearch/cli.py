@@ -5,6 +5,7 @@ Errors print one line on stderr and exit with status 1; no traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import sys
@@ -289,6 +290,32 @@ def calibrate(
                 f"({summary['relevant_in_window']} relevant items among their candidates); "
                 f"the cutoff that maximised F1 there: min_relevance={summary['threshold']:.3f}"
             )
+
+
+@app.command()
+def dedup(
+    collection: CollectionArg,
+    k: Annotated[int, typer.Option(min=1, help="Neighbours in each item's background.")] = 4,
+    margin: Annotated[str, typer.Option(help="ratio or distance.")] = "ratio",
+    min_margin: Annotated[
+        float | None, typer.Option(help="Only pairs with at least this margin.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many pairs.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mine near-duplicate pairs with margin scoring, best first."""
+    with _errors(), Collection.open(collection, create=False) as col:
+        pairs = col.find_duplicates(k=k, margin=margin, min_margin=min_margin)[:limit]
+        if as_json:
+            for p in pairs:
+                print(json.dumps(dataclasses.asdict(p), ensure_ascii=False))
+            return
+        table = Table(title=f"Near-duplicates in {collection} ({margin} margin, k={k})")
+        for name in ("margin", "similarity", "a", "b"):
+            table.add_column(name)
+        for p in pairs:
+            table.add_row(f"{p.margin:.4f}", f"{p.similarity:.4f}", p.a, p.b)
+        out.print(table)
 
 
 def _is_loopback(host: str) -> bool:
