@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
 BENCH_STAMP := $(VENV)/.bench
 
-.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load eval-scifact clean
+.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ eval-scifact: $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_foundation.py
+
+bench-calibration: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_calibration.py
+
+bench-dedup: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_dedup.py
 
 bench-ann: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_ann.py

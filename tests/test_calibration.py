@@ -165,3 +165,25 @@ def test_l2_collections_are_refused(tmp_path: Path) -> None:
         col.add(["a", "b"], vectors=np.eye(2))
         with pytest.raises(simsearch.InvalidArgumentError, match="cosine and dot"):
             col.calibrate()
+
+
+def test_expected_f1_cutoff_keeps_a_prefix_and_needs_fitted_probabilities(
+    col: simsearch.Collection,
+) -> None:
+    col.calibrate()
+    with pytest.raises(simsearch.NotCalibratedError, match="judgements"):
+        col.search(np.ones(DIM), k=5, cutoff="f1")
+    train_q, train_c = queries(300, 1)
+    col.calibrate(train_q, judgements(train_c))
+    q, c = queries(100, 7)
+    full = col.search(q, k=100)
+    cut = col.search(q, k=100, cutoff="f1")
+    for a, b in zip(full, cut, strict=True):
+        assert [h.id for h in b] == [h.id for h in a][: len(b)]
+    truth = judgements(c)
+    precision = np.mean(
+        [np.mean([h.id in t for h in row]) for row, t in zip(cut, truth, strict=True) if row]
+    )
+    assert precision > 0.5
+    with pytest.raises(simsearch.InvalidArgumentError, match="cutoff"):
+        col.search(np.ones(DIM), k=5, cutoff="precision")

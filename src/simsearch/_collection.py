@@ -100,6 +100,19 @@ def _spec(encoder: Encoder) -> EncoderSpec:
     return EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
 
 
+def _expected_f1_prefix(
+    relevance: npt.NDArray[np.float64], expected: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """Per query, the prefix of hits whose expected F1, ``2 sum(p) / (n + E[relevant])``,
+    is highest (the empty set when no prefix has a positive one)."""
+    gains = np.cumsum(relevance, axis=1)
+    sizes = np.arange(1, relevance.shape[1] + 1)
+    f1 = 2 * gains / (sizes[None, :] + expected[:, None])
+    best = np.where(f1.max(axis=1) > 0, f1.argmax(axis=1) + 1, 0)
+    keep: npt.NDArray[np.bool_] = np.arange(relevance.shape[1])[None, :] < best[:, None]
+    return keep
+
+
 def _relevant_ids(judgement: Any) -> set[str]:
     """The relevant ids of one query's judgements: a dict of id to grade, or ids."""
     if isinstance(judgement, dict):
@@ -592,6 +605,7 @@ class Collection:
         rescore: int | None = None,
         exact: bool = False,
         min_relevance: float | None = None,
+        cutoff: str | None = None,
         progress: Progress | None = None,
     ) -> Results:
         """The ``k`` items most similar to each query, best first.
@@ -611,6 +625,9 @@ class Collection:
                 this (``k`` becomes an upper bound); needs :meth:`calibrate`,
                 otherwise :class:`~simsearch.NotCalibratedError`. On a
                 calibrated collection every hit carries ``relevance``.
+            cutoff: ``"f1"`` keeps, per query, the hits that maximise the expected
+                F1 of the set under the fitted probabilities of relevance (needs
+                a calibration fitted from judgements).
 
         Returns:
             :class:`~simsearch.Results` with one row of hits per query. Scores are
@@ -637,6 +654,8 @@ class Collection:
             raise InvalidArgumentError(
                 f"min_relevance must be a number in [0, 1], got {min_relevance!r}"
             )
+        if cutoff not in (None, "f1"):
+            raise InvalidArgumentError(f"cutoff must be 'f1' or None, got {cutoff!r}")
         flt = compile_filter(where) if where is not None else None
         queries = self._parse_queries(query, progress)
         with self._lock, ExitStack() as stack:
@@ -654,7 +673,7 @@ class Collection:
             if flt is not None and not flt.matches_all:
                 allowed = self._filters.rows(snap, flt, self._applied_seq, len(self._index))
             calibrator = self._calibrator(snap)
-            if calibrator is None and min_relevance is not None:
+            if calibrator is None and (min_relevance is not None or cutoff is not None):
                 raise NotCalibratedError(
                     f"the collection at {self.path} is not calibrated, so it has no relevance "
                     "values; call calibrate() first"
@@ -663,12 +682,19 @@ class Collection:
                 scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
                 relevance = None
             else:
-                scores, rows, relevance = self._rank_calibrated(
+                scores, rows, relevance, expected = self._rank_calibrated(
                     snap, calibrator, queries, k, allowed, knobs, exact
                 )
                 if min_relevance is not None:
                     # The map is monotone within a query, so the cut keeps a prefix of each row.
                     rows = np.where(relevance >= min_relevance, rows, -1)
+                if cutoff == "f1":
+                    if calibrator.kind != "fitted":
+                        raise NotCalibratedError(
+                            "cutoff='f1' needs probabilities of relevance: calibrate the "
+                            "collection with judgements"
+                        )
+                    rows = np.where(_expected_f1_prefix(relevance, expected), rows, -1)
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
         return Results._from_search(k, scores, rows, described, relevance)
 
@@ -723,8 +749,9 @@ class Collection:
         allowed: Int64Array | None,
         knobs: dict[str, int | None],
         exact: bool,
-    ) -> tuple[FloatArray, Int64Array, npt.NDArray[np.float64]]:
-        """Rank, and give each hit its relevance against the query's unfiltered window."""
+    ) -> tuple[FloatArray, Int64Array, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Rank, and give each hit its relevance against the query's unfiltered window;
+        also the expected number of relevant items each query has among those searched."""
         if calibrator.kind == "fitted":
             depth = max(k, WINDOW)
             w_scores, w_rows = self._rank(snap, queries, depth, None, knobs, exact)
@@ -736,8 +763,13 @@ class Collection:
         else:
             scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
             window = scores
-        relevance = calibrator.relevance(self._search_space(queries), scores, window)
-        return scores, rows, np.where(rows >= 0, relevance, 0.0)
+        space = self._search_space(queries)
+        relevance = np.where(rows >= 0, calibrator.relevance(space, scores, window), 0.0)
+        if allowed is None and calibrator.kind == "fitted":
+            expected = calibrator.relevance(space, window, window).sum(axis=1)
+        else:  # a filtered search: the relevant items it can return are among its hits
+            expected = relevance.sum(axis=1)
+        return scores, rows, relevance, np.maximum(expected, relevance.sum(axis=1))
 
     def calibrate(
         self,

@@ -25,7 +25,9 @@ from simsearch.errors import InvalidArgumentError
 
 __all__ = [
     "BeirData",
+    "cutoff_metrics",
     "evaluate_rankings",
+    "expected_calibration_error",
     "load_beir",
     "mrr_at_k",
     "ndcg_at_k",
@@ -127,3 +129,55 @@ def evaluate_rankings(rankings: Mapping[str, Sequence[str]], qrels: Qrels) -> di
         out[name] = sum(fn(rankings.get(q, []), qrels[q], k) for q in judged) / len(judged)
     out["queries"] = float(len(judged))
     return out
+
+
+def cutoff_metrics(chosen: Mapping[str, Sequence[str]], qrels: Qrels) -> dict[str, float]:
+    """Precision, recall and F1 of each judged query's chosen set, averaged over queries,
+    and the average set size. An empty set has precision 0 (F1 0).
+
+    >>> m = cutoff_metrics({"q": ["d1", "x"]}, {"q": {"d1": 1, "d2": 1}})
+    >>> m["precision"], m["recall"], round(m["f1"], 3), m["set_size"]
+    (0.5, 0.5, 0.5, 2.0)
+    """
+    judged = [q for q in qrels if any(g > 0 for g in qrels[q].values())]
+    if not judged:
+        raise InvalidArgumentError("no query has a relevant judgement")
+    p_sum = r_sum = f_sum = size = 0.0
+    for q in judged:
+        relevant = {d for d, g in qrels[q].items() if g > 0}
+        got = list(chosen.get(q, []))
+        tp = len(relevant.intersection(got))
+        precision = tp / len(got) if got else 0.0
+        recall = tp / len(relevant)
+        p_sum += precision
+        r_sum += recall
+        f_sum += 2 * precision * recall / (precision + recall) if tp else 0.0
+        size += len(got)
+    n = len(judged)
+    return {"precision": p_sum / n, "recall": r_sum / n, "f1": f_sum / n, "set_size": size / n}
+
+
+def expected_calibration_error(
+    probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10
+) -> float:
+    """The average gap between predicted and observed relevance over equal-width bins,
+    weighted by how many predictions fall in each.
+
+    >>> expected_calibration_error([0.9, 0.9, 0.1, 0.1], [True, True, False, False])
+    0.1
+    """
+    if len(probabilities) != len(outcomes) or not probabilities:
+        raise InvalidArgumentError("give as many outcomes as probabilities, at least one")
+    total = 0.0
+    counts = [0] * bins
+    p_sums = [0.0] * bins
+    y_sums = [0.0] * bins
+    for p, y in zip(probabilities, outcomes, strict=True):
+        b = min(int(p * bins), bins - 1)
+        counts[b] += 1
+        p_sums[b] += p
+        y_sums[b] += float(y)
+    for b in range(bins):
+        if counts[b]:
+            total += abs(p_sums[b] - y_sums[b])
+    return round(total / len(probabilities), 12)
