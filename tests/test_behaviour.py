@@ -206,3 +206,13 @@ def test_texts_are_embedded_and_searched(make: Factory) -> None:
     assert col.search("stock market news", k=1)[0][0].id == "s"
     assert [row[0].id for row in col.search(["guitar music", "dessert recipe"], k=1)] == ["g", "c"]
     assert col.search("guitar", k=3, where={"topic": {"$ne": "music"}})[0][0].id != "g"
+
+
+def test_relevance_cutoffs_need_a_calibration(make: Factory) -> None:
+    col = make("cosine", 2)
+    col.add(["a", "b"], vectors=[[1.0, 0.0], [0.0, 1.0]])
+    assert col.search([1.0, 0.1], k=2)[0][0].relevance is None
+    with pytest.raises(simsearch.NotCalibratedError):
+        col.search([1.0, 0.1], k=2, min_relevance=0.5)
+    with pytest.raises(simsearch.NotCalibratedError):
+        col.search([1.0, 0.1], k=2, cutoff="f1")

@@ -896,8 +896,8 @@ class Collection:
             return FlatIndex.from_arrays(config.metric, rows, vectors).search(queries, k)
         # A quantized index holds codes only: read the floats from the store a block at a
         # time (the collection may not fit in memory) and keep the best k of every block.
-        best_s: list[FloatArray] = []
-        best_r: list[Int64Array] = []
+        best_s: list[FloatArray] = [np.full((len(queries), k), -np.inf, dtype=np.float32)]
+        best_r: list[Int64Array] = [np.full((len(queries), k), -1, dtype=np.int64)]
         for start in range(0, len(rows), EXACT_BLOCK):
             part = rows[start : start + EXACT_BLOCK]
             block = FlatIndex.from_arrays(config.metric, part, snap.vectors_of_rows(part, dim))

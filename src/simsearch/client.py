@@ -203,7 +203,14 @@ class RemoteCollection:
         ]
 
     def search(
-        self, query: Any, *, k: int = 10, where: Any = None, progress: Any = None
+        self,
+        query: Any,
+        *,
+        k: int = 10,
+        where: Any = None,
+        min_relevance: float | None = None,
+        cutoff: str | None = None,
+        progress: Any = None,
     ) -> Results:
         """The k most similar items per query; see :meth:`simsearch.Collection.search`."""
         k = check_k(k)
@@ -216,10 +223,27 @@ class RemoteCollection:
                 raise InvalidArgumentError("a query batch must be all strings or all vectors")
             payload = as_vector_batch(query, None, what="query vectors").tolist()
         data = self._client.request(
-            "POST", f"{self._base}/search", {"query": payload, "k": k, "where": where}
+            "POST",
+            f"{self._base}/search",
+            {
+                "query": payload,
+                "k": k,
+                "where": where,
+                "min_relevance": min_relevance,
+                "cutoff": cutoff,
+            },
         )
         rows = [
-            [Hit(id=h["id"], score=h["score"], metadata=h["metadata"], text=h["text"]) for h in row]
+            [
+                Hit(
+                    id=h["id"],
+                    score=h["score"],
+                    metadata=h["metadata"],
+                    text=h["text"],
+                    relevance=h.get("relevance"),
+                )
+                for h in row
+            ]
             for row in data["results"]
         ]
         return Results(k=k, rows=rows)

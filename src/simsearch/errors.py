@@ -50,6 +50,7 @@ __all__ = [
     "ItemNotFoundError",
     "MissingDependencyError",
     "NotACollectionError",
+    "NotCalibratedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "SimsearchError",

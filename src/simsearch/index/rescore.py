@@ -65,9 +65,9 @@ def rescore(
 def merge_top_k(scores: FloatArray, rows: Int64Array, k: int) -> tuple[FloatArray, Int64Array]:
     """The best ``k`` of each row of ``(scores, rows)`` (``-1`` rows pad), ties by row.
 
-    >>> s, r = merge_top_k(np.array([[0.5, 0.9, 0.5]]), np.array([[7, 2, 3]]), 2)
+    >>> s, r = merge_top_k(np.array([[0.5, 0.75, 0.5]]), np.array([[7, 2, 3]]), 2)
     >>> r.tolist(), s.tolist()
-    ([[2, 3]], [[0.9, 0.5]])
+    ([[2, 3]], [[0.75, 0.5]])
     """
     valid = rows >= 0
     s = np.where(valid, scores, -np.inf).astype(np.float32)

@@ -257,10 +257,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def search(name: str, body: SearchRequest, key: Caller) -> SearchResponse:
         """The k most similar items per query; a filter applies before ranking."""
         allow(key, name, Right.READ)
-        results = registry.get(name).search(body.query, k=body.k, where=body.where)
+        results = registry.get(name).search(
+            body.query,
+            k=body.k,
+            where=body.where,
+            min_relevance=body.min_relevance,
+            cutoff=body.cutoff,
+        )
         return SearchResponse(
             results=[
-                [HitOut(id=h.id, score=h.score, metadata=h.metadata, text=h.text) for h in row]
+                [
+                    HitOut(
+                        id=h.id,
+                        score=h.score,
+                        metadata=h.metadata,
+                        text=h.text,
+                        relevance=h.relevance,
+                    )
+                    for h in row
+                ]
                 for row in results
             ]
         )

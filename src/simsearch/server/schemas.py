@@ -91,6 +91,12 @@ class SearchRequest(_Strict):
     )
     k: int = Field(default=10, ge=1, le=1000)
     where: dict[str, Any] | None = None
+    min_relevance: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Keep hits at least this relevant."
+    )
+    cutoff: Literal["f1"] | None = Field(
+        default=None, description="'f1': per query, the set with the best expected F1."
+    )
 
 
 class HitOut(BaseModel):
@@ -98,6 +104,9 @@ class HitOut(BaseModel):
     score: float
     metadata: dict[str, Any]
     text: str | None
+    relevance: float | None = Field(
+        default=None, description="Calibrated relevance in [0, 1]; null when uncalibrated."
+    )
 
 
 class SearchResponse(BaseModel):
