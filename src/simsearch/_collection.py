@@ -7,6 +7,7 @@ filter to allowed rows, rank, fetch what the hits hold.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import threading
@@ -45,6 +46,7 @@ from simsearch.errors import (
 )
 from simsearch.filter_cache import FilterCache
 from simsearch.filters import compile_filter
+from simsearch.hubness import METHODS, HubnessTerms
 from simsearch.index import FlatIndex, VectorIndex
 from simsearch.index.flat import normalize
 from simsearch.index.hnsw import HNSWIndex
@@ -69,6 +71,10 @@ __all__ = ["Collection"]
 Progress = bool | ProgressCallback
 #: Search knobs left to the index's defaults.
 NO_KNOBS: dict[str, int | None] = {"ef": None, "nprobe": None, "rescore": None}
+#: Where the hubness banks are saved beside the data.
+HUBNESS_KEY = "hubness"
+#: A hubness-corrected search reorders this many candidates per hit.
+HUBNESS_DEPTH = 4
 #: Where the calibration is saved beside the data.
 CALIBRATION_KEY = "calibration"
 #: The collection's score background is recomputed once its size drifts by this share.
@@ -98,6 +104,28 @@ def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
 
 def _spec(encoder: Encoder) -> EncoderSpec:
     return EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
+
+
+def _encode_matrix(x: FloatArray) -> dict[str, Any]:
+    data = np.ascontiguousarray(x, dtype="<f4")
+    return {"shape": list(data.shape), "data": base64.b64encode(data.tobytes()).decode()}
+
+
+def _decode_matrix(obj: dict[str, Any]) -> FloatArray:
+    raw = np.frombuffer(base64.b64decode(obj["data"]), dtype="<f4")
+    return raw.reshape(obj["shape"]).astype(np.float32)
+
+
+def _compact_rows(
+    rows: Int64Array, scores: FloatArray, relevance: npt.NDArray[np.float64]
+) -> tuple[Int64Array, FloatArray, npt.NDArray[np.float64]]:
+    """Move each row's kept hits (rows >= 0) to the front, keeping their order."""
+    order = np.argsort(rows < 0, axis=1, kind="stable")
+    return (
+        np.take_along_axis(rows, order, axis=1),
+        np.take_along_axis(scores, order, axis=1),
+        np.take_along_axis(relevance, order, axis=1),
+    )
 
 
 def _expected_f1_prefix(
@@ -169,6 +197,9 @@ class Collection:
         self._index_config: IndexConfig | None = None
         self._filters = FilterCache()
         self._calibration: tuple[str, Calibrator] | None = None
+        self._hubness: tuple[str, FloatArray, FloatArray, dict[tuple[str, int], float]] | None = (
+            None
+        )
         self._applied_seq = 0
         self._saved_seq = -1  # the sequence number of the index files on disk
         self._closed = False
@@ -606,6 +637,7 @@ class Collection:
         exact: bool = False,
         min_relevance: float | None = None,
         cutoff: str | None = None,
+        hubness: str = "none",
         progress: Progress | None = None,
     ) -> Results:
         """The ``k`` items most similar to each query, best first.
@@ -628,6 +660,10 @@ class Collection:
             cutoff: ``"f1"`` keeps, per query, the hits that maximise the expected
                 F1 of the set under the fitted probabilities of relevance (needs
                 a calibration fitted from judgements).
+            hubness: ``"csls"``, ``"qbnorm"`` or ``"dbnorm"`` reorders each query's
+                nearest candidates by a hubness-corrected score (see
+                :mod:`simsearch.hubness`; needs :meth:`set_hubness_bank`). Hits
+                keep their raw ``score``; only the order changes.
 
         Returns:
             :class:`~simsearch.Results` with one row of hits per query. Scores are
@@ -654,6 +690,7 @@ class Collection:
             raise InvalidArgumentError(
                 f"min_relevance must be a number in [0, 1], got {min_relevance!r}"
             )
+        correction = HubnessTerms(hubness)
         if cutoff not in (None, "f1"):
             raise InvalidArgumentError(f"cutoff must be 'f1' or None, got {cutoff!r}")
         flt = compile_filter(where) if where is not None else None
@@ -678,7 +715,24 @@ class Collection:
                     f"the collection at {self.path} is not calibrated, so it has no relevance "
                     "values; call calibrate() first"
                 )
-            if calibrator is None:
+            if correction.method != "none":
+                scores, rows = self._rank_hubness(
+                    snap, correction, queries, k, allowed, knobs, exact
+                )
+                relevance = None
+                if calibrator is not None:
+                    window = self._rank(snap, queries, WINDOW, None, knobs, exact)[0]
+                    relevance = np.where(
+                        rows >= 0,
+                        calibrator.relevance(self._search_space(queries), scores, window),
+                        0.0,
+                    )
+                    if min_relevance is not None:
+                        rows = np.where(relevance >= min_relevance, rows, -1)
+                        rows, scores, relevance = _compact_rows(rows, scores, relevance)
+                if cutoff is not None:
+                    raise InvalidArgumentError("cutoff='f1' cannot be combined with hubness")
+            elif calibrator is None:
                 scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
                 relevance = None
             else:
@@ -697,6 +751,149 @@ class Collection:
                     rows = np.where(_expected_f1_prefix(relevance, expected), rows, -1)
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
         return Results._from_search(k, scores, rows, described, relevance)
+
+    # -- hubness ------------------------------------------------------------------------------
+    def set_hubness_bank(self, queries: Any, *, gallery_sample: int = 1000, seed: int = 0) -> None:
+        """Save a bank of typical queries (texts or vectors, not your test queries) for
+        ``search(hubness=...)``, with a random sample of the collection's items as the
+        gallery bank of DBNorm. Replaces any earlier bank."""
+        self._check_open()
+        if self._config.metric is Metric.L2:
+            raise InvalidArgumentError("hubness reduction works on cosine and dot collections")
+        bank = self._search_space(self._parse_queries(queries, None))
+        with self._lock:
+            with self._store.snapshot() as snap:
+                config = self._catch_up(snap)
+                if config.dim is None or self._index is None or len(self._index) == 0:
+                    raise InvalidArgumentError("the collection is empty: add items first")
+                if bank.shape[1] != config.dim:
+                    raise DimensionMismatchError(
+                        f"bank vectors have dimension {bank.shape[1]}, the collection holds "
+                        f"{config.dim}-d vectors"
+                    )
+                rows = self._index.live_rows()
+                rng = np.random.default_rng(seed)
+                picked = np.sort(rng.choice(rows, min(gallery_sample, len(rows)), replace=False))
+                gallery = self._search_space(snap.vectors_of_rows(picked, config.dim))
+            text = json.dumps({"bank": _encode_matrix(bank), "gallery": _encode_matrix(gallery)})
+            with self._store.write() as txn:
+                txn.save_meta(HUBNESS_KEY, text)
+            self._hubness = None
+
+    def _hubness_banks(self, snap: ReadTxn) -> tuple[FloatArray, FloatArray]:
+        text = snap.read_meta(HUBNESS_KEY)
+        if text is None:
+            raise NotCalibratedError(
+                "hubness reduction needs a query bank: call set_hubness_bank() first"
+            )
+        if self._hubness is None or self._hubness[0] != text:
+            data = json.loads(text)
+            self._hubness = (
+                text,
+                _decode_matrix(data["bank"]),
+                _decode_matrix(data["gallery"]),
+                {},
+            )
+        return self._hubness[1], self._hubness[2]
+
+    def _item_terms(self, snap: ReadTxn, correction: HubnessTerms, rows: Int64Array) -> Any:
+        """Per-item hubness terms of ``rows``, computed once per row and bank."""
+        bank, gallery = self._hubness_banks(snap)
+        assert self._hubness is not None
+        cache: dict[tuple[str, int], float] = self._hubness[3]
+        missing = np.array(
+            [r for r in rows.tolist() if (correction.method, r) not in cache], dtype=np.int64
+        )
+        if len(missing):
+            dim = int(self._config.dim or 0)
+            vectors = self._search_space(snap.vectors_of_rows(missing, dim))
+            for r, t in zip(
+                missing.tolist(),
+                correction.item_terms(vectors, bank, gallery).tolist(),
+                strict=True,
+            ):
+                cache[(correction.method, r)] = t
+        return np.array([cache[(correction.method, r)] for r in rows.tolist()])
+
+    def _rank_hubness(
+        self,
+        snap: ReadTxn,
+        correction: HubnessTerms,
+        queries: FloatArray,
+        k: int,
+        allowed: Int64Array | None,
+        knobs: dict[str, int | None],
+        exact: bool,
+    ) -> tuple[FloatArray, Int64Array]:
+        """The nearest ``HUBNESS_DEPTH x k`` candidates, reordered by the corrected score."""
+        scores, rows = self._rank(snap, queries, HUBNESS_DEPTH * k, allowed, knobs, exact)
+        valid = rows >= 0
+        unique = np.unique(rows[valid])
+        terms = self._item_terms(snap, correction, unique) if len(unique) else np.zeros(0)
+        per_hit = np.zeros(rows.shape)
+        if len(unique):
+            per_hit[valid] = terms[np.searchsorted(unique, rows[valid])]
+        corrected = np.where(
+            valid, correction.corrected(scores.astype(np.float64), per_hit), -np.inf
+        )
+        order = np.lexsort((np.where(valid, rows, np.iinfo(np.int64).max), -corrected), axis=-1)
+        order = order[:, :k]
+        out_rows = np.where(
+            np.take_along_axis(valid, order, axis=1), np.take_along_axis(rows, order, axis=1), -1
+        )
+        return np.take_along_axis(scores, order, axis=1), out_rows
+
+    def hubness_report(self, *, k: int = 10, queries: Any = None, top: int = 10) -> dict[str, Any]:
+        """The skewness of k-occurrence (how lopsided the counts of items in the top-k
+        lists of ``queries`` are; 0 is none) and the ``top`` hubs, for each method that
+        can run (``none`` always; the others once a bank is set).
+
+        ``queries`` defaults to the bank, or else a sample of 1,000 of the collection's
+        own items (each excluded from its own list).
+        """
+        self._check_open()
+        k = check_k(k)
+        with self._lock, self._store.snapshot() as snap:
+            config = self._catch_up(snap)
+            if config.dim is None or self._index is None or len(self._index) == 0:
+                raise InvalidArgumentError("the collection is empty")
+            has_bank = snap.read_meta(HUBNESS_KEY) is not None
+        themselves: list[str | None] | None = None
+        if queries is None:
+            if has_bank:
+                with self._store.snapshot() as snap:
+                    queries = self._hubness_banks(snap)[0]
+            else:
+                rows = np.sort(
+                    np.random.default_rng(0).choice(
+                        self._index.live_rows(), min(1000, len(self._index)), replace=False
+                    )
+                )
+                with self._store.snapshot() as snap:
+                    queries = snap.vectors_of_rows(rows, int(config.dim))
+                    described = snap.describe_rows(rows.tolist())
+                themselves = [described[r][0] for r in rows.tolist()]
+        q = self._parse_queries(queries, None)
+        report: dict[str, Any] = {"k": k, "queries": len(q), "methods": {}}
+        for method in METHODS if has_bank else ("none",):
+            # An item asked as a query is left out of its own list.
+            res = self.search(q, k=k + (themselves is not None), hubness=method)
+            own = themselves or [None] * len(q)
+            ids = [
+                h.id
+                for row, me in zip(res, own, strict=True)
+                for h in [h for h in row if h.id != me][:k]
+            ]
+            counts: dict[str, int] = {}
+            for i in ids:
+                counts[i] = counts.get(i, 0) + 1
+            n = len(self)
+            values = np.array(list(counts.values()) + [0] * (n - len(counts)), dtype=float)
+            sd = values.std()
+            skewness = float(((values - values.mean()) ** 3).mean() / sd**3) if sd > 0 else 0.0
+            hubs = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+            report["methods"][method] = {"skewness": skewness, "top_hubs": hubs}
+        return report
 
     # -- calibration -------------------------------------------------------------------------
     def _calibrator(self, snap: ReadTxn) -> Calibrator | None:

@@ -318,6 +318,39 @@ def dedup(
         out.print(table)
 
 
+@app.command()
+def hubness(
+    collection: CollectionArg,
+    k: Annotated[int, typer.Option(min=1, help="Length of each top-k list.")] = 10,
+    beir: Annotated[
+        Path | None,
+        typer.Option("--beir", help="Save the queries of this BEIR split as the query bank."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which split's queries form the bank.")] = "train",
+    as_json: JsonOpt = False,
+) -> None:
+    """Report the skewness of k-occurrence and the top hubs, per hubness method.
+
+    The queries are the saved bank (or a sample of the collection's own items
+    when there is none); with --beir the split's queries become the bank first.
+    """
+    with _errors(), Collection.open(collection, create=False) as col:
+        if beir is not None:
+            data = load_beir(beir, split)
+            col.set_hubness_bank(list(data.queries.values()))
+        report = col.hubness_report(k=k)
+        if as_json:
+            print(json.dumps(report, ensure_ascii=False))
+            return
+        table = Table(title=f"{k}-occurrence over {report['queries']} queries in {collection}")
+        for name in ("method", "skewness", "top hubs (id: count)"):
+            table.add_column(name)
+        for method, row in report["methods"].items():
+            hubs = ", ".join(f"{i}: {c}" for i, c in row["top_hubs"][:5])
+            table.add_row(method, f"{row['skewness']:.3f}", hubs)
+        out.print(table)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
