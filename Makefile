@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
 BENCH_STAMP := $(VENV)/.bench
 
-.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup eval-scifact clean
+.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench-calibration: $(BENCH_STAMP)
 
 bench-dedup: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_dedup.py
+
+bench-hubness: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_hubness.py
 
 bench-ann: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_ann.py

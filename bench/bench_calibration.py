@@ -8,8 +8,9 @@ everything is measured on the test split, over each query's top-100
 candidates; precision, recall and F1 are averaged over queries. Baselines:
 plain top-10; the single global cosine threshold that maximises train F1; and
 keeping the hits within a margin of the query's top score, the margin tuned on
-train. Writes bench/results/calibration.json, a reliability diagram and the
-score histograms of relevant and non-relevant candidates (PNG).
+train. Writes bench/results/calibration.json, a reliability diagram (calibration.png)
+and the score histograms of relevant and non-relevant candidates
+(calibration-scores.png).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 import simsearch
 from simsearch.eval import cutoff_metrics, expected_calibration_error, load_beir
+from simsearch.plots import reliability_diagram, score_histograms
 
 RESULTS = Path(__file__).parent / "results"
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "scifact"
@@ -120,38 +122,16 @@ def main() -> None:
 def plot(
     probs: np.ndarray, outcomes: np.ndarray, results: Any, qids: list[str], qrels: Any
 ) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plots")
-        return
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    edges = np.linspace(0, 1, 11)
-    bins = np.clip(np.digitize(probs, edges) - 1, 0, 9)
-    mids = [
-        (probs[bins == b].mean(), outcomes[bins == b].mean())
-        for b in range(10)
-        if (bins == b).any()
+    scores = [h.score for row in results for h in row]
+    relevant = [
+        qrels[q].get(h.id, 0) > 0 for q, row in zip(qids, results, strict=True) for h in row
     ]
-    ax1.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    ax1.plot([m[0] for m in mids], [m[1] for m in mids], marker="o")
-    ax1.set_xlabel("predicted relevance")
-    ax1.set_ylabel("observed share relevant")
-    ax1.set_title("Reliability on SciFact test (top-100)")
-    scores = np.array([h.score for row in results for h in row])
-    relevant = np.array(
-        [qrels[q].get(h.id, 0) > 0 for q, row in zip(qids, results, strict=True) for h in row]
+    reliability_diagram(
+        probs.tolist(), outcomes.tolist(), RESULTS / "calibration.png", "SciFact test, top-100"
     )
-    ax2.hist(scores[~relevant], bins=50, alpha=0.6, density=True, label="not relevant")
-    ax2.hist(scores[relevant], bins=50, alpha=0.6, density=True, label="relevant")
-    ax2.set_xlabel("cosine score")
-    ax2.set_title("Scores of top-100 candidates")
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "calibration.png", dpi=110)
+    score_histograms(
+        scores, relevant, RESULTS / "calibration-scores.png", "SciFact test, top-100 candidates"
+    )
 
 
 if __name__ == "__main__":

@@ -256,3 +256,41 @@ def test_calibrate_then_search_with_a_relevance_cutoff(built: Path, tmp_path: Pa
     hits = json.loads(cut.stdout)
     assert all(h["relevance"] >= 0.99 for h in hits)
     assert len(hits) < 4
+
+
+def test_eval_reports_cutoffs_calibration_error_and_pictures(tmp_path: Path) -> None:
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": r["id"], "text": r["text"]}) for r in RECORDS)
+    )
+    queries = {
+        "q1": "guitar concert",
+        "q2": "stock market crash",
+        "q3": "dessert recipe",
+        "q4": "orchestra soloist",
+    }
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": q, "text": t}) for q, t in queries.items())
+    )
+    header = "query-id\tcorpus-id\tscore\n"
+    (beir / "qrels" / "train.tsv").write_text(header + "q1\tg\t1\nq2\ts\t1\nq3\tc\t1\n")
+    (beir / "qrels" / "test.tsv").write_text(header + "q4\tv\t1\n")
+    col = str(tmp_path / "col")
+    plain = runner.invoke(app, ["eval", col, "--beir", str(beir), "--json"])
+    assert plain.exit_code == 0, plain.output
+    assert "ece@100" not in json.loads(plain.stdout.splitlines()[-1])
+    assert runner.invoke(app, ["calibrate", col, "--beir", str(beir)]).exit_code == 0
+    pictures = tmp_path / "plots"
+    result = runner.invoke(
+        app, ["eval", col, "--beir", str(beir), "--plots", str(pictures), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.splitlines()[-1])
+    assert metrics["calibration"] == "fitted"
+    assert 0.0 <= metrics["ece@100"] <= 1.0
+    assert set(metrics["cutoffs"]["cutoff=f1"]) == {"precision", "recall", "f1", "set_size"}
+    assert (pictures / "reliability.png").stat().st_size > 1000
+    assert (pictures / "scores.png").stat().st_size > 1000
+    table = runner.invoke(app, ["eval", col, "--beir", str(beir)])
+    assert "Relevance cutoffs" in table.output

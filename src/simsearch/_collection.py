@@ -1041,6 +1041,19 @@ class Collection:
             self._calibration = None
         return summary
 
+    def calibration(self) -> dict[str, Any] | None:
+        """The calibration in force: its kind (``fitted`` or ``background``) and, when
+        fitted, the cutoff that maximised F1 on its judgements; ``None`` when uncalibrated."""
+        self._check_open()
+        with self._lock, self._store.snapshot() as snap:
+            self._catch_up(snap)
+            calibrator = self._calibrator(snap)
+        if calibrator is None:
+            return None
+        if calibrator.kind == "background":
+            return {"kind": "background"}
+        return {"kind": "fitted", "threshold": calibrator.threshold}
+
     def uncalibrate(self) -> None:
         """Remove the saved calibration; hits carry no relevance afterwards."""
         self._check_open()

@@ -21,7 +21,8 @@ from rich.table import Table
 from simsearch._collection import Collection
 from simsearch.config import HNSW, IVFPQ, Flat, IndexConfig
 from simsearch.errors import InvalidArgumentError, SimsearchError
-from simsearch.eval import evaluate_rankings, load_beir
+from simsearch.eval import cutoff_metrics, evaluate_rankings, expected_calibration_error, load_beir
+from simsearch.plots import reliability_diagram, score_histograms
 from simsearch.progress import progress_bar
 from simsearch.sources import read_records
 
@@ -218,9 +219,15 @@ def evaluate(
     beir: Annotated[Path, typer.Option("--beir", help="BEIR dataset folder.")],
     split: Annotated[str, typer.Option(help="Which qrels split to evaluate.")] = "test",
     encoder: Annotated[str | None, typer.Option(help="Encoder for a new collection.")] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option(help="Folder for PNGs: score histograms, and a reliability diagram."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """nDCG@10, recall@10, recall@100 and MRR@10 of a BEIR query set.
+    """nDCG@10, recall@10, recall@100 and MRR@10 of a BEIR query set; on a calibrated
+    collection also the cutoff sets' precision, recall, F1 and size, and the
+    expected calibration error over each query's top-100.
 
     The collection is built from the BEIR corpus (title and text) when it is
     missing or empty, and reused afterwards.
@@ -234,9 +241,50 @@ def evaluate(
                     for batch in _batched(ids, 512):
                         col.add(batch, texts=[data.passage(d) for d in batch], progress=advance)
             qids = list(data.queries)
-            results = col.search([data.queries[q] for q in qids], k=100, progress=True)
+            texts = [data.queries[q] for q in qids]
+            results = col.search(texts, k=100, progress=True)
+            calibration = col.calibration()
+            cutoffs: dict[str, Any] = {}
+            if calibration is not None and calibration["kind"] == "fitted":
+                for name, kwargs in (
+                    (
+                        f"min_relevance={calibration['threshold']:.3f}",
+                        {"min_relevance": calibration["threshold"]},
+                    ),
+                    ("cutoff=f1", {"cutoff": "f1"}),
+                ):
+                    chosen = col.search(texts, k=100, **kwargs)
+                    cutoffs[name] = cutoff_metrics(
+                        {q: [h.id for h in row] for q, row in zip(qids, chosen, strict=True)},
+                        data.qrels,
+                    )
         rankings = {q: [h.id for h in row] for q, row in zip(qids, results, strict=True)}
-        metrics = evaluate_rankings(rankings, data.qrels)
+        metrics: dict[str, Any] = dict(evaluate_rankings(rankings, data.qrels))
+        pairs = [
+            (h, data.qrels.get(q, {}).get(h.id, 0) > 0)
+            for q, row in zip(qids, results, strict=True)
+            for h in row
+        ]
+        if calibration is not None:
+            metrics["calibration"] = calibration["kind"]
+            metrics["ece@100"] = expected_calibration_error(
+                [float(h.relevance or 0.0) for h, _ in pairs], [y for _, y in pairs]
+            )
+        if cutoffs:
+            metrics["cutoffs"] = cutoffs
+        if plots is not None:
+            plots.mkdir(parents=True, exist_ok=True)
+            title = f"{beir.name} {split}, top-100"
+            score_histograms(
+                [h.score for h, _ in pairs], [y for _, y in pairs], plots / "scores.png", title
+            )
+            if calibration is not None:
+                reliability_diagram(
+                    [float(h.relevance or 0.0) for h, _ in pairs],
+                    [y for _, y in pairs],
+                    plots / "reliability.png",
+                    title,
+                )
         if as_json:
             print(json.dumps({"dataset": str(beir), "split": split, **metrics}))
             return
@@ -244,9 +292,18 @@ def evaluate(
         table.add_column("metric")
         table.add_column("value", justify="right")
         for name, value in metrics.items():
-            if name != "queries":
+            if isinstance(value, float) and name != "queries":
                 table.add_row(name, f"{value:.4f}")
         out.print(table)
+        if cutoffs:
+            sets = Table(title="Relevance cutoffs (averaged over queries)")
+            for column in ("cutoff", "precision", "recall", "F1", "set size"):
+                sets.add_column(column)
+            for name, m in cutoffs.items():
+                sets.add_row(
+                    name, *(f"{m[key]:.4f}" for key in ("precision", "recall", "f1", "set_size"))
+                )
+            out.print(sets)
 
 
 @app.command()
