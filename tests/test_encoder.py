@@ -69,3 +69,19 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     with pytest.raises(simsearch.MissingDependencyError, match=r"simsearch\[st\]"):
         require("sentence_transformers", "st")
+
+
+@pytest.mark.parametrize("name", ["static-64", "e5-small"])
+def test_optional_encoders_embed_or_name_their_extra(name: str) -> None:
+    try:
+        encoder = get_encoder(name)
+    except simsearch.MissingDependencyError as exc:
+        assert "pip install 'simsearch[" in str(exc)
+        return
+    calls: list[int] = []
+    texts = ["A man is playing a guitar.", "Someone plays the guitar.", "Stocks fell."]
+    v = encoder.encode(texts, kind="query", progress=calls.append)
+    assert v.shape == (3, encoder.dim)
+    assert sum(calls) == 3
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2]

@@ -4,7 +4,7 @@ Importing this package registers the built-in encoders without loading any
 model or runtime: those load when an encoder is first used.
 """
 
-from simsearch.encoders import text_onnx, text_st
+from simsearch.encoders import text_onnx, text_small, text_st
 from simsearch.encoders.base import (
     DEFAULT_ENCODER,
     Encoder,
@@ -24,5 +24,6 @@ __all__ = [
     "get_encoder",
     "register_encoder",
     "text_onnx",
+    "text_small",
     "text_st",
 ]
