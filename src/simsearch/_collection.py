@@ -13,7 +13,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simsearch.calibration import WINDOW, Background, Calibrator, fit_calibrator
+from simsearch.compat import CompatibilityMap, fit_map
 from simsearch.config import (
     HNSW,
     IVFPQ,
@@ -71,6 +72,8 @@ __all__ = ["Collection"]
 Progress = bool | ProgressCallback
 #: Search knobs left to the index's defaults.
 NO_KNOBS: dict[str, int | None] = {"ef": None, "nprobe": None, "rescore": None}
+#: Where a model upgrade in progress (target encoder and map) is saved.
+MIGRATION_KEY = "migration"
 #: Where the hubness banks are saved beside the data.
 HUBNESS_KEY = "hubness"
 #: A hubness-corrected search reorders this many candidates per hit.
@@ -104,6 +107,43 @@ def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
 
 def _spec(encoder: Encoder) -> EncoderSpec:
     return EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A model upgrade in progress: the encoder it moves to, the map into the old space,
+    and the saved text they were read from (compared to notice a change)."""
+
+    to: EncoderSpec
+    mapping: CompatibilityMap
+    text: str
+
+    @staticmethod
+    def new(to: EncoderSpec, mapping: CompatibilityMap) -> Migration:
+        text = json.dumps(
+            {
+                "to": {"name": to.name, "version": to.version, "dim": to.dim},
+                "map": json.loads(mapping.to_json()),
+            }
+        )
+        return Migration(to, mapping, text)
+
+    @staticmethod
+    def from_text(text: str) -> Migration:
+        data = json.loads(text)
+        mapping = CompatibilityMap.from_json(json.dumps(data["map"]))
+        return Migration(EncoderSpec(**data["to"]), mapping, text)
+
+
+def migration_encoder(migration: Migration) -> Encoder:
+    """The registered encoder a model upgrade moves to, checked against the saved spec."""
+    encoder = get_encoder(migration.to.name)
+    if _spec(encoder) != migration.to:
+        raise ConfigMismatchError(
+            f"the upgrade was started with {migration.to.name} version {migration.to.version}, "
+            f"but this one is version {encoder.version}"
+        )
+    return encoder
 
 
 def _encode_matrix(x: FloatArray) -> dict[str, Any]:
@@ -197,6 +237,7 @@ class Collection:
         self._index_config: IndexConfig | None = None
         self._filters = FilterCache()
         self._calibration: tuple[str, Calibrator] | None = None
+        self._migration: Migration | None = None
         self._hubness: tuple[str, FloatArray, FloatArray, dict[tuple[str, int], float]] | None = (
             None
         )
@@ -370,6 +411,13 @@ class Collection:
     # -- encoding ----------------------------------------------------------------------------
     def _text_encoder(self) -> Encoder:
         """The encoder for texts: the one given, the saved one, or the default."""
+        saved_spec = self._config.encoder
+        if (
+            self._encoder is not None
+            and saved_spec is not None
+            and _spec(self._encoder) != saved_spec
+        ):
+            self._encoder = None  # a model upgrade has finished since: follow the saved encoder
         if self._encoder is None:
             saved = self._config.encoder
             name = saved.name if saved else DEFAULT_ENCODER
@@ -379,10 +427,30 @@ class Collection:
         return self._encoder
 
     def _embed(
-        self, texts: list[str], kind: Literal["query", "passage"], progress: Progress | None
+        self,
+        texts: list[str],
+        kind: Literal["query", "passage"],
+        progress: Progress | None,
+        *,
+        raw: bool = False,
     ) -> FloatArray:
+        """Embed texts into the collection's space; during a model upgrade they are embedded
+        by the new encoder and mapped into the old space (``raw``: left unmapped)."""
+        migration = self._current_migration()
+        if migration is not None:
+            vectors = self._encode(migration_encoder(migration), texts, kind, progress)
+            return vectors if raw else migration.mapping(vectors)
         encoder = self._text_encoder()
         _check_compatible(self._config, _spec(encoder))
+        return self._encode(encoder, texts, kind, progress)
+
+    def _encode(
+        self,
+        encoder: Encoder,
+        texts: list[str],
+        kind: Literal["query", "passage"],
+        progress: Progress | None,
+    ) -> FloatArray:
         show = progress if progress is not None else len(texts) >= AUTO_PROGRESS_MIN
         if callable(show):
             return encoder.encode(texts, kind=kind, progress=show)
@@ -440,10 +508,20 @@ class Collection:
         text_list = check_texts(texts, n) if texts is not None else None
         metas = [metadata_to_json(m) for m in check_metadata(metadata, n)]
         spec: EncoderSpec | None = None
+        migration = self._current_migration()
+        fresh: FloatArray | None = None  # the new encoder's vectors, during a model upgrade
         if vectors is not None:
+            if migration is not None and text_list is None:
+                raise InvalidArgumentError(
+                    "a model upgrade is in progress: give texts too, so the items can be "
+                    "re-embedded (vectors alone would stay in the old space)"
+                )
             vecs = as_vector_batch(vectors, self._config.dim)
             if len(vecs) != n:
                 raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
+        elif text_list is not None and migration is not None:
+            fresh = self._embed(text_list, "passage", progress, raw=True)
+            vecs = migration.mapping(fresh)
         elif text_list is not None:
             vecs = self._embed(text_list, "passage", progress)
             spec = _spec(self._text_encoder())
@@ -452,6 +530,11 @@ class Collection:
         stored_texts: list[str | None] = list(text_list) if text_list else [None] * n
         with self._lock, self._store.write() as txn:
             self._check_open()
+            if txn.read_meta(MIGRATION_KEY) != (migration.text if migration else None):
+                raise ConfigMismatchError(
+                    "a model upgrade started or finished while this write was embedding; "
+                    "write again"
+                )
             config = txn.read_config() or self._config
             new_config = config
             if new_config.dim is None:
@@ -474,6 +557,8 @@ class Collection:
                     shown = ", ".join(repr(i) for i in existing[:5])
                     more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
                     raise DuplicateIdError(f"ids already exist: {shown}{more}; use upsert")
+            if fresh is not None:
+                txn.save_pending_for_ids(id_list, fresh)
             if new_config != config:
                 txn.save_config(new_config)
         self._config = new_config
@@ -574,7 +659,11 @@ class Collection:
         if config.dim is None:
             return config
         seq = snap.current_seq()
-        if self._index is None or self._index_config != config.index:
+        if (
+            self._index is None
+            or self._index_config != config.index
+            or self._index.dim != config.dim  # a finished model upgrade changed the space
+        ):
             self._index = self._new_index(config, config.dim, seq)
             self._index_config = config.index
         if seq != self._applied_seq:
@@ -751,6 +840,132 @@ class Collection:
                     rows = np.where(_expected_f1_prefix(relevance, expected), rows, -1)
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
         return Results._from_search(k, scores, rows, described, relevance)
+
+    # -- model upgrades ------------------------------------------------------------------------
+    def _current_migration(self) -> Migration | None:
+        with self._store.snapshot() as snap:
+            text = snap.read_meta(MIGRATION_KEY)
+        if text is None:
+            return None
+        if self._migration is None or self._migration.text != text:
+            self._migration = Migration.from_text(text)
+        return self._migration
+
+    def migrate(
+        self,
+        new_encoder: str | Encoder,
+        *,
+        sample: int = 2000,
+        method: str = "auto",
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Start a model upgrade: embed a sample of the stored texts with ``new_encoder``,
+        fit a map from its space into the collection's, and save it.
+
+        From then on, text queries and new texts are embedded by the new encoder and
+        mapped, so search goes on at once; :meth:`backfill` re-embeds every stored
+        text and then makes the new encoder the collection's own. Returns the
+        method chosen and its held-out recall.
+        """
+        self._check_open()
+        encoder = _resolve_encoder(new_encoder)
+        assert encoder is not None
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 10:
+            raise InvalidArgumentError(f"sample must be an integer of at least 10, got {sample!r}")
+        with self._lock, self._store.snapshot() as snap:
+            config = self._catch_up(snap)
+            if config.encoder is None or config.dim is None or self._index is None:
+                raise InvalidArgumentError(
+                    "only a collection embedded from texts can be migrated to a new encoder"
+                )
+            if _spec(encoder) == config.encoder:
+                raise InvalidArgumentError(f"the collection already uses {encoder.name}")
+            if snap.count_without_text():
+                raise InvalidArgumentError(
+                    f"{snap.count_without_text()} items have no stored text and cannot be "
+                    "re-embedded"
+                )
+            rows = self._index.live_rows()
+            rng = np.random.default_rng(seed)
+            picked = np.sort(rng.choice(rows, min(sample, len(rows)), replace=False))
+            described = snap.describe_rows(picked.tolist())
+            texts = [str(described[r][1]) for r in picked.tolist()]
+            old = snap.vectors_of_rows(picked, config.dim)
+        new = self._encode(encoder, texts, "passage", progress)
+        mapping = fit_map(new, old, method=method, seed=seed)
+        migration = Migration.new(_spec(encoder), mapping)
+        with self._lock, self._store.write() as txn:
+            if txn.read_meta(MIGRATION_KEY) is not None:
+                txn.clear_pending()  # an earlier upgrade to another encoder is abandoned
+            txn.save_meta(MIGRATION_KEY, migration.text)
+        self._migration = None
+        return {
+            "to": encoder.name,
+            "method": mapping.method,
+            "held_out_recall": mapping.held_out_recall,
+            "sample": len(picked),
+        }
+
+    def backfill(self, *, batch: int = 256, progress: Progress | None = None) -> int:
+        """Re-embed every stored text with the new encoder, in transactions of ``batch``
+        items, then swap the new vectors in and retire the map. Searches keep working
+        meanwhile; a backfill that is killed resumes where it stopped. Returns how
+        many items were embedded."""
+        self._check_open()
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidArgumentError(f"batch must be a positive integer, got {batch!r}")
+        migration = self._current_migration()
+        if migration is None:
+            raise InvalidArgumentError("no model upgrade is in progress; call migrate() first")
+        encoder = migration_encoder(migration)
+        done = 0
+        with self._store.snapshot() as snap:
+            total = snap.count_to_backfill()
+        with ExitStack() as stack:
+            advance: ProgressCallback | None = progress if callable(progress) else None
+            if advance is None and (progress or (progress is None and total >= AUTO_PROGRESS_MIN)):
+                from simsearch.progress import progress_bar
+
+                advance = stack.enter_context(
+                    progress_bar(total, f"Re-embedding with {encoder.name}")
+                )
+            while True:
+                with self._store.snapshot() as snap:
+                    todo = snap.rows_to_backfill(batch)
+                if todo:
+                    vectors = encoder.encode([t for _, _, t in todo], kind="passage")
+                    with self._lock, self._store.write() as txn:
+                        if txn.read_meta(MIGRATION_KEY) != migration.text:
+                            raise ConfigMismatchError("the model upgrade changed during backfill")
+                        txn.save_pending([r for r, _, _ in todo], [q for _, q, _ in todo], vectors)
+                    done += len(todo)
+                    if advance is not None:
+                        advance(len(todo))
+                    continue
+                try:
+                    self._finish_migration(migration)
+                except RuntimeError:
+                    continue  # items were written meanwhile: embed those too
+                return done
+
+    def _finish_migration(self, migration: Migration) -> None:
+        """Swap in the new vectors, make the new encoder the collection's, drop the map."""
+        with self._lock, self._store.write() as txn:
+            if txn.read_meta(MIGRATION_KEY) != migration.text:
+                raise ConfigMismatchError("the model upgrade changed during backfill")
+            config = txn.read_config() or self._config
+            txn.swap_in_pending()
+            config = replace(config, encoder=migration.to, dim=migration.to.dim)
+            check_index_fits(config.index, migration.to.dim)
+            txn.save_config(config)
+            for key in (MIGRATION_KEY, CALIBRATION_KEY, HUBNESS_KEY):  # all in the old space
+                txn.save_meta(key, None)
+        self._config = config
+        self._encoder = None
+        self._migration = None
+        self._calibration = None
+        self._hubness = None
 
     # -- hubness ------------------------------------------------------------------------------
     def set_hubness_bank(self, queries: Any, *, gallery_sample: int = 1000, seed: int = 0) -> None:

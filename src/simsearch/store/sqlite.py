@@ -27,7 +27,7 @@ from simsearch.types import FloatArray
 __all__ = ["DB_FILENAME", "Changes", "Int64Array", "SQLiteStore", "StoredRow"]
 
 DB_FILENAME = "simsearch.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 60.0
 PAGE_SIZE = 16384
@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS deletions (
     row INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deletions_seq ON deletions (seq);
+-- A model upgrade in progress: each item's vector from the new encoder, valid while the
+-- item's seq is unchanged (schema 2).
+CREATE TABLE IF NOT EXISTS pending (
+    row    INTEGER PRIMARY KEY,
+    seq    INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
 """
 
 Int64Array = npt.NDArray[np.int64]
@@ -313,6 +320,36 @@ class ReadTxn:
             done += len(got)
         return out
 
+    # -- a model upgrade ----------------------------------------------------------------------
+    _STALE = (
+        "FROM items i LEFT JOIN pending p ON p.row = i.row "
+        "WHERE i.text IS NOT NULL AND (p.row IS NULL OR p.seq != i.seq)"
+    )
+
+    def rows_to_backfill(self, limit: int) -> list[tuple[int, int, str]]:
+        """``(row, seq, text)`` of items whose new-encoder vector is missing or stale."""
+        cur = self._conn.execute(
+            f"SELECT i.row, i.seq, i.text {self._STALE} ORDER BY i.row LIMIT ?", (limit,)
+        )
+        return [(int(r), int(q), str(t)) for r, q, t in cur]
+
+    def count_to_backfill(self) -> int:
+        return int(self._conn.execute(f"SELECT COUNT(*) {self._STALE}").fetchone()[0])
+
+    def count_without_text(self) -> int:
+        return int(
+            self._conn.execute("SELECT COUNT(*) FROM items WHERE text IS NULL").fetchone()[0]
+        )
+
+    def pending_vectors(self, dim: int) -> dict[str, FloatArray]:
+        """``id -> new-encoder vector`` of every item whose pending vector is current."""
+        cur = self._conn.execute(
+            "SELECT i.id, p.vector FROM items i JOIN pending p ON p.row = i.row AND p.seq = i.seq"
+        )
+        return {
+            id_: np.frombuffer(b, dtype="<f4").astype(np.float32).reshape(dim) for id_, b in cur
+        }
+
     def get(self, ids: Sequence[str], dim: int) -> dict[str, StoredRow]:
         """Stored rows by id; ids that do not exist are absent from the result."""
         out: dict[str, StoredRow] = {}
@@ -423,6 +460,55 @@ class WriteTxn(ReadTxn):
             ),
         )
         self.touched = True
+
+    def save_pending(self, rows: Sequence[int], seqs: Sequence[int], vectors: FloatArray) -> int:
+        """Keep new-encoder vectors of rows that still hold the version (seq) that was
+        embedded; returns how many were kept."""
+        little = vectors.astype("<f4", copy=False)
+        kept = 0
+        for i, (row, seq) in enumerate(zip(rows, seqs, strict=True)):
+            cur = self._conn.execute(
+                "INSERT INTO pending (row, seq, vector) SELECT row, seq, ? FROM items "
+                "WHERE row = ? AND seq = ? "
+                "ON CONFLICT(row) DO UPDATE SET seq=excluded.seq, vector=excluded.vector",
+                (little[i].tobytes(), row, seq),
+            )
+            kept += cur.rowcount
+        return kept
+
+    def save_pending_for_ids(self, ids: Sequence[str], vectors: FloatArray) -> None:
+        """New-encoder vectors of items this transaction has just written."""
+        rows = []
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" for _ in chunk)
+            rows.extend(
+                self._conn.execute(
+                    f"SELECT id, row, seq FROM items WHERE id IN ({marks})", chunk
+                ).fetchall()
+            )
+        where = {id_: (row, seq) for id_, row, seq in rows}
+        picked = [where[i] for i in ids]
+        self.save_pending([r for r, _ in picked], [q for _, q in picked], vectors)
+
+    def swap_in_pending(self) -> int:
+        """Replace every item's vector with its current pending one, in this transaction.
+
+        Raises ``RuntimeError`` (and changes nothing) unless every item has one.
+        """
+        missing = self.count_to_backfill() + self.count_without_text()
+        if missing:
+            raise RuntimeError(f"{missing} items have no vector from the new encoder yet")
+        cur = self._conn.execute(
+            "UPDATE items SET seq = ?, vector = (SELECT p.vector FROM pending p "
+            "WHERE p.row = items.row)",
+            (self.seq,),
+        )
+        self._conn.execute("DELETE FROM pending")
+        self.touched = True
+        return int(cur.rowcount)
+
+    def clear_pending(self) -> None:
+        self._conn.execute("DELETE FROM pending")
 
     def delete_rows(self, rows: Sequence[int]) -> int:
         """Delete the given rows and log them; returns how many existed."""
