@@ -181,6 +181,22 @@ def _expected_f1_prefix(
     return keep
 
 
+def _query_texts(query: Any) -> list[str] | None:
+    """The texts of a text query (one string or a list of strings), else ``None``."""
+    if isinstance(query, str):
+        return [query]
+    if (
+        isinstance(query, Sequence)
+        and not isinstance(query, bytes)
+        and query
+        and all(isinstance(q, str) for q in query)
+    ):
+        return list(query)
+    if isinstance(query, Sequence) and any(isinstance(q, str) for q in query):
+        raise InvalidArgumentError("a query batch must be all strings or all vectors")
+    return None
+
+
 def _relevant_ids(judgement: Any) -> set[str]:
     """The relevant ids of one query's judgements: a dict of id to grade, or ids."""
     if isinstance(judgement, dict):
@@ -436,7 +452,17 @@ class Collection:
     ) -> FloatArray:
         """Embed texts into the collection's space; during a model upgrade they are embedded
         by the new encoder and mapped into the old space (``raw``: left unmapped)."""
-        migration = self._current_migration()
+        return self._embed_with(self._current_migration(), texts, kind, progress, raw=raw)
+
+    def _embed_with(
+        self,
+        migration: Migration | None,
+        texts: list[str],
+        kind: Literal["query", "passage"],
+        progress: Progress | None,
+        *,
+        raw: bool = False,
+    ) -> FloatArray:
         if migration is not None:
             vectors = self._encode(migration_encoder(migration), texts, kind, progress)
             return vectors if raw else migration.mapping(vectors)
@@ -609,17 +635,9 @@ class Collection:
         ]
 
     def _parse_queries(self, query: Any, progress: Progress | None) -> FloatArray:
-        if isinstance(query, str):
-            return self._embed([query], "query", False)
-        if (
-            isinstance(query, Sequence)
-            and not isinstance(query, bytes)
-            and query
-            and all(isinstance(q, str) for q in query)
-        ):
-            return self._embed(list(query), "query", progress)
-        if isinstance(query, Sequence) and any(isinstance(q, str) for q in query):
-            raise InvalidArgumentError("a query batch must be all strings or all vectors")
+        texts = _query_texts(query)
+        if texts is not None:
+            return self._embed(texts, "query", progress if len(texts) > 1 else False)
         return as_vector_batch(query, self._config.dim, what="query vectors")
 
     @property
@@ -783,11 +801,20 @@ class Collection:
         if cutoff not in (None, "f1"):
             raise InvalidArgumentError(f"cutoff must be 'f1' or None, got {cutoff!r}")
         flt = compile_filter(where) if where is not None else None
+        texts = _query_texts(query)
+        migration = self._current_migration() if texts is not None else None
+        space = (migration and migration.text, self._config.encoder)
         queries = self._parse_queries(query, progress)
         with self._lock, ExitStack() as stack:
             self._check_open()
             snap = stack.enter_context(self._store.snapshot())
             config = self._catch_up(snap)
+            now = snap.read_meta(MIGRATION_KEY)
+            if texts is not None and (now, config.encoder) != space:
+                # A model upgrade started or finished while the queries were embedded: embed
+                # them again into the space this snapshot holds.
+                current = Migration.from_text(now) if now is not None else None
+                queries = self._embed_with(current, texts, "query", False)
             if config.dim is None or self._index is None:
                 return Results(k=k, rows=[[] for _ in range(len(queries))])
             if queries.shape[1] != config.dim:
@@ -843,8 +870,11 @@ class Collection:
 
     # -- model upgrades ------------------------------------------------------------------------
     def _current_migration(self) -> Migration | None:
-        with self._store.snapshot() as snap:
+        """The model upgrade in progress, if any; also refreshes the saved config, so a text
+        is embedded by the encoder the collection holds now (an upgrade may have finished)."""
+        with self._lock, self._store.snapshot() as snap:
             text = snap.read_meta(MIGRATION_KEY)
+            self._config = snap.read_config() or self._config
         if text is None:
             return None
         if self._migration is None or self._migration.text != text:

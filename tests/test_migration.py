@@ -1,0 +1,161 @@
+"""Model upgrades: a fitted map at once, then a crash-safe backfill to the new encoder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import simsearch
+from simsearch.encoders import get_encoder
+
+pytest.importorskip("static_model", reason="the static-64 encoder needs simsearch[static]")
+
+OLD, NEW = "minilm-l6-v2-int8", "static-64"
+TOPICS = ["cats", "dogs", "stock markets", "jazz music", "rainy weather", "fast cars"]
+TEXTS = [f"note {i}: something about {TOPICS[i % len(TOPICS)]}" for i in range(600)]
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A collection of TEXTS embedded by the old encoder, migration started (copied per test)."""
+    path = tmp_path_factory.mktemp("template") / "c"
+    with simsearch.Collection.open(path, encoder=OLD) as col:
+        col.add(
+            [f"t{i}" for i in range(len(TEXTS))],
+            texts=TEXTS,
+            metadata=[{"i": i} for i in range(len(TEXTS))],
+        )
+        summary = col.migrate(NEW, sample=300)
+        assert summary["method"] in {"procrustes", "ridge", "lowrank"}
+    return path
+
+
+def copy_of(template: Path, tmp_path: Path) -> Path:
+    shutil.copytree(template, tmp_path / "c")
+    return tmp_path / "c"
+
+
+def test_search_works_at_once_and_the_backfill_makes_the_new_encoder_the_collections(
+    template: Path, tmp_path: Path
+) -> None:
+    path = copy_of(template, tmp_path)
+    with simsearch.Collection.open(path) as col:
+        assert col.config.encoder is not None
+        assert col.config.encoder.name == OLD  # still the old space until the backfill ends
+        hits = col.search("dogs", k=20)[0]
+        assert sum("dogs" in (h.text or "") for h in hits) >= 10
+        col.add(["late"], texts=["a late note about dogs"])
+        with pytest.raises(simsearch.InvalidArgumentError, match="give texts too"):
+            col.add(["vec"], vectors=np.ones((1, 384)))
+        assert col.backfill(batch=50) == len(TEXTS)  # the late item was embedded when written
+        info = col.info()
+        assert info["encoder"]["name"] == NEW
+        assert info["dim"] == 64
+        new = get_encoder(NEW)
+        items = col.get(["t0", "t7", "late"])
+        want = new.encode([TEXTS[0], TEXTS[7], "a late note about dogs"])
+        np.testing.assert_allclose(np.stack([i.vector for i in items]), want, atol=1e-6)
+        top = col.search("dogs", k=5)[0]
+        assert all("dogs" in (h.text or "") for h in top)
+    with simsearch.Collection.open(path) as col:  # and it stays so
+        assert col.config.dim == 64
+        with pytest.raises(simsearch.InvalidArgumentError, match="no model upgrade"):
+            col.backfill()
+
+
+def test_bad_migrations_are_refused(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "v") as col:
+        col.add(["a"], vectors=[[1.0, 0.0]])
+        with pytest.raises(simsearch.InvalidArgumentError, match="embedded from texts"):
+            col.migrate(NEW)
+    with simsearch.Collection.open(tmp_path / "t", encoder=NEW) as col:
+        col.add([f"x{i}" for i in range(20)], texts=TEXTS[:20])
+        with pytest.raises(simsearch.InvalidArgumentError, match="already uses"):
+            col.migrate(NEW)
+        with pytest.raises(simsearch.InvalidArgumentError, match="sample must be"):
+            col.migrate(OLD, sample=3)
+        with pytest.raises(simsearch.InvalidArgumentError, match="method must be"):
+            col.migrate(OLD, method="cca")
+        with pytest.raises(simsearch.InvalidArgumentError, match="unknown encoder"):
+            col.migrate("no-such-model")
+        assert col.config.encoder is not None
+        assert col.config.encoder.name == NEW
+
+
+def uninterrupted(template: Path, tmp_path: Path) -> dict[str, np.ndarray]:
+    path = shutil.copytree(template, tmp_path / "reference")
+    with simsearch.Collection.open(path) as col:
+        col.backfill(batch=16)
+        return {i.id: i.vector for i in col.iter_items()}
+
+
+def test_sigkill_during_backfill_resumes_to_the_same_result(template: Path, tmp_path: Path) -> None:
+    want = uninterrupted(template, tmp_path)
+    path = copy_of(template, tmp_path)
+    rng = np.random.default_rng(11)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    kills = 0
+    for _ in range(10):
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "backfill_worker.py"), str(path), "16"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "started"
+        time.sleep(float(rng.uniform(0.0, 0.3)))
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate()
+        kills += "finished" not in out
+        with simsearch.Collection.open(path) as col:
+            # Whatever the moment of the kill, the collection is wholly in one space.
+            assert col.config.dim in (384, 64)
+            assert len(col) == len(TEXTS)
+            col.search("dogs", k=3)
+        if "finished" in out:
+            break
+    assert kills >= 1, "no kill landed during the backfill"
+    with simsearch.Collection.open(path) as col:
+        col.backfill(batch=16)
+        got = {i.id: i.vector for i in col.iter_items()}
+    assert got.keys() == want.keys()
+    for key, vector in want.items():
+        np.testing.assert_array_equal(got[key], vector)
+
+
+def test_searching_during_backfill_never_errors_nor_repeats(template: Path, tmp_path: Path) -> None:
+    path = copy_of(template, tmp_path)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def searcher() -> None:
+        with simsearch.Collection.open(path) as col:
+            while not done.is_set():
+                try:
+                    for row in col.search(["dogs", "jazz music"], k=10):
+                        ids = [h.id for h in row]
+                        assert len(ids) == len(set(ids)) == 10
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+    thread = threading.Thread(target=searcher)
+    thread.start()
+    try:
+        with simsearch.Collection.open(path) as col:
+            col.backfill(batch=8)
+    finally:
+        done.set()
+        thread.join()
+    assert not errors, errors
