@@ -159,3 +159,25 @@ def test_searching_during_backfill_never_errors_nor_repeats(template: Path, tmp_
         done.set()
         thread.join()
     assert not errors, errors
+
+
+def test_cli_migrates_then_backfills(template: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from simsearch.cli import app
+
+    runner = CliRunner()
+    path = str(tmp_path / "c")
+    with simsearch.Collection.open(path, encoder=OLD) as col:
+        col.add([f"t{i}" for i in range(60)], texts=TEXTS[:60])
+    assert runner.invoke(app, ["migrate", path]).exit_code == 1
+    mapped = runner.invoke(app, ["migrate", path, "--to", NEW, "--sample", "50", "--json"])
+    assert mapped.exit_code == 0, mapped.output
+    assert json.loads(mapped.stdout)["map"]["sample"] == 50
+    done = runner.invoke(app, ["migrate", path, "--backfill", "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["backfilled"] == 60
+    assert summary["encoder"]["name"] == NEW

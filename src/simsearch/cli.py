@@ -408,6 +408,53 @@ def hubness(
         out.print(table)
 
 
+@app.command()
+def migrate(
+    collection: CollectionArg,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The new encoder's registered name.")
+    ] = None,
+    sample: Annotated[int, typer.Option(min=10, help="Stored texts the map is fitted on.")] = 2000,
+    method: Annotated[str, typer.Option(help="auto, procrustes, ridge or lowrank.")] = "auto",
+    backfill: Annotated[
+        bool, typer.Option("--backfill", help="Re-embed every stored text, then switch.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items per backfill transaction.")] = 256,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upgrade COLLECTION to another encoder without taking search offline.
+
+    --to fits a map from the new encoder's space into the stored one, so new
+    queries and texts work at once; --backfill (now or later, and resumable)
+    re-embeds every stored text and makes the new encoder the collection's own.
+    """
+    with _errors():
+        if to is None and not backfill:
+            raise InvalidArgumentError("give --to ENCODER, --backfill, or both")
+        summary: dict[str, Any] = {}
+        with Collection.open(collection, create=False) as col:
+            if to is not None:
+                summary["map"] = col.migrate(to, sample=sample, method=method, progress=True)
+                if not as_json:
+                    m = summary["map"]
+                    recall = m["held_out_recall"]
+                    shown = "" if recall is None else f", held-out recall@10 {recall:.3f}"
+                    out.print(
+                        f"Mapped {m['to']} into the collection's space with {m['method']} "
+                        f"(fitted on {m['sample']} texts{shown}); searches use it now."
+                    )
+            if backfill:
+                summary["backfilled"] = col.backfill(batch=batch_size, progress=True)
+                summary["encoder"] = col.info()["encoder"]
+                if not as_json:
+                    out.print(
+                        f"Re-embedded {summary['backfilled']} items; the collection now uses "
+                        f"{summary['encoder']['name']}."
+                    )
+        if as_json:
+            print(json.dumps(summary))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
