@@ -78,7 +78,7 @@ def test_item_terms_match_their_formulas() -> None:
     np.testing.assert_allclose(csls, np.sort(sims, axis=0)[-10:].mean(axis=0))
     qb = HubnessTerms("qbnorm").item_terms(items, bank, gallery)
     np.testing.assert_allclose(qb, np.log(np.exp(20 * sims).sum(axis=0)), rtol=1e-9)
-    assert k_occurrence_skewness(np.array([[0, 1], [2, 3]]), 4) == 0.0
+    assert k_occurrence_skewness([1, 1, 1, 1], 4) == 0.0
 
 
 def test_cli_reports_hubness(col: simsearch.Collection, tmp_path: Path) -> None:
@@ -96,3 +96,28 @@ def test_cli_reports_hubness(col: simsearch.Collection, tmp_path: Path) -> None:
     assert list(report["methods"]) == ["none"]
     assert report["queries"] == 800
     assert report["methods"]["none"]["top_hubs"][0][1] >= 1
+
+
+def test_a_wrong_bank_is_refused_and_nothing_is_saved(col: simsearch.Collection) -> None:
+    with pytest.raises(simsearch.DimensionMismatchError, match="dimension 25"):
+        col.set_hubness_bank(np.ones((5, DIM + 1)))
+    with pytest.raises(simsearch.NotCalibratedError, match="set_hubness_bank"):
+        col.search(np.ones(DIM), k=5, hubness="csls")
+
+
+def test_hubness_with_calibrated_relevance(col: simsearch.Collection) -> None:
+    _, bank, queries = hubby(0)
+    col.set_hubness_bank(bank)
+    col.calibrate()
+    plain = col.search(queries[:20], k=200)
+    relevance_of = [{h.id: h.relevance for h in row} for row in plain]
+    fixed = col.search(queries[:20], k=10, hubness="csls")
+    for row, rel in zip(fixed, relevance_of, strict=True):
+        assert len(row) == 10
+        assert all(h.relevance == pytest.approx(rel[h.id]) for h in row)
+    # The cut keeps the hubness order and leaves no gaps, whatever the relevance order.
+    cut = col.search(queries[:20], k=10, hubness="csls", min_relevance=0.5)
+    for full, kept in zip(fixed, cut, strict=True):
+        assert [h.id for h in kept] == [h.id for h in full if (h.relevance or 0) >= 0.5]
+    with pytest.raises(simsearch.InvalidArgumentError, match="cannot be combined"):
+        col.search(queries[:1], k=5, hubness="csls", cutoff="f1")

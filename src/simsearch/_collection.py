@@ -7,13 +7,12 @@ filter to allowed rows, rank, fetch what the hits hold.
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -21,8 +20,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from simsearch.calibration import WINDOW, Background, Calibrator, fit_calibrator
-from simsearch.compat import CompatibilityMap, fit_map
+from simsearch.calibration import (
+    WINDOW,
+    Background,
+    Calibrator,
+    expected_f1_prefix,
+    fit_calibrator,
+)
+from simsearch.compat import Migration, fit_map, migration_encoder
 from simsearch.config import (
     HNSW,
     IVFPQ,
@@ -47,7 +52,13 @@ from simsearch.errors import (
 )
 from simsearch.filter_cache import FilterCache
 from simsearch.filters import compile_filter
-from simsearch.hubness import METHODS, HubnessTerms
+from simsearch.hubness import (
+    METHODS,
+    HubnessTerms,
+    banks_from_text,
+    banks_to_text,
+    k_occurrence_skewness,
+)
 from simsearch.index import FlatIndex, VectorIndex
 from simsearch.index.flat import normalize
 from simsearch.index.hnsw import HNSWIndex
@@ -109,53 +120,6 @@ def _spec(encoder: Encoder) -> EncoderSpec:
     return EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
 
 
-@dataclass(frozen=True)
-class Migration:
-    """A model upgrade in progress: the encoder it moves to, the map into the old space,
-    and the saved text they were read from (compared to notice a change)."""
-
-    to: EncoderSpec
-    mapping: CompatibilityMap
-    text: str
-
-    @staticmethod
-    def new(to: EncoderSpec, mapping: CompatibilityMap) -> Migration:
-        text = json.dumps(
-            {
-                "to": {"name": to.name, "version": to.version, "dim": to.dim},
-                "map": json.loads(mapping.to_json()),
-            }
-        )
-        return Migration(to, mapping, text)
-
-    @staticmethod
-    def from_text(text: str) -> Migration:
-        data = json.loads(text)
-        mapping = CompatibilityMap.from_json(json.dumps(data["map"]))
-        return Migration(EncoderSpec(**data["to"]), mapping, text)
-
-
-def migration_encoder(migration: Migration) -> Encoder:
-    """The registered encoder a model upgrade moves to, checked against the saved spec."""
-    encoder = get_encoder(migration.to.name)
-    if _spec(encoder) != migration.to:
-        raise ConfigMismatchError(
-            f"the upgrade was started with {migration.to.name} version {migration.to.version}, "
-            f"but this one is version {encoder.version}"
-        )
-    return encoder
-
-
-def _encode_matrix(x: FloatArray) -> dict[str, Any]:
-    data = np.ascontiguousarray(x, dtype="<f4")
-    return {"shape": list(data.shape), "data": base64.b64encode(data.tobytes()).decode()}
-
-
-def _decode_matrix(obj: dict[str, Any]) -> FloatArray:
-    raw = np.frombuffer(base64.b64decode(obj["data"]), dtype="<f4")
-    return raw.reshape(obj["shape"]).astype(np.float32)
-
-
 def _compact_rows(
     rows: Int64Array, scores: FloatArray, relevance: npt.NDArray[np.float64]
 ) -> tuple[Int64Array, FloatArray, npt.NDArray[np.float64]]:
@@ -166,19 +130,6 @@ def _compact_rows(
         np.take_along_axis(scores, order, axis=1),
         np.take_along_axis(relevance, order, axis=1),
     )
-
-
-def _expected_f1_prefix(
-    relevance: npt.NDArray[np.float64], expected: npt.NDArray[np.float64]
-) -> npt.NDArray[np.bool_]:
-    """Per query, the prefix of hits whose expected F1, ``2 sum(p) / (n + E[relevant])``,
-    is highest (the empty set when no prefix has a positive one)."""
-    gains = np.cumsum(relevance, axis=1)
-    sizes = np.arange(1, relevance.shape[1] + 1)
-    f1 = 2 * gains / (sizes[None, :] + expected[:, None])
-    best = np.where(f1.max(axis=1) > 0, f1.argmax(axis=1) + 1, 0)
-    keep: npt.NDArray[np.bool_] = np.arange(relevance.shape[1])[None, :] < best[:, None]
-    return keep
 
 
 def _query_texts(query: Any) -> list[str] | None:
@@ -800,6 +751,8 @@ class Collection:
         correction = HubnessTerms(hubness)
         if cutoff not in (None, "f1"):
             raise InvalidArgumentError(f"cutoff must be 'f1' or None, got {cutoff!r}")
+        if cutoff is not None and correction.method != "none":
+            raise InvalidArgumentError("cutoff='f1' cannot be combined with hubness reduction")
         flt = compile_filter(where) if where is not None else None
         texts = _query_texts(query)
         migration = self._current_migration() if texts is not None else None
@@ -831,32 +784,19 @@ class Collection:
                     f"the collection at {self.path} is not calibrated, so it has no relevance "
                     "values; call calibrate() first"
                 )
+            ranked = None
             if correction.method != "none":
-                scores, rows = self._rank_hubness(
-                    snap, correction, queries, k, allowed, knobs, exact
-                )
-                relevance = None
-                if calibrator is not None:
-                    window = self._rank(snap, queries, WINDOW, None, knobs, exact)[0]
-                    relevance = np.where(
-                        rows >= 0,
-                        calibrator.relevance(self._search_space(queries), scores, window),
-                        0.0,
-                    )
-                    if min_relevance is not None:
-                        rows = np.where(relevance >= min_relevance, rows, -1)
-                        rows, scores, relevance = _compact_rows(rows, scores, relevance)
-                if cutoff is not None:
-                    raise InvalidArgumentError("cutoff='f1' cannot be combined with hubness")
-            elif calibrator is None:
-                scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
-                relevance = None
+                ranked = self._rank_hubness(snap, correction, queries, k, allowed, knobs, exact)
+            relevance = None
+            if calibrator is None:
+                if ranked is None:
+                    ranked = self._rank(snap, queries, k, allowed, knobs, exact)
+                scores, rows = ranked
             else:
                 scores, rows, relevance, expected = self._rank_calibrated(
-                    snap, calibrator, queries, k, allowed, knobs, exact
+                    snap, calibrator, queries, k, allowed, knobs, exact, ranked
                 )
                 if min_relevance is not None:
-                    # The map is monotone within a query, so the cut keeps a prefix of each row.
                     rows = np.where(relevance >= min_relevance, rows, -1)
                 if cutoff == "f1":
                     if calibrator.kind != "fitted":
@@ -864,7 +804,11 @@ class Collection:
                             "cutoff='f1' needs probabilities of relevance: calibrate the "
                             "collection with judgements"
                         )
-                    rows = np.where(_expected_f1_prefix(relevance, expected), rows, -1)
+                    rows = np.where(expected_f1_prefix(relevance, expected), rows, -1)
+                # Relevance is monotone in the score, so in score order the cuts keep a prefix;
+                # a hubness order is not a score order, so close the gaps they leave there.
+                if ranked is not None:
+                    rows, scores, relevance = _compact_rows(rows, scores, relevance)
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
         return Results._from_search(k, scores, rows, described, relevance)
 
@@ -1011,16 +955,11 @@ class Collection:
                 config = self._catch_up(snap)
                 if config.dim is None or self._index is None or len(self._index) == 0:
                     raise InvalidArgumentError("the collection is empty: add items first")
-                if bank.shape[1] != config.dim:
-                    raise DimensionMismatchError(
-                        f"bank vectors have dimension {bank.shape[1]}, the collection holds "
-                        f"{config.dim}-d vectors"
-                    )
                 rows = self._index.live_rows()
                 rng = np.random.default_rng(seed)
                 picked = np.sort(rng.choice(rows, min(gallery_sample, len(rows)), replace=False))
                 gallery = self._search_space(snap.vectors_of_rows(picked, config.dim))
-            text = json.dumps({"bank": _encode_matrix(bank), "gallery": _encode_matrix(gallery)})
+            text = banks_to_text(bank, gallery)
             with self._store.write() as txn:
                 txn.save_meta(HUBNESS_KEY, text)
             self._hubness = None
@@ -1032,13 +971,7 @@ class Collection:
                 "hubness reduction needs a query bank: call set_hubness_bank() first"
             )
         if self._hubness is None or self._hubness[0] != text:
-            data = json.loads(text)
-            self._hubness = (
-                text,
-                _decode_matrix(data["bank"]),
-                _decode_matrix(data["gallery"]),
-                {},
-            )
+            self._hubness = (text, *banks_from_text(text), {})
         return self._hubness[1], self._hubness[2]
 
     def _item_terms(self, snap: ReadTxn, correction: HubnessTerms, rows: Int64Array) -> Any:
@@ -1132,10 +1065,7 @@ class Collection:
             counts: dict[str, int] = {}
             for i in ids:
                 counts[i] = counts.get(i, 0) + 1
-            n = len(self)
-            values = np.array(list(counts.values()) + [0] * (n - len(counts)), dtype=float)
-            sd = values.std()
-            skewness = float(((values - values.mean()) ** 3).mean() / sd**3) if sd > 0 else 0.0
+            skewness = k_occurrence_skewness(list(counts.values()), len(self))
             hubs = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
             report["methods"][method] = {"skewness": skewness, "top_hubs": hubs}
         return report
@@ -1191,19 +1121,25 @@ class Collection:
         allowed: Int64Array | None,
         knobs: dict[str, int | None],
         exact: bool,
+        ranked: tuple[FloatArray, Int64Array] | None = None,
     ) -> tuple[FloatArray, Int64Array, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Rank, and give each hit its relevance against the query's unfiltered window;
-        also the expected number of relevant items each query has among those searched."""
+        """Rank (or take the hits already ``ranked``), and give each hit its relevance
+        against the query's unfiltered window; also the expected number of relevant
+        items each query has among those searched."""
         if calibrator.kind == "fitted":
             depth = max(k, WINDOW)
             w_scores, w_rows = self._rank(snap, queries, depth, None, knobs, exact)
-            if allowed is None:
+            if ranked is not None:
+                scores, rows = ranked
+            elif allowed is None:
                 scores, rows = w_scores[:, :k], w_rows[:, :k]
             else:
                 scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
             window = w_scores[:, :WINDOW]
         else:
-            scores, rows = self._rank(snap, queries, k, allowed, knobs, exact)
+            if ranked is None:
+                ranked = self._rank(snap, queries, k, allowed, knobs, exact)
+            scores, rows = ranked
             window = scores
         space = self._search_space(queries)
         relevance = np.where(rows >= 0, calibrator.relevance(space, scores, window), 0.0)

@@ -41,7 +41,7 @@ import numpy.typing as npt
 from simsearch.errors import InvalidArgumentError
 from simsearch.types import FloatArray
 
-__all__ = ["Background", "Calibrator", "fit_calibrator"]
+__all__ = ["Background", "Calibrator", "expected_f1_prefix", "fit_calibrator"]
 
 #: How many nearest items describe a query's score distribution.
 WINDOW = 100
@@ -330,3 +330,16 @@ def set_f1(
     n_chosen = chosen.sum(axis=1)
     denom = n_chosen + n_rel
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0).astype(np.float64)
+
+
+def expected_f1_prefix(
+    relevance: npt.NDArray[np.float64], expected: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """Per query, the prefix of hits whose expected F1, ``2 sum(p) / (n + E[relevant])``,
+    is highest (the empty set when no prefix has a positive one)."""
+    gains = np.cumsum(relevance, axis=1)
+    sizes = np.arange(1, relevance.shape[1] + 1)
+    f1 = 2 * gains / (sizes[None, :] + expected[:, None])
+    best = np.where(f1.max(axis=1) > 0, f1.argmax(axis=1) + 1, 0)
+    keep: npt.NDArray[np.bool_] = np.arange(relevance.shape[1])[None, :] < best[:, None]
+    return keep

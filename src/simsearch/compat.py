@@ -15,6 +15,9 @@ the quality there.
 - ``auto``: each is fitted on 80% of the sample and the one whose mapped
   held-out vectors find their own counterpart most often among their 10
   nearest old vectors is refitted on the whole sample.
+
+A :class:`Migration` is the model upgrade a collection has in progress: the
+encoder it moves to and the fitted map, as saved beside the data.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from simsearch.errors import InvalidArgumentError
+from simsearch.config import EncoderSpec
+from simsearch.encoders import Encoder, get_encoder
+from simsearch.errors import ConfigMismatchError, InvalidArgumentError
 from simsearch.types import FloatArray
 
-__all__ = ["METHODS", "CompatibilityMap", "fit_map"]
+__all__ = ["METHODS", "CompatibilityMap", "Migration", "fit_map", "migration_encoder"]
 
 METHODS = ("auto", "procrustes", "ridge", "lowrank")
 #: Ridge penalty relative to the mean variance of the new vectors.
@@ -145,3 +150,41 @@ def fit_map(
     return CompatibilityMap(
         chosen.method, chosen.source_mean, chosen.target_mean, chosen.weights, scored[best]
     )
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A model upgrade in progress: the encoder it moves to, the map into the old space,
+    and the saved text they were read from (compared to notice a change)."""
+
+    to: EncoderSpec
+    mapping: CompatibilityMap
+    text: str
+
+    @staticmethod
+    def new(to: EncoderSpec, mapping: CompatibilityMap) -> Migration:
+        text = json.dumps(
+            {
+                "to": {"name": to.name, "version": to.version, "dim": to.dim},
+                "map": json.loads(mapping.to_json()),
+            }
+        )
+        return Migration(to, mapping, text)
+
+    @staticmethod
+    def from_text(text: str) -> Migration:
+        data = json.loads(text)
+        mapping = CompatibilityMap.from_json(json.dumps(data["map"]))
+        return Migration(EncoderSpec(**data["to"]), mapping, text)
+
+
+def migration_encoder(migration: Migration) -> Encoder:
+    """The registered encoder a model upgrade moves to, checked against the saved spec."""
+    encoder = get_encoder(migration.to.name)
+    spec = EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
+    if spec != migration.to:
+        raise ConfigMismatchError(
+            f"the upgrade was started with {migration.to.name} version {migration.to.version}, "
+            f"but this one is version {encoder.version}"
+        )
+    return encoder

