@@ -485,32 +485,35 @@ class Collection:
         text_list = check_texts(texts, n) if texts is not None else None
         metas = [metadata_to_json(m) for m in check_metadata(metadata, n)]
         spec: EncoderSpec | None = None
-        migration = self._current_migration()
+        embedded = vectors is None and text_list is not None
+        # Only a write that embeds needs to know about a model upgrade before its transaction.
+        migration = self._current_migration() if embedded else None
         fresh: FloatArray | None = None  # the new encoder's vectors, during a model upgrade
         if vectors is not None:
-            if migration is not None and text_list is None:
-                raise InvalidArgumentError(
-                    "a model upgrade is in progress: give texts too, so the items can be "
-                    "re-embedded (vectors alone would stay in the old space)"
-                )
             vecs = as_vector_batch(vectors, self._config.dim)
             if len(vecs) != n:
                 raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
-        elif text_list is not None and migration is not None:
-            fresh = self._embed(text_list, "passage", progress, raw=True)
-            vecs = migration.mapping(fresh)
         elif text_list is not None:
-            vecs = self._embed(text_list, "passage", progress)
-            spec = _spec(self._text_encoder())
+            vecs = self._embed_with(migration, text_list, "passage", progress, raw=True)
+            if migration is not None:
+                fresh, vecs = vecs, migration.mapping(vecs)
+            else:
+                spec = _spec(self._text_encoder())
         else:
             raise InvalidArgumentError("give vectors, texts, or both")
         stored_texts: list[str | None] = list(text_list) if text_list else [None] * n
         with self._lock, self._store.write() as txn:
             self._check_open()
-            if txn.read_meta(MIGRATION_KEY) != (migration.text if migration else None):
+            upgrade = txn.read_meta(MIGRATION_KEY)
+            if embedded and upgrade != (migration.text if migration else None):
                 raise ConfigMismatchError(
                     "a model upgrade started or finished while this write was embedding; "
                     "write again"
+                )
+            if upgrade is not None and text_list is None:
+                raise InvalidArgumentError(
+                    "a model upgrade is in progress: give texts too, so the items can be "
+                    "re-embedded (vectors alone would stay in the old space)"
                 )
             config = txn.read_config() or self._config
             new_config = config
@@ -587,8 +590,21 @@ class Collection:
 
     def _parse_queries(self, query: Any, progress: Progress | None) -> FloatArray:
         texts = _query_texts(query)
+        migration = self._current_migration() if texts is not None else None
+        return self._query_vectors(query, texts, migration, progress)
+
+    def _query_vectors(
+        self,
+        query: Any,
+        texts: list[str] | None,
+        migration: Migration | None,
+        progress: Progress | None,
+    ) -> FloatArray:
+        """Vectors of a query: its texts embedded (``migration``: the upgrade in progress,
+        read by the caller), or its vectors checked."""
         if texts is not None:
-            return self._embed(texts, "query", progress if len(texts) > 1 else False)
+            show = progress if len(texts) > 1 else False
+            return self._embed_with(migration, texts, "query", show)
         return as_vector_batch(query, self._config.dim, what="query vectors")
 
     @property
@@ -757,7 +773,7 @@ class Collection:
         texts = _query_texts(query)
         migration = self._current_migration() if texts is not None else None
         space = (migration and migration.text, self._config.encoder)
-        queries = self._parse_queries(query, progress)
+        queries = self._query_vectors(query, texts, migration, progress)
         with self._lock, ExitStack() as stack:
             self._check_open()
             snap = stack.enter_context(self._store.snapshot())
