@@ -216,3 +216,19 @@ def test_relevance_cutoffs_need_a_calibration(make: Factory) -> None:
         col.search([1.0, 0.1], k=2, min_relevance=0.5)
     with pytest.raises(simsearch.NotCalibratedError):
         col.search([1.0, 0.1], k=2, cutoff="f1")
+
+
+def test_relevance_travels_over_http(tmp_path: Path) -> None:
+    from server_process import running_server
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(2)
+    with simsearch.Collection.open(data / "cal", metric="cosine") as col:
+        col.add([f"i{j}" for j in range(200)], vectors=rng.standard_normal((200, 8)))
+        col.calibrate()
+        local = col.search(np.ones(8), k=5, min_relevance=0.2)[0]
+    with running_server(data) as server, simsearch.Client(server.url) as client:
+        remote = client.collection("cal").search(np.ones(8).tolist(), k=5, min_relevance=0.2)[0]
+    assert [h.id for h in remote] == [h.id for h in local]
+    assert [h.relevance for h in remote] == pytest.approx([h.relevance for h in local])
+    assert all(h.relevance is not None and h.relevance >= 0.2 for h in remote)
