@@ -57,7 +57,8 @@ def test_search_works_at_once_and_the_backfill_makes_the_new_encoder_the_collect
         col.add(["late"], texts=["a late note about dogs"])
         with pytest.raises(simsearch.InvalidArgumentError, match="give texts too"):
             col.add(["vec"], vectors=np.ones((1, 384)))
-        assert col.backfill(batch=50) == len(TEXTS)  # the late item was embedded when written
+        # The sample was embedded by migrate() and the late item when it was written.
+        assert col.backfill(batch=50) == len(TEXTS) - 300
         info = col.info()
         assert info["encoder"]["name"] == NEW
         assert info["dim"] == 64
@@ -90,6 +91,22 @@ def test_bad_migrations_are_refused(tmp_path: Path) -> None:
             col.migrate("no-such-model")
         assert col.config.encoder is not None
         assert col.config.encoder.name == NEW
+
+
+def test_migrating_again_to_the_same_encoder_reuses_what_was_embedded(
+    template: Path, tmp_path: Path
+) -> None:
+    path = copy_of(template, tmp_path)
+    with simsearch.Collection.open(path) as col:
+        again = col.migrate(NEW, sample=400, method="ridge")
+        assert again["method"] == "ridge"
+        assert again["embedded"] == 100  # 300 of the 400 were embedded by the first migrate
+        assert col.backfill(batch=64) == len(TEXTS) - 400
+        new = get_encoder(NEW)
+        got = {i.id: i.vector for i in col.iter_items()}
+    want = new.encode(TEXTS)
+    for i, text in enumerate(TEXTS):
+        np.testing.assert_allclose(got[f"t{i}"], want[i], atol=1e-6, err_msg=text)
 
 
 def uninterrupted(template: Path, tmp_path: Path) -> dict[str, np.ndarray]:
@@ -179,5 +196,5 @@ def test_cli_migrates_then_backfills(template: Path, tmp_path: Path) -> None:
     done = runner.invoke(app, ["migrate", path, "--backfill", "--json"])
     assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout.splitlines()[-1])
-    assert summary["backfilled"] == 60
+    assert summary["backfilled"] == 10  # the other 50 were embedded for the map
     assert summary["encoder"]["name"] == NEW

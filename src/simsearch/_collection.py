@@ -12,7 +12,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -130,6 +130,14 @@ def _compact_rows(
         np.take_along_axis(scores, order, axis=1),
         np.take_along_axis(relevance, order, axis=1),
     )
+
+
+@dataclass(frozen=True)
+class _InCollectionSpace:
+    """Query vectors already in the space the index holds (the collection's own vectors,
+    or ones already mapped), which a model upgrade must not map again."""
+
+    vectors: FloatArray
 
 
 def _query_texts(query: Any) -> list[str] | None:
@@ -354,12 +362,25 @@ class Collection:
                 return snap.count()
 
     def info(self) -> dict[str, Any]:
-        """A summary: path, item count, metric, dimension, encoder, last sequence number, size."""
+        """A summary: path, item count, metric, dimension, encoder, last sequence number, size,
+        and the model upgrade in progress (``migration``: where to, the map, how many items
+        still lack a new vector)."""
         with self._lock:
             self._check_open()
             with self._store.snapshot() as snap:
                 config = snap.read_config() or self._config
                 count, seq = snap.count(), snap.current_seq()
+                upgrade = snap.read_meta(MIGRATION_KEY)
+                migration = None
+                if upgrade is not None:
+                    current = self._migration_of(upgrade)
+                    migration = {
+                        "to": current.to.name if current.to else None,
+                        "dim": current.dim,
+                        "method": current.mapping.method,
+                        "held_out_recall": current.mapping.held_out_recall,
+                        "remaining": snap.count_without_pending(),
+                    }
             return {
                 "path": str(self.path),
                 "count": count,
@@ -373,6 +394,7 @@ class Collection:
                 "index": index_name(config.index),
                 "seq": seq,
                 "size_bytes": self._store.size_bytes(),
+                "migration": migration,
             }
 
     # -- encoding ----------------------------------------------------------------------------
@@ -414,9 +436,11 @@ class Collection:
         *,
         raw: bool = False,
     ) -> FloatArray:
-        if migration is not None:
+        if migration is not None and migration.to is not None:
             vectors = self._encode(migration_encoder(migration), texts, kind, progress)
             return vectors if raw else migration.mapping(vectors)
+        # No upgrade, or one from the user's vectors: the collection's encoder still
+        # embeds into the space the index holds.
         encoder = self._text_encoder()
         _check_compatible(self._config, _spec(encoder))
         return self._encode(encoder, texts, kind, progress)
@@ -485,14 +509,23 @@ class Collection:
         text_list = check_texts(texts, n) if texts is not None else None
         metas = [metadata_to_json(m) for m in check_metadata(metadata, n)]
         spec: EncoderSpec | None = None
-        embedded = vectors is None and text_list is not None
-        # Only a write that embeds needs to know about a model upgrade before its transaction.
-        migration = self._current_migration() if embedded else None
-        fresh: FloatArray | None = None  # the new encoder's vectors, during a model upgrade
+        migration = self._current_migration()
+        from_user = migration is not None and migration.to is None
+        fresh: FloatArray | None = None  # the new model's vectors, during a model upgrade
         if vectors is not None:
-            vecs = as_vector_batch(vectors, self._config.dim)
+            if migration is not None and migration.to is None:
+                # An upgrade from the user's vectors: theirs are in the new model's space.
+                fresh = as_vector_batch(vectors, migration.dim)
+                vecs = migration.mapping(fresh)
+            else:
+                vecs = as_vector_batch(vectors, self._config.dim)
             if len(vecs) != n:
                 raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
+        elif from_user:
+            raise InvalidArgumentError(
+                "a model upgrade from your own vectors is in progress: give the new model's "
+                "vectors with the texts"
+            )
         elif text_list is not None:
             vecs = self._embed_with(migration, text_list, "passage", progress, raw=True)
             if migration is not None:
@@ -505,12 +538,11 @@ class Collection:
         with self._lock, self._store.write() as txn:
             self._check_open()
             upgrade = txn.read_meta(MIGRATION_KEY)
-            if embedded and upgrade != (migration.text if migration else None):
+            if upgrade != (migration.text if migration else None):
                 raise ConfigMismatchError(
-                    "a model upgrade started or finished while this write was embedding; "
-                    "write again"
+                    "a model upgrade started or finished while this write was prepared; write again"
                 )
-            if upgrade is not None and text_list is None:
+            if upgrade is not None and not from_user and text_list is None:
                 raise InvalidArgumentError(
                     "a model upgrade is in progress: give texts too, so the items can be "
                     "re-embedded (vectors alone would stay in the old space)"
@@ -590,8 +622,7 @@ class Collection:
 
     def _parse_queries(self, query: Any, progress: Progress | None) -> FloatArray:
         texts = _query_texts(query)
-        migration = self._current_migration() if texts is not None else None
-        return self._query_vectors(query, texts, migration, progress)
+        return self._query_vectors(query, texts, self._current_migration(), progress)
 
     def _query_vectors(
         self,
@@ -605,6 +636,9 @@ class Collection:
         if texts is not None:
             show = progress if len(texts) > 1 else False
             return self._embed_with(migration, texts, "query", show)
+        if migration is not None and migration.to is None:
+            # An upgrade from the user's vectors: theirs are in the new model's space.
+            return migration.mapping(as_vector_batch(query, migration.dim, what="query vectors"))
         return as_vector_batch(query, self._config.dim, what="query vectors")
 
     @property
@@ -770,10 +804,16 @@ class Collection:
         if cutoff is not None and correction.method != "none":
             raise InvalidArgumentError("cutoff='f1' cannot be combined with hubness reduction")
         flt = compile_filter(where) if where is not None else None
-        texts = _query_texts(query)
+        in_space = isinstance(query, _InCollectionSpace)
+        texts = None if in_space else _query_texts(query)
         migration = self._current_migration() if texts is not None else None
         space = (migration and migration.text, self._config.encoder)
-        queries = self._query_vectors(query, texts, migration, progress)
+        if in_space:
+            queries = query.vectors
+        elif texts is not None:
+            queries = self._query_vectors(query, texts, migration, progress)
+        else:  # checked against the space of the snapshot below
+            queries = as_vector_batch(query, None, what="query vectors")
         with self._lock, ExitStack() as stack:
             self._check_open()
             snap = stack.enter_context(self._store.snapshot())
@@ -784,6 +824,15 @@ class Collection:
                 # them again into the space this snapshot holds.
                 current = Migration.from_text(now) if now is not None else None
                 queries = self._embed_with(current, texts, "query", False)
+            elif texts is None and not in_space and now is not None:
+                current = self._migration_of(now)
+                if current.to is None:  # an upgrade from the user's vectors: map theirs
+                    if queries.shape[1] != current.dim:
+                        raise DimensionMismatchError(
+                            f"query vectors have dimension {queries.shape[1]}; during this "
+                            f"model upgrade they are the new model's {current.dim}-d vectors"
+                        )
+                    queries = current.mapping(queries)
             if config.dim is None or self._index is None:
                 return Results(k=k, rows=[[] for _ in range(len(queries))])
             if queries.shape[1] != config.dim:
@@ -835,8 +884,10 @@ class Collection:
         with self._lock, self._store.snapshot() as snap:
             text = snap.read_meta(MIGRATION_KEY)
             self._config = snap.read_config() or self._config
-        if text is None:
-            return None
+        return None if text is None else self._migration_of(text)
+
+    def _migration_of(self, text: str) -> Migration:
+        """The upgrade saved as ``text``, parsed once."""
         if self._migration is None or self._migration.text != text:
             self._migration = Migration.from_text(text)
         return self._migration
@@ -855,47 +906,158 @@ class Collection:
 
         From then on, text queries and new texts are embedded by the new encoder and
         mapped, so search goes on at once; :meth:`backfill` re-embeds every stored
-        text and then makes the new encoder the collection's own. Returns the
-        method chosen and its held-out recall.
+        text and then makes the new encoder the collection's own. The sample's new
+        vectors are kept for the backfill, and running ``migrate`` again to the same
+        encoder (say with another ``method``) reuses every vector already embedded.
+        Returns the method chosen and its held-out recall.
         """
         self._check_open()
         encoder = _resolve_encoder(new_encoder)
         assert encoder is not None
         if isinstance(sample, bool) or not isinstance(sample, int) or sample < 10:
             raise InvalidArgumentError(f"sample must be an integer of at least 10, got {sample!r}")
+        spec = _spec(encoder)
         with self._lock, self._store.snapshot() as snap:
             config = self._catch_up(snap)
             if config.encoder is None or config.dim is None or self._index is None:
                 raise InvalidArgumentError(
-                    "only a collection embedded from texts can be migrated to a new encoder"
+                    "only a collection embedded from texts can be migrated to a new encoder; "
+                    "a collection of your own vectors migrates with migrate_vectors()"
                 )
-            if _spec(encoder) == config.encoder:
+            if spec == config.encoder:
                 raise InvalidArgumentError(f"the collection already uses {encoder.name}")
             if snap.count_without_text():
                 raise InvalidArgumentError(
                     f"{snap.count_without_text()} items have no stored text and cannot be "
-                    "re-embedded"
+                    "re-embedded; migrate them with migrate_vectors()"
                 )
-            rows = self._index.live_rows()
-            rng = np.random.default_rng(seed)
-            picked = np.sort(rng.choice(rows, min(sample, len(rows)), replace=False))
+            earlier = snap.read_meta(MIGRATION_KEY)
+            # Vectors embedded for an earlier upgrade to the same encoder are still good.
+            reuse = earlier is not None and Migration.from_text(earlier).to == spec
+            picked = self._sample_rows(sample, seed)
             described = snap.describe_rows(picked.tolist())
-            texts = [str(described[r][1]) for r in picked.tolist()]
+            state = snap.pending_of_rows(picked.tolist(), spec.dim)
             old = snap.vectors_of_rows(picked, config.dim)
-        new = self._encode(encoder, texts, "passage", progress)
+        texts = [str(described[r][1]) for r in picked.tolist()]
+        seqs = [state[r][0] for r in picked.tolist()]
+        known = [state[r][1] if reuse else None for r in picked.tolist()]
+        todo = [i for i, v in enumerate(known) if v is None]
+        new = np.empty((len(picked), spec.dim), dtype=np.float32)
+        for i, vector in enumerate(known):
+            if vector is not None:
+                new[i] = vector
+        if todo:
+            new[todo] = self._encode(encoder, [texts[i] for i in todo], "passage", progress)
         mapping = fit_map(new, old, method=method, seed=seed)
-        migration = Migration.new(_spec(encoder), mapping)
+        migration = Migration.new(spec, mapping)
         with self._lock, self._store.write() as txn:
-            if txn.read_meta(MIGRATION_KEY) is not None:
+            if txn.read_meta(MIGRATION_KEY) != earlier:
+                raise ConfigMismatchError("another model upgrade started meanwhile; run again")
+            if earlier is not None and not reuse:
                 txn.clear_pending()  # an earlier upgrade to another encoder is abandoned
             txn.save_meta(MIGRATION_KEY, migration.text)
+            # Kept only for items not rewritten since the snapshot; backfill embeds the rest.
+            txn.save_pending(picked.tolist(), seqs, new)
         self._migration = None
         return {
             "to": encoder.name,
             "method": mapping.method,
             "held_out_recall": mapping.held_out_recall,
             "sample": len(picked),
+            "embedded": len(todo),
         }
+
+    def migrate_vectors(
+        self, ids: Sequence[str], vectors: Any, *, method: str = "auto", seed: int = 0
+    ) -> dict[str, Any]:
+        """Start a model upgrade from vectors you bring: ``vectors`` are the new model's
+        vectors of the stored items ``ids`` (at least 10; a few thousand is plenty).
+
+        A map from the new space into the collection's is fitted on these pairs and
+        saved. From then on every vector you give (queries and writes) is taken to be
+        in the new model's space and mapped, so search goes on at once; give the new
+        vectors of the other items with :meth:`backfill_vectors`, in as many calls as
+        you like, and once every item has one the collection moves wholly into the new
+        space. The collection then has no encoder of its own: its texts are kept, but
+        queries are vectors. Returns the method chosen and its held-out recall.
+        """
+        self._check_open()
+        id_list = check_ids(ids)
+        new = as_vector_batch(vectors, None)
+        if len(new) != len(id_list):
+            raise InvalidArgumentError(f"got {len(id_list)} ids but {len(new)} vectors")
+        with self._lock, self._store.snapshot() as snap:
+            config = self._catch_up(snap)
+            if config.dim is None or self._index is None or len(self._index) == 0:
+                raise InvalidArgumentError("the collection is empty: there is nothing to migrate")
+            earlier = snap.read_meta(MIGRATION_KEY)
+            rows = self._rows_of(snap, id_list)
+            order = np.argsort(rows, kind="stable")
+            old = np.empty((len(rows), config.dim), dtype=np.float32)
+            old[order] = snap.vectors_of_rows(rows[order], config.dim)
+        mapping = fit_map(new, old, method=method, seed=seed)
+        migration = Migration.new(None, mapping)
+        with self._lock, self._store.write() as txn:
+            if txn.read_meta(MIGRATION_KEY) != earlier:
+                raise ConfigMismatchError("another model upgrade started meanwhile; run again")
+            txn.clear_pending()  # vectors from an earlier upgrade may come from another model
+            txn.save_meta(MIGRATION_KEY, migration.text)
+            txn.save_pending_for_ids(id_list, new)
+        self._migration = None
+        return {
+            "to": None,
+            "dim": migration.dim,
+            "method": mapping.method,
+            "held_out_recall": mapping.held_out_recall,
+            "sample": len(id_list),
+        }
+
+    def backfill_vectors(self, ids: Sequence[str], vectors: Any) -> int:
+        """Give the new model's vectors of stored items during an upgrade started by
+        :meth:`migrate_vectors`. Once every item has one, the new vectors are swapped in
+        and the map retired, in one transaction. Returns how many items still lack one
+        (0: the upgrade is finished)."""
+        self._check_open()
+        id_list = check_ids(ids)
+        migration = self._current_migration()
+        if migration is None or migration.to is not None:
+            raise InvalidArgumentError(
+                "no upgrade from your own vectors is in progress; call migrate_vectors() first"
+            )
+        new = as_vector_batch(vectors, migration.dim)
+        if len(new) != len(id_list):
+            raise InvalidArgumentError(f"got {len(id_list)} ids but {len(new)} vectors")
+        with self._lock, self._store.write() as txn:
+            if txn.read_meta(MIGRATION_KEY) != migration.text:
+                raise ConfigMismatchError("the model upgrade changed meanwhile")
+            self._rows_of(txn, id_list)  # every id must exist
+            txn.save_pending_for_ids(id_list, new)
+            left = txn.count_without_pending()
+        if left == 0:
+            try:
+                self._finish_migration(migration)
+            except RuntimeError:  # items were written meanwhile without a new vector
+                with self._store.snapshot() as snap:
+                    return snap.count_without_pending()
+        return left
+
+    def _sample_rows(self, sample: int, seed: int) -> Int64Array:
+        assert self._index is not None
+        rows = self._index.live_rows()
+        # A prefix of one permutation: a larger sample with the same seed holds a smaller
+        # one, so migrating again reuses the vectors already embedded.
+        return np.sort(np.random.default_rng(seed).permutation(rows)[:sample])
+
+    @staticmethod
+    def _rows_of(snap: ReadTxn, ids: list[str]) -> Int64Array:
+        """The rows of ``ids``, in their order; a missing id raises ItemNotFoundError."""
+        found = snap.row_by_id(ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ItemNotFoundError(f"no item with id {shown}{more}")
+        return np.array([found[i] for i in ids], dtype=np.int64)
 
     def backfill(self, *, batch: int = 256, progress: Progress | None = None) -> int:
         """Re-embed every stored text with the new encoder, in transactions of ``batch``
@@ -908,7 +1070,7 @@ class Collection:
         migration = self._current_migration()
         if migration is None:
             raise InvalidArgumentError("no model upgrade is in progress; call migrate() first")
-        encoder = migration_encoder(migration)
+        encoder = migration_encoder(migration)  # an upgrade from the user's vectors refuses
         done = 0
         with self._store.snapshot() as snap:
             total = snap.count_to_backfill()
@@ -946,8 +1108,8 @@ class Collection:
                 raise ConfigMismatchError("the model upgrade changed during backfill")
             config = txn.read_config() or self._config
             txn.swap_in_pending()
-            config = replace(config, encoder=migration.to, dim=migration.to.dim)
-            check_index_fits(config.index, migration.to.dim)
+            config = replace(config, encoder=migration.to, dim=migration.dim)
+            check_index_fits(config.index, migration.dim)
             txn.save_config(config)
             for key in (MIGRATION_KEY, CALIBRATION_KEY, HUBNESS_KEY):  # all in the old space
                 txn.save_meta(key, None)
@@ -1053,6 +1215,7 @@ class Collection:
                 raise InvalidArgumentError("the collection is empty")
             has_bank = snap.read_meta(HUBNESS_KEY) is not None
         themselves: list[str | None] | None = None
+        given = None if queries is None else self._parse_queries(queries, None)
         if queries is None:
             if has_bank:
                 with self._store.snapshot() as snap:
@@ -1067,11 +1230,12 @@ class Collection:
                     queries = snap.vectors_of_rows(rows, int(config.dim))
                     described = snap.describe_rows(rows.tolist())
                 themselves = [described[r][0] for r in rows.tolist()]
-        q = self._parse_queries(queries, None)
+        # The bank and the sample are already in the index's space; the caller's are not.
+        q = np.asarray(queries, dtype=np.float32) if given is None else given
         report: dict[str, Any] = {"k": k, "queries": len(q), "methods": {}}
         for method in METHODS if has_bank else ("none",):
             # An item asked as a query is left out of its own list.
-            res = self.search(q, k=k + (themselves is not None), hubness=method)
+            res = self.search(_InCollectionSpace(q), k=k + (themselves is not None), hubness=method)
             own = themselves or [None] * len(q)
             ids = [
                 h.id

@@ -17,7 +17,8 @@ the quality there.
   nearest old vectors is refitted on the whole sample.
 
 A :class:`Migration` is the model upgrade a collection has in progress: the
-encoder it moves to and the fitted map, as saved beside the data.
+encoder it moves to (or none, when the user brings the new model's vectors) and
+the fitted map, as saved beside the data.
 """
 
 from __future__ import annotations
@@ -154,32 +155,40 @@ def fit_map(
 
 @dataclass(frozen=True)
 class Migration:
-    """A model upgrade in progress: the encoder it moves to, the map into the old space,
-    and the saved text they were read from (compared to notice a change)."""
+    """A model upgrade in progress: the encoder it moves to (``None`` when the user
+    brings the new model's vectors), the map into the old space, and the saved text
+    they were read from (compared to notice a change)."""
 
-    to: EncoderSpec
+    to: EncoderSpec | None
     mapping: CompatibilityMap
     text: str
 
+    @property
+    def dim(self) -> int:
+        """The dimension of the new model's vectors."""
+        return self.mapping.source_dim
+
     @staticmethod
-    def new(to: EncoderSpec, mapping: CompatibilityMap) -> Migration:
-        text = json.dumps(
-            {
-                "to": {"name": to.name, "version": to.version, "dim": to.dim},
-                "map": json.loads(mapping.to_json()),
-            }
-        )
+    def new(to: EncoderSpec | None, mapping: CompatibilityMap) -> Migration:
+        spec = None if to is None else {"name": to.name, "version": to.version, "dim": to.dim}
+        text = json.dumps({"to": spec, "map": json.loads(mapping.to_json())})
         return Migration(to, mapping, text)
 
     @staticmethod
     def from_text(text: str) -> Migration:
         data = json.loads(text)
         mapping = CompatibilityMap.from_json(json.dumps(data["map"]))
-        return Migration(EncoderSpec(**data["to"]), mapping, text)
+        to = None if data["to"] is None else EncoderSpec(**data["to"])
+        return Migration(to, mapping, text)
 
 
 def migration_encoder(migration: Migration) -> Encoder:
     """The registered encoder a model upgrade moves to, checked against the saved spec."""
+    if migration.to is None:
+        raise InvalidArgumentError(
+            "this model upgrade takes the new model's vectors from you: give them with "
+            "backfill_vectors(ids, vectors)"
+        )
     encoder = get_encoder(migration.to.name)
     spec = EncoderSpec(name=encoder.name, version=encoder.version, dim=int(encoder.dim))
     if spec != migration.to:

@@ -288,6 +288,17 @@ class ReadTxn:
         cur = self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))
         return np.fromiter((r for (r,) in cur), dtype=np.int64)
 
+    def row_by_id(self, ids: Sequence[str]) -> dict[str, int]:
+        """``id -> row`` of the ids that exist."""
+        out: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" for _ in chunk)
+            for id_, row in self._conn.execute(
+                f"SELECT id, row FROM items WHERE id IN ({marks})", chunk
+            ):
+                out[str(id_)] = int(row)
+        return out
+
     def describe_rows(self, rows: Sequence[int]) -> dict[int, tuple[str, str | None, str]]:
         """``row -> (id, text, metadata_json)`` for the given rows."""
         # One statement for any number of rows: the list travels as one JSON parameter.
@@ -340,6 +351,32 @@ class ReadTxn:
         return int(
             self._conn.execute("SELECT COUNT(*) FROM items WHERE text IS NULL").fetchone()[0]
         )
+
+    def count_without_pending(self) -> int:
+        """Items, with or without text, that have no current new-model vector."""
+        return int(
+            self._conn.execute(
+                "SELECT COUNT(*) FROM items i LEFT JOIN pending p ON p.row = i.row "
+                "AND p.seq = i.seq WHERE p.row IS NULL"
+            ).fetchone()[0]
+        )
+
+    def pending_of_rows(
+        self, rows: Sequence[int], dim: int
+    ) -> dict[int, tuple[int, FloatArray | None]]:
+        """``row -> (seq, current new-model vector or None)`` of live ``rows``."""
+        out: dict[int, tuple[int, FloatArray | None]] = {}
+        for chunk in _chunks(list(rows)):
+            cur = self._conn.execute(
+                "SELECT i.row, i.seq, p.vector FROM items i LEFT JOIN pending p "
+                "ON p.row = i.row AND p.seq = i.seq "
+                "WHERE i.row IN (SELECT value FROM json_each(?))",
+                (json.dumps(chunk),),
+            )
+            for row, seq, blob in cur:
+                vector = None if blob is None else _vectors_from_blobs([blob], dim)[0]
+                out[int(row)] = (int(seq), vector)
+        return out
 
     def pending_vectors(self, dim: int) -> dict[str, FloatArray]:
         """``id -> new-encoder vector`` of every item whose pending vector is current."""
@@ -495,7 +532,7 @@ class WriteTxn(ReadTxn):
 
         Raises ``RuntimeError`` (and changes nothing) unless every item has one.
         """
-        missing = self.count_to_backfill() + self.count_without_text()
+        missing = self.count_without_pending()
         if missing:
             raise RuntimeError(f"{missing} items have no vector from the new encoder yet")
         cur = self._conn.execute(
