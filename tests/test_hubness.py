@@ -81,6 +81,32 @@ def test_item_terms_match_their_formulas() -> None:
     assert k_occurrence_skewness([1, 1, 1, 1], 4) == 0.0
 
 
+def test_an_item_never_counts_as_its_own_bank_neighbour() -> None:
+    rng = np.random.default_rng(4)
+    items = rng.standard_normal((6, 5))
+    others = rng.standard_normal((40, 5))
+    with_self = np.vstack([others, items[2:3]])  # the bank holds item 2 itself
+    for method in ("csls", "qbnorm", "dbnorm"):
+        terms = HubnessTerms(method)
+        got = terms.item_terms(items, with_self, with_self)
+        want = terms.item_terms(items, others, others)
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-12)
+        alone = terms.item_terms(items[2:3], items[2:3], items[2:3])
+        assert np.isfinite(alone).all()
+
+
+def test_the_items_bank_lowers_the_data_sets_own_hubness(col: simsearch.Collection) -> None:
+    with pytest.raises(simsearch.InvalidArgumentError, match="gallery_sample"):
+        col.set_hubness_bank(gallery_sample=0)
+    with pytest.raises(simsearch.InvalidArgumentError, match="sample must be"):
+        col.hubness_report(sample=0)
+    col.set_hubness_bank(gallery_sample=400)
+    report = col.hubness_report(k=10, sample=800)
+    assert report["queries"] == 800
+    methods = report["methods"]
+    assert methods["csls"]["skewness"] < 0.8 * methods["none"]["skewness"]
+
+
 def test_cli_reports_hubness(col: simsearch.Collection, tmp_path: Path) -> None:
     import json
 
@@ -96,6 +122,11 @@ def test_cli_reports_hubness(col: simsearch.Collection, tmp_path: Path) -> None:
     assert list(report["methods"]) == ["none"]
     assert report["queries"] == 800
     assert report["methods"]["none"]["top_hubs"][0][1] >= 1
+    banked = CliRunner().invoke(app, ["hubness", path, "--items-bank", "--sample", "300", "--json"])
+    assert banked.exit_code == 0, banked.output
+    report = json.loads(banked.stdout)
+    assert report["queries"] == 300
+    assert list(report["methods"]) == ["none", "csls", "qbnorm", "dbnorm"]
 
 
 def test_a_wrong_bank_is_refused_and_nothing_is_saved(col: simsearch.Collection) -> None:

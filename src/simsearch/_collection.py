@@ -1120,14 +1120,22 @@ class Collection:
         self._hubness = None
 
     # -- hubness ------------------------------------------------------------------------------
-    def set_hubness_bank(self, queries: Any, *, gallery_sample: int = 1000, seed: int = 0) -> None:
+    def set_hubness_bank(
+        self, queries: Any = None, *, gallery_sample: int = 1000, seed: int = 0
+    ) -> None:
         """Save a bank of typical queries (texts or vectors, not your test queries) for
-        ``search(hubness=...)``, with a random sample of the collection's items as the
-        gallery bank of DBNorm. Replaces any earlier bank."""
+        ``search(hubness=...)``, with a random sample of ``gallery_sample`` of the
+        collection's items as the gallery bank of DBNorm. With no ``queries``, that
+        sample of items stands in for the queries too (each item is left out of its own
+        term). Replaces any earlier bank."""
         self._check_open()
         if self._config.metric is Metric.L2:
             raise InvalidArgumentError("hubness reduction works on cosine and dot collections")
-        bank = self._search_space(self._parse_queries(queries, None))
+        if isinstance(gallery_sample, bool) or not isinstance(gallery_sample, int):
+            raise InvalidArgumentError(f"gallery_sample must be an integer, got {gallery_sample!r}")
+        if gallery_sample < 1:
+            raise InvalidArgumentError(f"gallery_sample must be positive, got {gallery_sample}")
+        given = None if queries is None else self._search_space(self._parse_queries(queries, None))
         with self._lock:
             with self._store.snapshot() as snap:
                 config = self._catch_up(snap)
@@ -1137,7 +1145,7 @@ class Collection:
                 rng = np.random.default_rng(seed)
                 picked = np.sort(rng.choice(rows, min(gallery_sample, len(rows)), replace=False))
                 gallery = self._search_space(snap.vectors_of_rows(picked, config.dim))
-            text = banks_to_text(bank, gallery)
+            text = banks_to_text(gallery if given is None else given, gallery)
             with self._store.write() as txn:
                 txn.save_meta(HUBNESS_KEY, text)
             self._hubness = None
@@ -1199,16 +1207,22 @@ class Collection:
         )
         return np.take_along_axis(scores, order, axis=1), out_rows
 
-    def hubness_report(self, *, k: int = 10, queries: Any = None, top: int = 10) -> dict[str, Any]:
+    def hubness_report(
+        self, *, k: int = 10, queries: Any = None, top: int = 10, sample: int = 1000
+    ) -> dict[str, Any]:
         """The skewness of k-occurrence (how lopsided the counts of items in the top-k
         lists of ``queries`` are; 0 is none) and the ``top`` hubs, for each method that
         can run (``none`` always; the others once a bank is set).
 
-        ``queries`` defaults to the bank, or else a sample of 1,000 of the collection's
-        own items (each excluded from its own list).
+        Without ``queries``, the collection's own items ask: a random ``sample`` of them
+        (all when there are fewer), each left out of its own list, the data set's own
+        hubness as Radovanovic et al. define it. A few hundred queries give a noisy
+        figure: even random top-k lists have a skewness well above 0 then.
         """
         self._check_open()
         k = check_k(k)
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+            raise InvalidArgumentError(f"sample must be a positive integer, got {sample!r}")
         with self._lock, self._store.snapshot() as snap:
             config = self._catch_up(snap)
             if config.dim is None or self._index is None or len(self._index) == 0:
@@ -1217,20 +1231,12 @@ class Collection:
         themselves: list[str | None] | None = None
         given = None if queries is None else self._parse_queries(queries, None)
         if queries is None:
-            if has_bank:
-                with self._store.snapshot() as snap:
-                    queries = self._hubness_banks(snap)[0]
-            else:
-                rows = np.sort(
-                    np.random.default_rng(0).choice(
-                        self._index.live_rows(), min(1000, len(self._index)), replace=False
-                    )
-                )
-                with self._store.snapshot() as snap:
-                    queries = snap.vectors_of_rows(rows, int(config.dim))
-                    described = snap.describe_rows(rows.tolist())
-                themselves = [described[r][0] for r in rows.tolist()]
-        # The bank and the sample are already in the index's space; the caller's are not.
+            rows = self._sample_rows(sample, 0)
+            with self._store.snapshot() as snap:
+                queries = snap.vectors_of_rows(rows, int(config.dim))
+                described = snap.describe_rows(rows.tolist())
+            themselves = [described[r][0] for r in rows.tolist()]
+        # The sample is already in the index's space; the caller's queries are not.
         q = np.asarray(queries, dtype=np.float32) if given is None else given
         report: dict[str, Any] = {"k": k, "queries": len(q), "methods": {}}
         for method in METHODS if has_bank else ("none",):

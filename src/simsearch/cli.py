@@ -384,18 +384,28 @@ def hubness(
         typer.Option("--beir", help="Save the queries of this BEIR split as the query bank."),
     ] = None,
     split: Annotated[str, typer.Option(help="Which split's queries form the bank.")] = "train",
+    items_bank: Annotated[
+        bool,
+        typer.Option("--items-bank", help="Save a sample of the collection's items as the bank."),
+    ] = False,
+    sample: Annotated[int, typer.Option(min=1, help="How many items ask, each once.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:
     """Report the skewness of k-occurrence and the top hubs, per hubness method.
 
-    The queries are the saved bank (or a sample of the collection's own items
-    when there is none); with --beir the split's queries become the bank first.
+    A sample of the collection's own items ask, each left out of its own list;
+    the corrected methods are shown once a bank is saved: with --beir the
+    split's queries become the bank, with --items-bank a sample of the items.
     """
     with _errors(), Collection.open(collection, create=False) as col:
+        if beir is not None and items_bank:
+            raise InvalidArgumentError("give --beir or --items-bank, not both")
         if beir is not None:
             data = load_beir(beir, split)
             col.set_hubness_bank(list(data.queries.values()))
-        report = col.hubness_report(k=k)
+        if items_bank:
+            col.set_hubness_bank()
+        report = col.hubness_report(k=k, sample=sample)
         if as_json:
             print(json.dumps(report, ensure_ascii=False))
             return
