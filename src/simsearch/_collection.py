@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simsearch.calibration import (
+    EXPECTED_DEPTH,
     WINDOW,
     Background,
     Calibrator,
@@ -859,7 +860,7 @@ class Collection:
                 scores, rows = ranked
             else:
                 scores, rows, relevance, expected = self._rank_calibrated(
-                    snap, calibrator, queries, k, allowed, knobs, exact, ranked
+                    snap, calibrator, queries, k, allowed, knobs, exact, ranked, cutoff == "f1"
                 )
                 if min_relevance is not None:
                     rows = np.where(relevance >= min_relevance, rows, -1)
@@ -1308,12 +1309,14 @@ class Collection:
         knobs: dict[str, int | None],
         exact: bool,
         ranked: tuple[FloatArray, Int64Array] | None = None,
+        deep: bool = False,
     ) -> tuple[FloatArray, Int64Array, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Rank (or take the hits already ``ranked``), and give each hit its relevance
         against the query's unfiltered window; also the expected number of relevant
-        items each query has among those searched."""
+        items each query has among those searched (``deep``: among its top
+        ``EXPECTED_DEPTH``, for queries with more relevant items than one window)."""
         if calibrator.kind == "fitted":
-            depth = max(k, WINDOW)
+            depth = max(k, WINDOW, EXPECTED_DEPTH if deep and allowed is None else 0)
             w_scores, w_rows = self._rank(snap, queries, depth, None, knobs, exact)
             if ranked is not None:
                 scores, rows = ranked
@@ -1330,7 +1333,11 @@ class Collection:
         space = self._search_space(queries)
         relevance = np.where(rows >= 0, calibrator.relevance(space, scores, window), 0.0)
         if allowed is None and calibrator.kind == "fitted":
-            expected = calibrator.relevance(space, window, window).sum(axis=1)
+            reach = max(WINDOW, EXPECTED_DEPTH if deep else 0)
+            found = w_rows[:, :reach] >= 0
+            deep_scores = np.where(found, w_scores[:, :reach], window[:, -1:])
+            probs = calibrator.relevance(space, deep_scores, window)
+            expected = np.where(found, probs, 0.0).sum(axis=1)
         else:  # a filtered search: the relevant items it can return are among its hits
             expected = relevance.sum(axis=1)
         return scores, rows, relevance, np.maximum(expected, relevance.sum(axis=1))

@@ -45,6 +45,10 @@ __all__ = ["Background", "Calibrator", "expected_f1_prefix", "fit_calibrator"]
 
 #: How many nearest items describe a query's score distribution.
 WINDOW = 100
+#: How deep ``cutoff="f1"`` looks to estimate how many relevant items a query has: a
+#: query with dozens of relevant items has many beyond its first window, and an F1
+#: that counts only those in it would keep too small a set.
+EXPECTED_DEPTH = 1000
 #: Features describing the shape of a query's window of scores.
 SHAPE_FEATURES = 8
 #: Standard deviations below this are treated as this (a collection of identical items).
