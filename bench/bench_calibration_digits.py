@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_calibration import sets_where, tune
 from sklearn.datasets import load_digits
 
 import simsearch
+from bench_calibration import sets_where, tune
 from simsearch.eval import cutoff_metrics, expected_calibration_error
 
 RESULTS = Path(__file__).parent / "results"
