@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
 BENCH_STAMP := $(VENV)/.bench
 
-.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness eval-scifact clean
+.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness bench-migration eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,12 +57,18 @@ bench: $(BENCH_STAMP)
 
 bench-calibration: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_calibration.py
+	$(BIN)/python bench/bench_calibration_digits.py
 
 bench-dedup: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_dedup.py
 
 bench-hubness: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_hubness.py
+
+# MiniLM <-> static-64 both ways; e5 (an hour of embedding) is run by hand, see the README.
+bench-migration: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_migration.py --old minilm-l6-v2-int8 --new static-64
+	$(BIN)/python bench/bench_migration.py --old static-64 --new minilm-l6-v2-int8
 
 bench-ann: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_ann.py

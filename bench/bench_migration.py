@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import simsearch
+from embedding_cache import cache_encoder
 from simsearch.eval import evaluate_rankings, load_beir
 
 RESULTS = Path(__file__).parent / "results"
@@ -46,12 +47,25 @@ def main() -> None:
     parser.add_argument("--new", default="static-64")
     parser.add_argument("--sample", type=int, default=2000)
     parser.add_argument("--cache", type=Path, default=Path(".data"))
+    parser.add_argument(
+        "--embedding-cache",
+        type=Path,
+        help="serve the new encoder's vectors from this file (see embedding_cache.py)",
+    )
     args = parser.parse_args()
     data = load_beir(SCIFACT, "test")
+    cached = None
+    if args.embedding_cache is not None:
+        cached = cache_encoder(args.new, args.embedding_cache)
     old_path, new_path = args.cache / f"scifact-{args.old}", args.cache / f"scifact-{args.new}"
     build(old_path, args.old, data)
     build(new_path, args.new, data)
     report: dict[str, Any] = {"old": args.old, "new": args.new, "sample": args.sample}
+    if cached is not None:
+        texts = [data.passage(d) for d in data.corpus]
+        report["embedding cache: largest difference from a fresh embedding"] = cached.check(
+            texts, "passage"
+        )
     report["old/old"] = measure(old_path, data)
     report["new/new"] = measure(new_path, data)
     work = Path(tempfile.mkdtemp(prefix="simsearch-migration-")) / "c"
