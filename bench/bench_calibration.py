@@ -48,6 +48,39 @@ def tune(values: np.ndarray, f1_of: Any) -> float:
     return float(max(np.unique(np.round(values, 3)), key=f1_of))
 
 
+def tune_baselines(
+    results: simsearch.Results, qids: list[str], qrels: Any, margins: np.ndarray
+) -> tuple[float, float]:
+    """The global score threshold and the margin below each query's top score that
+    maximise F1 on these (training) results."""
+    scores = np.array([h.score for row in results for h in row])
+    best = tune(
+        scores,
+        lambda t: cutoff_metrics(sets_where(results, qids, lambda row, i, h: h.score >= t), qrels)[
+            "f1"
+        ],
+    )
+    margin = tune(
+        margins,
+        lambda d: cutoff_metrics(
+            sets_where(results, qids, lambda row, i, h: h.score >= row[0].score - d), qrels
+        )["f1"],
+    )
+    return best, margin
+
+
+def baseline_sets(
+    results: simsearch.Results, qids: list[str], threshold: float, margin: float
+) -> dict[str, dict[str, list[str]]]:
+    """The sets kept by the global threshold and by the margin rule."""
+    return {
+        "global threshold": sets_where(results, qids, lambda row, i, h: h.score >= threshold),
+        "margin rule": sets_where(
+            results, qids, lambda row, i, h: h.score >= row[0].score - margin
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--collection", type=Path, default=Path(".data/scifact"))
@@ -67,27 +100,11 @@ def main() -> None:
             print(f"{name:>32}: {report[name]}", flush=True)
 
         measure("top-10", sets_where(test_res, test_q, lambda row, i, h: i < 10))
-        train_scores = np.array([h.score for row in train_res for h in row])
-        best = tune(
-            train_scores,
-            lambda t: cutoff_metrics(
-                sets_where(train_res, train_q, lambda row, i, h: h.score >= t), train.qrels
-            )["f1"],
-        )
+        best, margin = tune_baselines(train_res, train_q, train.qrels, np.arange(0.0, 0.2, 0.002))
         report["global threshold value"] = best
-        measure("global threshold", sets_where(test_res, test_q, lambda row, i, h: h.score >= best))
-        margin = tune(
-            np.arange(0.0, 0.2, 0.002),
-            lambda d: cutoff_metrics(
-                sets_where(train_res, train_q, lambda row, i, h: h.score >= row[0].score - d),
-                train.qrels,
-            )["f1"],
-        )
         report["margin rule value"] = margin
-        measure(
-            "margin rule",
-            sets_where(test_res, test_q, lambda row, i, h: h.score >= row[0].score - margin),
-        )
+        for name, chosen in baseline_sets(test_res, test_q, best, margin).items():
+            measure(name, chosen)
 
         summary = col.calibrate(
             [train.queries[q] for q in train_q], [train.qrels[q] for q in train_q]

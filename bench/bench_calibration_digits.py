@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 import simsearch
-from bench_calibration import sets_where, tune
+from bench_calibration import baseline_sets, sets_where, tune_baselines
 from simsearch.eval import cutoff_metrics, expected_calibration_error
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,27 +57,11 @@ def main() -> None:
             print(f"{name:>28}: {report[name]}", flush=True)
 
         measure("top-10", sets_where(test_res, test_q, lambda row, i, h: i < 10))
-        scores = np.array([h.score for row in train_res for h in row])
-        best = tune(
-            scores,
-            lambda t: cutoff_metrics(
-                sets_where(train_res, train_q, lambda row, i, h: h.score >= t), train_qrels
-            )["f1"],
-        )
+        best, margin = tune_baselines(train_res, train_q, train_qrels, np.arange(0.0, 0.3, 0.002))
         report["global threshold value"] = best
-        measure("global threshold", sets_where(test_res, test_q, lambda row, i, h: h.score >= best))
-        margin = tune(
-            np.arange(0.0, 0.3, 0.002),
-            lambda d: cutoff_metrics(
-                sets_where(train_res, train_q, lambda row, i, h: h.score >= row[0].score - d),
-                train_qrels,
-            )["f1"],
-        )
         report["margin rule value"] = margin
-        measure(
-            "margin rule",
-            sets_where(test_res, test_q, lambda row, i, h: h.score >= row[0].score - margin),
-        )
+        for name, chosen in baseline_sets(test_res, test_q, best, margin).items():
+            measure(name, chosen)
         summary = col.calibrate(vectors[train_rows], [train_qrels[q] for q in train_q])
         report["calibration"] = summary
         measure(
