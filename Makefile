@@ -69,6 +69,8 @@ bench-hubness: $(BENCH_STAMP)
 bench-migration: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_migration.py --old minilm-l6-v2-int8 --new static-64
 	$(BIN)/python bench/bench_migration.py --old static-64 --new minilm-l6-v2-int8
+	$(BIN)/python bench/bench_migration_ceiling.py --old minilm-l6-v2-int8 --new static-64
+	$(BIN)/python bench/bench_migration_ceiling.py --old static-64 --new minilm-l6-v2-int8
 
 bench-ann: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_ann.py

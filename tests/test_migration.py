@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import simsearch
+from simsearch.compat import DEFAULT_BLEND
 from simsearch.encoders import get_encoder
 
 pytest.importorskip("static_model", reason="the static-64 encoder needs simsearch[static]")
@@ -109,6 +110,94 @@ def test_migrating_again_to_the_same_encoder_reuses_what_was_embedded(
         np.testing.assert_allclose(got[f"t{i}"], want[i], atol=1e-6, err_msg=text)
 
 
+def scores_by_id(col: simsearch.Collection, query: str) -> dict[str, float]:
+    """Exact scores of every item for a text query."""
+    return {h.id: h.score for h in col.search(query, k=len(col), exact=True)[0]}
+
+
+def test_a_query_blends_the_old_encoders_vector_with_the_mapped_one(
+    template: Path, tmp_path: Path
+) -> None:
+    path = copy_of(template, tmp_path)
+    query = "a note about jazz music"
+    old = get_encoder(OLD)
+    with simsearch.Collection.open(path) as col:
+        stored = {i.id: i.vector for i in col.iter_items()}
+        # blend 0: exactly the old encoder's query against the stored vectors
+        assert col.migrate(NEW, sample=300, blend=0.0)["embedded"] == 0
+        alone = scores_by_id(col, query)
+        q = old.encode([query], kind="query")[0]
+        for key, score in alone.items():
+            v = stored[key]
+            want = float(q @ v / np.linalg.norm(q) / np.linalg.norm(v))
+            assert score == pytest.approx(want, abs=1e-5)
+        col.migrate(NEW, sample=300, blend=1.0)
+        mapped = scores_by_id(col, query)
+        assert col.info()["migration"]["blend"] == 1.0
+        col.migrate(NEW, sample=300)  # the default
+        assert col.info()["migration"]["blend"] == DEFAULT_BLEND
+        blended = scores_by_id(col, query)
+    # Scores are cosines, so a blend of unit query vectors scores every item at the
+    # same blend of the two scores, up to one factor (the blend's length).
+    keys = sorted(alone)
+    mix = np.array([(1 - DEFAULT_BLEND) * alone[k] + DEFAULT_BLEND * mapped[k] for k in keys])
+    got = np.array([blended[k] for k in keys])
+    factor = got @ mix / (mix @ mix)
+    assert factor > 1.0  # two different unit vectors blend to a shorter one
+    np.testing.assert_allclose(got, factor * mix, atol=1e-5)
+
+
+def test_a_text_written_during_the_upgrade_gets_the_old_encoders_exact_vector(
+    template: Path, tmp_path: Path
+) -> None:
+    path = copy_of(template, tmp_path)
+    text = "a late note about rainy weather"
+    with simsearch.Collection.open(path) as col:
+        col.add(["late"], texts=[text])
+        np.testing.assert_allclose(
+            col.get("late")[0].vector, get_encoder(OLD).encode([text])[0], atol=1e-6
+        )
+        col.backfill(batch=100)
+        np.testing.assert_allclose(
+            col.get("late")[0].vector, get_encoder(NEW).encode([text])[0], atol=1e-6
+        )
+
+
+def test_without_the_old_encoder_the_map_stands_in_for_it(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = copy_of(template, tmp_path)
+    query = "dogs"
+    with simsearch.Collection.open(path) as col:
+        col.migrate(NEW, sample=300, blend=1.0)
+        mapped = scores_by_id(col, query)
+        col.migrate(NEW, sample=300)
+    import simsearch._collection as module
+
+    def missing(name: str) -> object:
+        if name == OLD:
+            raise simsearch.MissingDependencyError(f"{name} cannot be loaded here")
+        return get_encoder(name)
+
+    monkeypatch.setattr(module, "get_encoder", missing)
+    with simsearch.Collection.open(path) as col:
+        assert scores_by_id(col, query) == pytest.approx(mapped, abs=1e-6)
+        col.add(["late"], texts=["a late note about dogs"])
+        assert col.get("late")[0].vector.shape == (384,)  # mapped into the old space
+
+
+@pytest.mark.parametrize("blend", [-0.1, 1.5, float("nan"), "0.5", True, None])
+def test_a_bad_blend_is_refused_and_starts_nothing(
+    template: Path, tmp_path: Path, blend: object
+) -> None:
+    path = tmp_path / "c"
+    with simsearch.Collection.open(path, encoder=OLD) as col:
+        col.add([f"t{i}" for i in range(20)], texts=TEXTS[:20])
+        with pytest.raises(simsearch.InvalidArgumentError, match="blend must be"):
+            col.migrate(NEW, sample=10, blend=blend)  # type: ignore[arg-type]
+        assert col.info()["migration"] is None
+
+
 def uninterrupted(template: Path, tmp_path: Path) -> dict[str, np.ndarray]:
     path = shutil.copytree(template, tmp_path / "reference")
     with simsearch.Collection.open(path) as col:
@@ -190,9 +279,12 @@ def test_cli_migrates_then_backfills(template: Path, tmp_path: Path) -> None:
     with simsearch.Collection.open(path, encoder=OLD) as col:
         col.add([f"t{i}" for i in range(60)], texts=TEXTS[:60])
     assert runner.invoke(app, ["migrate", path]).exit_code == 1
-    mapped = runner.invoke(app, ["migrate", path, "--to", NEW, "--sample", "50", "--json"])
+    args = ["migrate", path, "--to", NEW, "--sample", "50", "--blend", "0.5", "--json"]
+    mapped = runner.invoke(app, args)
     assert mapped.exit_code == 0, mapped.output
     assert json.loads(mapped.stdout)["map"]["sample"] == 50
+    assert json.loads(mapped.stdout)["map"]["blend"] == 0.5
+    assert runner.invoke(app, [*args[:-2], "1.5"]).exit_code != 0
     done = runner.invoke(app, ["migrate", path, "--backfill", "--json"])
     assert done.exit_code == 0, done.output
     summary = json.loads(done.stdout.splitlines()[-1])

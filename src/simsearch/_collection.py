@@ -28,7 +28,7 @@ from simsearch.calibration import (
     expected_f1_prefix,
     fit_calibrator,
 )
-from simsearch.compat import Migration, fit_map, migration_encoder
+from simsearch.compat import DEFAULT_BLEND, Migration, fit_map, migration_encoder
 from simsearch.config import (
     HNSW,
     IVFPQ,
@@ -48,6 +48,7 @@ from simsearch.errors import (
     DuplicateIdError,
     InvalidArgumentError,
     ItemNotFoundError,
+    MissingDependencyError,
     NotACollectionError,
     NotCalibratedError,
 )
@@ -115,6 +116,14 @@ def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
             "encoder must be a registered name or an object with name, version, dim and encode()"
         )
     return encoder
+
+
+def _blend(old: FloatArray, mapped: FloatArray, weight: float) -> FloatArray:
+    """Row-wise ``(1 - weight) * old + weight * mapped`` of unit vectors, at the old norm."""
+    old_norm = np.linalg.norm(old, axis=1, keepdims=True)
+    mix = (1.0 - weight) * normalize(old) + weight * normalize(mapped)
+    mix_norm = np.maximum(np.linalg.norm(mix, axis=1, keepdims=True), 1e-12)
+    return np.asarray(mix * (old_norm / mix_norm), dtype=np.float32)
 
 
 def _spec(encoder: Encoder) -> EncoderSpec:
@@ -380,6 +389,7 @@ class Collection:
                         "dim": current.dim,
                         "method": current.mapping.method,
                         "held_out_recall": current.mapping.held_out_recall,
+                        "blend": current.blend if current.to is not None else None,
                         "remaining": snap.count_without_pending(),
                     }
             return {
@@ -418,33 +428,43 @@ class Collection:
 
     def _embed(
         self,
-        texts: list[str],
-        kind: Literal["query", "passage"],
-        progress: Progress | None,
-        *,
-        raw: bool = False,
-    ) -> FloatArray:
-        """Embed texts into the collection's space; during a model upgrade they are embedded
-        by the new encoder and mapped into the old space (``raw``: left unmapped)."""
-        return self._embed_with(self._current_migration(), texts, kind, progress, raw=raw)
-
-    def _embed_with(
-        self,
         migration: Migration | None,
         texts: list[str],
         kind: Literal["query", "passage"],
         progress: Progress | None,
-        *,
-        raw: bool = False,
-    ) -> FloatArray:
-        if migration is not None and migration.to is not None:
-            vectors = self._encode(migration_encoder(migration), texts, kind, progress)
-            return vectors if raw else migration.mapping(vectors)
-        # No upgrade, or one from the user's vectors: the collection's encoder still
-        # embeds into the space the index holds.
-        encoder = self._text_encoder()
-        _check_compatible(self._config, _spec(encoder))
-        return self._encode(encoder, texts, kind, progress)
+    ) -> tuple[FloatArray, FloatArray | None]:
+        """``texts`` embedded into the space the index holds, and during an upgrade to a
+        new encoder (``migration``, read by the caller) by the new encoder too, for the
+        backfill to keep.
+
+        During such an upgrade a passage gets its exact old-space vector from the old
+        encoder, and a query is the old encoder's vector blended with the new one's
+        mapped vector (``migration.blend``). Where the old encoder cannot be loaded
+        here, the mapped vectors stand in for both.
+        """
+        if migration is None or migration.to is None:
+            # No upgrade, or one from the user's vectors: the collection's encoder still
+            # embeds into the space the index holds.
+            encoder = self._text_encoder()
+            _check_compatible(self._config, _spec(encoder))
+            return self._encode(encoder, texts, kind, progress), None
+        fresh = self._encode(migration_encoder(migration), texts, kind, progress)
+        mapped = migration.mapping(fresh)
+        old_encoder = self._old_encoder()
+        if old_encoder is None or (kind == "query" and migration.blend >= 1.0):
+            return mapped, fresh
+        old = self._encode(old_encoder, texts, kind, progress)
+        if kind == "passage" or migration.blend <= 0.0:
+            return old, fresh
+        return _blend(old, mapped, migration.blend), fresh
+
+    def _old_encoder(self) -> Encoder | None:
+        """The collection's own encoder during a model upgrade, or None where it cannot
+        be loaded here (an encoder from a missing extra, or one no longer registered)."""
+        try:
+            return self._text_encoder()
+        except (InvalidArgumentError, MissingDependencyError, ConfigMismatchError):
+            return None
 
     def _encode(
         self,
@@ -528,10 +548,8 @@ class Collection:
                 "vectors with the texts"
             )
         elif text_list is not None:
-            vecs = self._embed_with(migration, text_list, "passage", progress, raw=True)
-            if migration is not None:
-                fresh, vecs = vecs, migration.mapping(vecs)
-            else:
+            vecs, fresh = self._embed(migration, text_list, "passage", progress)
+            if migration is None:
                 spec = _spec(self._text_encoder())
         else:
             raise InvalidArgumentError("give vectors, texts, or both")
@@ -636,7 +654,7 @@ class Collection:
         read by the caller), or its vectors checked."""
         if texts is not None:
             show = progress if len(texts) > 1 else False
-            return self._embed_with(migration, texts, "query", show)
+            return self._embed(migration, texts, "query", show)[0]
         if migration is not None and migration.to is None:
             # An upgrade from the user's vectors: theirs are in the new model's space.
             return migration.mapping(as_vector_batch(query, migration.dim, what="query vectors"))
@@ -824,7 +842,7 @@ class Collection:
                 # A model upgrade started or finished while the queries were embedded: embed
                 # them again into the space this snapshot holds.
                 current = Migration.from_text(now) if now is not None else None
-                queries = self._embed_with(current, texts, "query", False)
+                queries = self._embed(current, texts, "query", False)[0]
             elif texts is None and not in_space and now is not None:
                 current = self._migration_of(now)
                 if current.to is None:  # an upgrade from the user's vectors: map theirs
@@ -899,17 +917,22 @@ class Collection:
         *,
         sample: int = 2000,
         method: str = "auto",
+        blend: float = DEFAULT_BLEND,
         seed: int = 0,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Start a model upgrade: embed a sample of the stored texts with ``new_encoder``,
         fit a map from its space into the collection's, and save it.
 
-        From then on, text queries and new texts are embedded by the new encoder and
-        mapped, so search goes on at once; :meth:`backfill` re-embeds every stored
-        text and then makes the new encoder the collection's own. The sample's new
-        vectors are kept for the backfill, and running ``migrate`` again to the same
-        encoder (say with another ``method``) reuses every vector already embedded.
+        From then on search goes on at once in the old space, and the new encoder
+        embeds every text too. A text query is the old encoder's vector blended with
+        the new encoder's mapped vector, ``blend`` of the latter (1: the mapped vector
+        alone; 0: the old encoder alone); a new text gets its old-space vector from
+        the old encoder (or the map, where the old encoder cannot be loaded) and its
+        new vector is kept. :meth:`backfill` re-embeds every stored text and then makes
+        the new encoder the collection's own. The sample's new vectors are kept for
+        the backfill, and running ``migrate`` again to the same encoder (say with
+        another ``method`` or ``blend``) reuses every vector already embedded.
         Returns the method chosen and its held-out recall.
         """
         self._check_open()
@@ -917,6 +940,12 @@ class Collection:
         assert encoder is not None
         if isinstance(sample, bool) or not isinstance(sample, int) or sample < 10:
             raise InvalidArgumentError(f"sample must be an integer of at least 10, got {sample!r}")
+        if (
+            isinstance(blend, bool)
+            or not isinstance(blend, int | float)
+            or not 0.0 <= float(blend) <= 1.0
+        ):
+            raise InvalidArgumentError(f"blend must be a number in [0, 1], got {blend!r}")
         spec = _spec(encoder)
         with self._lock, self._store.snapshot() as snap:
             config = self._catch_up(snap)
@@ -950,7 +979,7 @@ class Collection:
         if todo:
             new[todo] = self._encode(encoder, [texts[i] for i in todo], "passage", progress)
         mapping = fit_map(new, old, method=method, seed=seed)
-        migration = Migration.new(spec, mapping)
+        migration = Migration.new(spec, mapping, float(blend))
         with self._lock, self._store.write() as txn:
             if txn.read_meta(MIGRATION_KEY) != earlier:
                 raise ConfigMismatchError("another model upgrade started meanwhile; run again")
@@ -964,6 +993,7 @@ class Collection:
             "to": encoder.name,
             "method": mapping.method,
             "held_out_recall": mapping.held_out_recall,
+            "blend": float(blend),
             "sample": len(picked),
             "embedded": len(todo),
         }

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simsearch._collection import Collection
+from simsearch.compat import DEFAULT_BLEND
 from simsearch.config import HNSW, IVFPQ, Flat, IndexConfig
 from simsearch.errors import InvalidArgumentError, SimsearchError
 from simsearch.eval import cutoff_metrics, evaluate_rankings, expected_calibration_error, load_beir
@@ -426,6 +427,15 @@ def migrate(
     ] = None,
     sample: Annotated[int, typer.Option(min=10, help="Stored texts the map is fitted on.")] = 2000,
     method: Annotated[str, typer.Option(help="auto, procrustes, ridge or lowrank.")] = "auto",
+    blend: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of a text query taken from the new encoder's mapped vector until "
+            "the backfill ends; the rest comes from the old encoder.",
+        ),
+    ] = DEFAULT_BLEND,
     backfill: Annotated[
         bool, typer.Option("--backfill", help="Re-embed every stored text, then switch.")
     ] = False,
@@ -434,8 +444,9 @@ def migrate(
 ) -> None:
     """Upgrade COLLECTION to another encoder without taking search offline.
 
-    --to fits a map from the new encoder's space into the stored one, so new
-    queries and texts work at once; --backfill (now or later, and resumable)
+    --to fits a map from the new encoder's space into the stored one, so search
+    goes on at once (a text query blends the old encoder's vector with the new
+    encoder's mapped one, see --blend); --backfill (now or later, and resumable)
     re-embeds every stored text and makes the new encoder the collection's own.
     """
     with _errors():
@@ -444,14 +455,17 @@ def migrate(
         summary: dict[str, Any] = {}
         with Collection.open(collection, create=False) as col:
             if to is not None:
-                summary["map"] = col.migrate(to, sample=sample, method=method, progress=True)
+                summary["map"] = col.migrate(
+                    to, sample=sample, method=method, blend=blend, progress=True
+                )
                 if not as_json:
                     m = summary["map"]
                     recall = m["held_out_recall"]
                     shown = "" if recall is None else f", held-out recall@10 {recall:.3f}"
                     out.print(
                         f"Mapped {m['to']} into the collection's space with {m['method']} "
-                        f"(fitted on {m['sample']} texts{shown}); searches use it now."
+                        f"(fitted on {m['sample']} texts{shown}); searches use it now: a "
+                        f"query is {m['blend']:g} the mapped vector, the rest the old encoder's."
                     )
             if backfill:
                 summary["backfilled"] = col.backfill(batch=batch_size, progress=True)
