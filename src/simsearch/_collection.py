@@ -530,24 +530,23 @@ class Collection:
         text_list = check_texts(texts, n) if texts is not None else None
         metas = [metadata_to_json(m) for m in check_metadata(metadata, n)]
         spec: EncoderSpec | None = None
-        migration = self._current_migration()
-        from_user = migration is not None and migration.to is None
+        migration: Migration | None = None
         fresh: FloatArray | None = None  # the new model's vectors, during a model upgrade
         if vectors is not None:
-            if migration is not None and migration.to is None:
-                # An upgrade from the user's vectors: theirs are in the new model's space.
-                fresh = as_vector_batch(vectors, migration.dim)
-                vecs = migration.mapping(fresh)
-            else:
-                vecs = as_vector_batch(vectors, self._config.dim)
+            # Checked against the space the write transaction finds (an upgrade from the
+            # user's vectors takes theirs as the new model's and maps them there).
+            vecs = as_vector_batch(vectors, None)
             if len(vecs) != n:
                 raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
-        elif from_user:
-            raise InvalidArgumentError(
-                "a model upgrade from your own vectors is in progress: give the new model's "
-                "vectors with the texts"
-            )
         elif text_list is not None:
+            # Texts are embedded before the transaction, so the upgrade state is read
+            # first and checked again inside it.
+            migration = self._current_migration()
+            if migration is not None and migration.to is None:
+                raise InvalidArgumentError(
+                    "a model upgrade from your own vectors is in progress: give the new "
+                    "model's vectors with the texts"
+                )
             vecs, fresh = self._embed(migration, text_list, "passage", progress)
             if migration is None:
                 spec = _spec(self._text_encoder())
@@ -557,15 +556,24 @@ class Collection:
         with self._lock, self._store.write() as txn:
             self._check_open()
             upgrade = txn.read_meta(MIGRATION_KEY)
-            if upgrade != (migration.text if migration else None):
+            if vectors is None and upgrade != (migration.text if migration else None):
                 raise ConfigMismatchError(
                     "a model upgrade started or finished while this write was prepared; write again"
                 )
-            if upgrade is not None and not from_user and text_list is None:
-                raise InvalidArgumentError(
-                    "a model upgrade is in progress: give texts too, so the items can be "
-                    "re-embedded (vectors alone would stay in the old space)"
-                )
+            if vectors is not None and upgrade is not None:
+                current = self._migration_of(upgrade)
+                if current.to is None:  # an upgrade from the user's vectors: map theirs
+                    if vecs.shape[1] != current.dim:
+                        raise DimensionMismatchError(
+                            f"vectors have dimension {vecs.shape[1]}; during this model "
+                            f"upgrade they are the new model's {current.dim}-d vectors"
+                        )
+                    fresh, vecs = vecs, current.mapping(vecs)
+                elif text_list is None:
+                    raise InvalidArgumentError(
+                        "a model upgrade is in progress: give texts too, so the items can be "
+                        "re-embedded (vectors alone would stay in the old space)"
+                    )
             config = txn.read_config() or self._config
             new_config = config
             if new_config.dim is None:
