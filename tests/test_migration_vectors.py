@@ -66,8 +66,9 @@ def test_backfilling_the_new_vectors_moves_the_collection_to_the_new_space(
     with simsearch.Collection.open(collection) as col:
         col.migrate_vectors(ids[:100], new[:100])
         # During the upgrade, writes bring the new model's vectors; old-space ones are refused.
-        with pytest.raises(simsearch.DimensionMismatchError):
+        with pytest.raises(simsearch.DimensionMismatchError, match="new model's"):
             col.add(["late"], vectors=np.ones(OLD_DIM))
+        assert len(col) == N  # and nothing was written
         with pytest.raises(simsearch.InvalidArgumentError, match="new model's vectors"):
             col.add(["late"], texts=["a text alone"])
         late = np.linspace(-1, 1, NEW_DIM, dtype=np.float32)

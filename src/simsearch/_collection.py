@@ -563,12 +563,7 @@ class Collection:
             if vectors is not None and upgrade is not None:
                 current = self._migration_of(upgrade)
                 if current.to is None:  # an upgrade from the user's vectors: map theirs
-                    if vecs.shape[1] != current.dim:
-                        raise DimensionMismatchError(
-                            f"vectors have dimension {vecs.shape[1]}; during this model "
-                            f"upgrade they are the new model's {current.dim}-d vectors"
-                        )
-                    fresh, vecs = vecs, current.mapping(vecs)
+                    fresh, vecs = vecs, current.map_new(vecs)
                 elif text_list is None:
                     raise InvalidArgumentError(
                         "a model upgrade is in progress: give texts too, so the items can be "
@@ -854,12 +849,7 @@ class Collection:
             elif texts is None and not in_space and now is not None:
                 current = self._migration_of(now)
                 if current.to is None:  # an upgrade from the user's vectors: map theirs
-                    if queries.shape[1] != current.dim:
-                        raise DimensionMismatchError(
-                            f"query vectors have dimension {queries.shape[1]}; during this "
-                            f"model upgrade they are the new model's {current.dim}-d vectors"
-                        )
-                    queries = current.mapping(queries)
+                    queries = current.map_new(queries, "query vectors")
             if config.dim is None or self._index is None:
                 return Results(k=k, rows=[[] for _ in range(len(queries))])
             if queries.shape[1] != config.dim:

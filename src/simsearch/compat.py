@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from simsearch.config import EncoderSpec
 from simsearch.encoders import Encoder, get_encoder
-from simsearch.errors import ConfigMismatchError, InvalidArgumentError
+from simsearch.errors import ConfigMismatchError, DimensionMismatchError, InvalidArgumentError
 from simsearch.types import FloatArray
 
 __all__ = [
@@ -185,6 +185,15 @@ class Migration:
     def dim(self) -> int:
         """The dimension of the new model's vectors."""
         return self.mapping.source_dim
+
+    def map_new(self, vectors: FloatArray, what: str = "vectors") -> FloatArray:
+        """The new model's ``vectors``, checked to be :attr:`dim`-d, mapped into the old space."""
+        if vectors.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"{what} have dimension {vectors.shape[1]}; during this model upgrade they are "
+                f"the new model's {self.dim}-d vectors"
+            )
+        return self.mapping(vectors)
 
     @staticmethod
     def new(
