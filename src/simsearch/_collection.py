@@ -448,15 +448,17 @@ class Collection:
             encoder = self._text_encoder()
             _check_compatible(self._config, _spec(encoder))
             return self._encode(encoder, texts, kind, progress), None
-        fresh = self._encode(migration_encoder(migration), texts, kind, progress)
-        mapped = migration.mapping(fresh)
+        new_encoder = migration_encoder(migration)
         old_encoder = self._old_encoder()
+        if old_encoder is not None and kind == "query" and migration.blend <= 0.0:
+            return self._encode(old_encoder, texts, kind, progress), None
+        fresh = self._encode(new_encoder, texts, kind, progress)
         if old_encoder is None or (kind == "query" and migration.blend >= 1.0):
-            return mapped, fresh
+            return migration.mapping(fresh), fresh
         old = self._encode(old_encoder, texts, kind, progress)
-        if kind == "passage" or migration.blend <= 0.0:
+        if kind == "passage":
             return old, fresh
-        return _blend(old, mapped, migration.blend), fresh
+        return _blend(old, migration.mapping(fresh), migration.blend), fresh
 
     def _old_encoder(self) -> Encoder | None:
         """The collection's own encoder during a model upgrade, or None where it cannot
