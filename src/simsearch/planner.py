@@ -3,7 +3,7 @@
 Exact search is chosen when it is cheap or when a graph walk would struggle:
 for a flat index always; for a small collection; and when a filter leaves few
 items (a graph walk would pass mostly through excluded nodes, which is where
-peers lose recall). Otherwise the allowed set is handed to the graph walk itself.
+peers lose recall). Otherwise the graph walk filters (see ``HNSWIndex.search``).
 """
 
 from __future__ import annotations
@@ -48,4 +48,4 @@ def plan_search(
         allowed <= index.exact_below or allowed <= EXACT_FILTER_SHARE * live
     ):
         return Plan(True, f"the filter leaves {allowed} items")
-    return Plan(False, "graph search" + ("" if allowed is None else " with the filter inside"))
+    return Plan(False, "graph search" + ("" if allowed is None else " filtered"))
