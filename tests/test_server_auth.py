@@ -245,3 +245,37 @@ def test_client_rebuilds_error_classes(docs: Server) -> None:
     with pytest.raises(simsearch.AuthenticationError):
         simsearch.Client(docs.url, api_key="nonsense-key-000").collection("docs")
     assert col.search([1, 0], k=1)[0][0].id == "a"
+
+
+def test_a_collection_is_created_with_the_index_kind_asked_for(docs: Server) -> None:
+    from typing import get_args
+
+    from simsearch.config import INDEX_NAMES
+    from simsearch.server.schemas import CreateCollection
+
+    assert get_args(CreateCollection.model_fields["index"].annotation) == INDEX_NAMES
+    call(docs, "DELETE", "/collections/graph", "admin")
+    body = {"name": "graph", "dim": 2, "index": "hnsw"}
+    made = call(docs, "POST", "/collections", "admin", body)
+    assert made.status_code == 201, made.text
+    assert made.json()["index"] == "hnsw"
+    assert made.json()["migration"] is None
+    vectors = [[1.0, float(i)] for i in range(30)]
+    added = call(
+        docs,
+        "POST",
+        "/collections/graph/add",
+        "admin",
+        {"ids": [str(i) for i in range(30)], "vectors": vectors},
+    )
+    assert added.status_code == 201, added.text
+    hits = call(docs, "POST", "/collections/graph/search", "admin", {"query": [1, 29], "k": 1})
+    assert hits.json()["results"][0][0]["id"] == "29"
+    assert call(docs, "GET", "/collections/graph", "admin").json()["index"] == "hnsw"
+    assert call(docs, "GET", "/collections", "admin").json()[0]["index"] in INDEX_NAMES
+    bad = call(
+        docs, "POST", "/collections", "admin", {"name": "annoyed", "dim": 2, "index": "annoy"}
+    )
+    assert bad.status_code == 422
+    assert call(docs, "GET", "/collections/annoyed", "admin").status_code == 404
+    call(docs, "DELETE", "/collections/graph", "admin")

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from simsearch._collection import Collection
 from simsearch.compat import DEFAULT_BLEND
-from simsearch.config import HNSW, IVFPQ, Flat, IndexConfig
+from simsearch.config import index_from_name
 from simsearch.errors import InvalidArgumentError, SimsearchError
 from simsearch.eval import cutoff_metrics, evaluate_rankings, expected_calibration_error, load_beir
 from simsearch.plots import reliability_diagram, score_histograms
@@ -66,22 +66,6 @@ def _parse_where(where: str | None) -> Any:
         raise InvalidArgumentError(f"--where is not valid JSON: {exc.msg}") from None
 
 
-INDEX_KINDS: dict[str, IndexConfig] = {
-    "flat": Flat(),
-    "hnsw": HNSW(),
-    "hnsw-int8": HNSW(quantization="int8"),
-    "hnsw-binary": HNSW(quantization="binary"),
-    "ivfpq": IVFPQ(),
-}
-
-
-def _index_config(name: str) -> IndexConfig:
-    if name not in INDEX_KINDS:
-        valid = ", ".join(INDEX_KINDS)
-        raise InvalidArgumentError(f"unknown index kind {name!r}; valid kinds are: {valid}")
-    return INDEX_KINDS[name]
-
-
 def _batched(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -116,7 +100,7 @@ def ingest(
         records = list(read_records(source, id_field=id_field, text_fields=text_field))
         if not records:
             raise InvalidArgumentError(f"{source} holds no records")
-        kind = _index_config(index) if index is not None else None
+        kind = index_from_name(index) if index is not None else None
         with Collection.open(into, metric=metric, encoder=encoder, index=kind) as col:
             write = col.upsert if upsert else col.add
             with progress_bar(len(records), f"Ingesting {source.name}") as advance:

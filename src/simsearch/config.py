@@ -18,11 +18,13 @@ from simsearch.types import Metric
 __all__ = [
     "FORMAT_VERSION",
     "HNSW",
+    "INDEX_NAMES",
     "IVFPQ",
     "CollectionConfig",
     "EncoderSpec",
     "Flat",
     "IndexConfig",
+    "index_from_name",
 ]
 
 #: Bumped whenever the on-disk layout changes incompatibly.
@@ -180,6 +182,26 @@ def index_name(index: IndexConfig) -> str:
     return index.kind
 
 
+def index_from_name(name: str) -> IndexConfig:
+    """The index kind called ``name`` (as :func:`index_name` calls it), default settings.
+
+    >>> index_from_name("hnsw-int8") == HNSW(quantization="int8")
+    True
+    """
+    kinds: dict[str, IndexConfig] = {
+        "flat": Flat(),
+        "hnsw": HNSW(),
+        "hnsw-int8": HNSW(quantization="int8"),
+        "hnsw-binary": HNSW(quantization="binary"),
+        "ivfpq": IVFPQ(),
+    }
+    if name not in kinds:
+        raise InvalidArgumentError(
+            f"unknown index kind {name!r}; valid kinds are: {', '.join(INDEX_NAMES)}"
+        )
+    return kinds[name]
+
+
 def check_index_fits(index: IndexConfig, dim: int | None) -> None:
     """Raise when ``index`` cannot hold ``dim``-dimensional vectors."""
     if dim is not None and isinstance(index, IVFPQ):
@@ -187,6 +209,8 @@ def check_index_fits(index: IndexConfig, dim: int | None) -> None:
 
 
 IndexConfig = Flat | HNSW | IVFPQ
+#: The short names of the index kinds, as :func:`index_name` gives them.
+INDEX_NAMES = ("flat", "hnsw", "hnsw-int8", "hnsw-binary", "ivfpq")
 _INDEX_KINDS: dict[str, type[Flat] | type[HNSW] | type[IVFPQ]] = {
     "flat": Flat,
     "hnsw": HNSW,

@@ -161,7 +161,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def info(name: str, col: Collection) -> CollectionInfo:
         data = col.info()
         data.pop("path")
-        data.pop("index")
         return CollectionInfo(name=name, **data)
 
     # -- service -----------------------------------------------------------------------------
@@ -204,7 +203,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def create_collection(body: CreateCollection, key: Caller) -> CollectionInfo:
         """Create a collection (admin key)."""
         allow(key, None, Right.ADMIN)
-        col = registry.create(body.name, metric=body.metric, dim=body.dim, encoder=body.encoder)
+        col = registry.create(
+            body.name, metric=body.metric, dim=body.dim, encoder=body.encoder, index=body.index
+        )
         return info(body.name, col)
 
     @app.get("/collections/{name}", tags=["collections"])

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from simsearch._collection import Collection
+from simsearch.config import index_from_name
 from simsearch.errors import CollectionExistsError, CollectionNotFoundError, InvalidArgumentError
 from simsearch.server.schemas import NAME_PATTERN
 from simsearch.store import DB_FILENAME
@@ -52,14 +53,18 @@ class CollectionRegistry:
                 self._open[name] = col
             return col
 
-    def create(self, name: str, *, metric: str, dim: int | None, encoder: str | None) -> Collection:
+    def create(
+        self, name: str, *, metric: str, dim: int | None, encoder: str | None, index: str = "flat"
+    ) -> Collection:
         path = self._path(name)
         with self._lock:
             if (path / DB_FILENAME).is_file():
                 raise CollectionExistsError(f"a collection named {name!r} exists already")
             if path.exists():
                 raise CollectionExistsError(f"{name!r} is taken by another folder")
-            col = Collection.open(path, metric=metric, dim=dim, encoder=encoder)
+            col = Collection.open(
+                path, metric=metric, dim=dim, encoder=encoder, index=index_from_name(index)
+            )
             self._open[name] = col
             return col
 

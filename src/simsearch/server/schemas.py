@@ -37,6 +37,11 @@ class CreateCollection(_Strict):
     metric: Literal["cosine", "dot", "l2"] = "cosine"
     dim: int | None = Field(default=None, ge=1, le=65_536)
     encoder: str | None = Field(default=None, examples=["minilm-l6-v2-int8"])
+    index: Literal["flat", "hnsw", "hnsw-int8", "hnsw-binary", "ivfpq"] = Field(
+        default="flat",
+        description="flat (exact), hnsw (graph), hnsw-int8 or hnsw-binary (graph over "
+        "compressed codes, rescored) or ivfpq (compressed inverted file, rescored)",
+    )
 
 
 class EncoderInfo(BaseModel):
@@ -52,6 +57,10 @@ class CollectionInfo(BaseModel):
     encoder: EncoderInfo | None
     seq: int
     size_bytes: int
+    index: str
+    migration: dict[str, Any] | None = Field(
+        default=None, description="the model upgrade in progress, if any"
+    )
 
 
 class WriteItems(_Strict):
