@@ -138,6 +138,27 @@ def test_a_filter_excluding_the_querys_neighbourhood_still_finds_the_nearest_all
         assert overlap(got, want) >= 0.95
 
 
+def test_a_beam_as_wide_as_the_collection_finds_every_item_among_equal_vectors(
+    tmp_path: Path,
+) -> None:
+    # Many equal vectors prune each other's links, so no edge may lead to a later item;
+    # a beam that covers the whole collection scans it instead of walking.
+    small = simsearch.HNSW(m=4, ef_construction=32, ef_search=64, exact_below=0)
+    zero = [0.0] * 4
+    with simsearch.Collection.open(tmp_path / "c", metric="l2", index=small) as col:
+        for ids, vectors in [
+            (["z0", "z1", "z2", "z5"], [zero] * 4),
+            (["z3", "z4"], [zero] * 2),
+            (["z0", "z1", "z7", "z8"], [zero] * 4),
+            (["far", "z0"], [[0, 2, 0, 0], zero]),
+            (["z0"], [[0, 1, 0, 0]]),
+        ]:
+            col.upsert(ids, vectors=vectors)
+            col.search(zero, k=1)  # the graph catches up batch by batch
+        hits = col.search([0.0, 2.0, 0.0, 0.0], k=2)[0]
+        assert [(h.id, h.score) for h in hits] == [("far", 0.0), ("z0", -1.0)]
+
+
 def test_planner_choices() -> None:
     assert plan_search(simsearch.Flat(), live=10**7, allowed=None).exact
     hnsw = simsearch.HNSW()

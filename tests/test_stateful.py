@@ -132,7 +132,8 @@ class L2Machine(CollectionMachine):
 
 
 class HNSWMachine(CollectionMachine):
-    """The graph index, forced on even for tiny collections, with deletes and compaction.
+    """The graph index, forced on even for tiny collections, with deletes and compaction
+    (a collection no larger than the beam is scanned, so every row must be exact).
 
     A graph returns equal scores in any order, so a row must hold the oracle's
     scores, and every id must be a live item with exactly that score: a deleted

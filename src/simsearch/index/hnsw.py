@@ -169,7 +169,13 @@ class HNSWIndex:
         if k_eff == 0:
             return scores, rows
         ef = max(ef or self.config.ef_search, k_eff)
-        if allowed_rows is None:
+        if ef >= population:
+            # A beam as wide as the candidates would visit them all: scan them instead. A
+            # walk can miss items no edge leads to (many equal vectors prune each other's
+            # links), and scanning this few costs less than the walk.
+            candidates = self.live_rows() if allowed_rows is None else np.sort(allowed)
+            labels, distances = self._scan(queries, k_eff, candidates)
+        elif allowed_rows is None:
             self._graph.set_ef(ef)
             labels, distances = self._graph.knn_query(queries, k=k_eff, num_threads=1)
         else:
@@ -180,6 +186,20 @@ class HNSWIndex:
         else:
             scores[:, :k_eff] = 1.0 - distances
         return scores, rows
+
+    def _scan(self, queries: FloatArray, k: int, rows: Int64Array) -> tuple[Any, Any]:
+        """Labels and distances (as hnswlib gives them) of the nearest ``k`` of ``rows``."""
+        vectors = self.vectors(rows)
+        if self.metric is Metric.L2:
+            distances = (
+                np.sum(queries**2, axis=1)[:, None]
+                - 2 * queries @ vectors.T
+                + np.sum(vectors**2, axis=1)[None, :]
+            )
+        else:
+            distances = 1.0 - queries @ vectors.T
+        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+        return rows[order], np.take_along_axis(distances, order, axis=1)
 
     def _search_allowed(
         self, queries: FloatArray, k: int, allowed: Int64Array, ef: int
