@@ -101,9 +101,15 @@ def test_deletes_are_compacted_and_never_return(
         assert col._index.dead == 0  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("share", [1.0, 0.5, 0.05, 0.001])
+@pytest.mark.parametrize(
+    ("share", "k"), [(1.0, 10), (0.5, 10), (0.5, 300), (0.2, 100), (0.05, 10), (0.001, 10)]
+)
 def test_filters_keep_recall_and_k_hits(
-    tmp_path: Path, data: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, share: float
+    tmp_path: Path,
+    data: tuple[np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+    share: float,
+    k: int,
 ) -> None:
     x, q = data
     label = rng.integers(0, 1000, len(x))
@@ -111,10 +117,10 @@ def test_filters_keep_recall_and_k_hits(
     with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
         col.add([str(i) for i in range(len(x))], vectors=x, metadata=[{"l": int(v)} for v in label])
         where = {"l": {"$lt": cut}}
-        got = col.search(q, k=10, where=where)
-        want = col.search(q, k=10, where=where, exact=True)
+        got = col.search(q, k=k, where=where)
+        want = col.search(q, k=k, where=where, exact=True)
         matching = int((label < cut).sum())
-        assert all(len(row) == min(10, matching) for row in got)
+        assert all(len(row) == min(k, matching) for row in got)
         assert overlap(got, want) >= 0.95
         assert all(int(label[int(h.id)]) < cut for row in got for h in row)
 

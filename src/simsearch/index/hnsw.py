@@ -32,10 +32,12 @@ from simsearch.types import FloatArray, Metric
 __all__ = ["HNSWIndex"]
 
 COMPACT_FRACTION = 0.25
-#: A filtered walk keeps the first k allowed rows among its nearest POST_FILTER_DEPTH * k
-#: / share (plus 10); the depth barely moves recall (2, 3 and 4 gave the same on GloVe),
-#: which the beam, widened by the excluded share, sets.
-POST_FILTER_DEPTH = 3
+#: A filtered walk keeps the first k allowed rows among its nearest (k + SPREAD * sqrt(k)
+#: + 10) / share: under a filter unrelated to the query that many hold k allowed rows with
+#: a few standard deviations to spare, and a query it fails walks again (see
+#: HNSWIndex._search_allowed). The depth barely moves recall on GloVe (3k / share and 4k /
+#: share gave the same as 2k / share); the beam, widened by the excluded share, sets it.
+SPREAD = 3.0
 MAX_FILTERED_EF = 4096
 APPLY_CHUNK = 50_000
 GRAPH_FILE = "hnsw.bin"
@@ -207,9 +209,9 @@ class HNSWIndex:
         """Labels and distances of the nearest ``k`` of the ``allowed`` rows.
 
         The walk widens its beam by the excluded share, runs without the filter and
-        keeps the first ``k`` allowed rows among its nearest ``POST_FILTER_DEPTH * k /
-        share``. The allowed rows among the true nearest ``d`` are the nearest allowed
-        rows, so this is as accurate as the unfiltered walk it rests on, and it costs no
+        keeps the first ``k`` allowed rows among its nearest ``depth`` (see ``SPREAD``).
+        The allowed rows among the true nearest ``depth`` are the nearest allowed rows,
+        so this is as accurate as the unfiltered walk it rests on, and it costs no
         Python call per visited node (hnswlib's filter is a Python callable; measured on
         GloVe in bench/bench_ann.py). Queries that find fewer than ``k`` allowed rows
         there, where a filter excludes their neighbourhood, walk again with the filter
@@ -217,7 +219,7 @@ class HNSWIndex:
         """
         share = len(allowed) / max(self._count, 1)
         ef = int(min(max(ef / max(share, 1e-3), k), MAX_FILTERED_EF))
-        depth = min(self._count, int(np.ceil(POST_FILTER_DEPTH * k / share)) + 10)
+        depth = min(self._count, int(np.ceil((k + SPREAD * np.sqrt(k) + 10) / share)))
         self._graph.set_ef(max(ef, depth))
         mask = np.zeros(len(self._alive), dtype=bool)
         mask[allowed] = True
