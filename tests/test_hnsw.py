@@ -91,14 +91,68 @@ def test_deletes_are_compacted_and_never_return(
         col.delete([str(i) for i in range(0, len(x), 2)])
         results = col.search(q, k=20)
         assert all(int(h.id) % 2 == 1 for row in results for h in row)
+        col._wait_for_compaction()  # half the graph deleted: it is rebuilt without them
         index = col._index
         assert isinstance(index, HNSWIndex)
-        assert index.dead == 0  # half the graph deleted: it was rebuilt without them
+        assert index.dead == 0
+        assert len(index) == len(x) // 2
         col.delete(["1", "3"])
         col.search(q[:1], k=1)  # the index catches up at the next search
         assert index.dead == 2
         col.optimize()
         assert col._index.dead == 0  # type: ignore[union-attr]
+
+
+def test_searches_and_writes_go_on_while_the_graph_is_compacted(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    x = rng.standard_normal((20_000, 32)).astype(np.float32)
+    q = rng.standard_normal((20, 32)).astype(np.float32)
+    with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        col.search(q[:1], k=1)
+        col.delete([str(i) for i in range(0, len(x), 2)])
+        col.search(q[:1], k=1)  # catching up starts the compaction in the background
+        thread = col._compaction
+        assert thread is not None
+        assert thread.is_alive()
+        old = col._index
+        # Meanwhile: more deletes and new items, and searches that see them at once.
+        col.delete(["1", "3"])
+        col.add(["new"], vectors=q[:1])
+        while thread.is_alive():
+            hits = col.search(q[:1], k=5)[0]
+            assert hits[0].id == "new"
+            assert all(h.id in {"new"} or int(h.id) % 2 == 1 for h in hits)
+            assert not {"1", "3"} & {h.id for h in hits}
+        thread.join()
+        fresh = col.search(q, k=10)
+        assert col._index is not old
+        assert col._index.dead == 2  # only the deletes made after the copy are marks
+        assert len(col._index) == len(x) // 2 - 2 + 1  # type: ignore[arg-type]
+        assert fresh[0][0].id == "new"
+        assert overlap(fresh, col.search(q, k=10, exact=True)) >= 0.95
+        ids = {h.id for row in col.search(q, k=50) for h in row}
+        assert not {"1", "3"} & ids
+        assert all(i == "new" or int(i) % 2 == 1 for i in ids)
+
+
+def test_closing_during_a_compaction_drops_it(tmp_path: Path, rng: np.random.Generator) -> None:
+    x = rng.standard_normal((20_000, 32)).astype(np.float32)
+    path = tmp_path / "c"
+    col = simsearch.Collection.open(path, metric="cosine", index=GRAPH)
+    col.add([str(i) for i in range(len(x))], vectors=x)
+    col.search(x[:1], k=1)
+    col.delete([str(i) for i in range(0, len(x), 2)])
+    col.search(x[:1], k=1)
+    thread = col._compaction
+    assert thread is not None
+    col.close()
+    thread.join()
+    assert col._index is None
+    with simsearch.Collection.open(path) as again:
+        assert len(again) == len(x) // 2
+        assert all(int(h.id) % 2 == 1 for h in again.search(x[1:2], k=10)[0])
 
 
 @pytest.mark.parametrize(

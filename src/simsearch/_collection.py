@@ -228,6 +228,7 @@ class Collection:
         )
         self._applied_seq = 0
         self._saved_seq = -1  # the sequence number of the index files on disk
+        self._compaction: threading.Thread | None = None  # a graph being rebuilt meanwhile
         self._closed = False
         config = store.read_config()
         if config is None:  # open() always saves one first
@@ -716,7 +717,43 @@ class Collection:
             self._applied_seq = seq
         if isinstance(self._index, QuantizedIndex) and self._index.wants_rebuild:
             self._rebuild_from_store(snap, config)
+        if isinstance(self._index, HNSWIndex) and self._index.wants_compaction:
+            self._start_compaction(self._index)
         return config
+
+    def _start_compaction(self, index: HNSWIndex) -> None:
+        """Rebuild the graph without its deleted entries in a background thread, while
+        searches and writes go on with the current one (called under the lock)."""
+        if self._compaction is not None and self._compaction.is_alive():
+            return
+        rows, vectors = index.live_copy()
+        seq = self._applied_seq
+        self._compaction = threading.Thread(
+            target=self._compact,
+            args=(index, seq, rows, vectors),
+            name=f"simsearch-compaction-{self.path.name}",
+            daemon=True,  # builds from copies only; an exit may drop it half way
+        )
+        self._compaction.start()
+
+    def _compact(self, index: HNSWIndex, seq: int, rows: Int64Array, vectors: FloatArray) -> None:
+        """Build a graph of ``rows`` as they were at ``seq``, then, under the lock, bring
+        it up to the store and put it in place of ``index`` (unless that was replaced)."""
+        fresh = HNSWIndex.built_from(index.metric, index.dim, index.config, rows, vectors)
+        with self._lock:
+            if self._closed or self._index is not index:
+                return
+            with self._store.snapshot() as snap:
+                for changes in snap.changes_since(seq, index.dim):
+                    fresh.apply(changes)
+                self._applied_seq = snap.current_seq()
+            self._index = fresh
+            self._saved_seq = -1
+
+    def _wait_for_compaction(self) -> None:
+        thread = self._compaction
+        if thread is not None:
+            thread.join()
 
     def _rebuild_from_store(self, snap: ReadTxn, config: CollectionConfig) -> None:
         """A fresh index trained and filled from the store's float vectors, at ``snap``."""
@@ -739,11 +776,12 @@ class Collection:
     def optimize(self) -> None:
         """Rebuild an approximate index without its deleted entries, and save it.
 
-        Deleted entries are also compacted on their own once they pass a quarter
-        of the index; a quantized index is retrained on the current data; a flat
-        index needs nothing.
+        Deleted entries of a graph are also compacted on their own, in a background
+        thread, once they pass a quarter of it (this waits for one that runs); a
+        quantized index is retrained on the current data; a flat index needs nothing.
         """
         self._check_open()
+        self._wait_for_compaction()
         with self._lock, self._store.snapshot() as snap:
             config = self._catch_up(snap)
             if isinstance(self._index, HNSWIndex):

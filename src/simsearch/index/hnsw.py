@@ -3,8 +3,9 @@
 Labels in the graph are the store's row numbers. Writes are inserted (or
 replace the vector of an existing label) and deletions are marked, so a write
 is searchable as soon as the index has caught up with it; once deleted marks
-pass ``COMPACT_FRACTION`` of the graph, it is rebuilt from the live vectors so
-recall does not decay. The graph is saved with the store sequence number it
+pass ``COMPACT_FRACTION`` of the graph, the collection builds a fresh graph of
+the live vectors in the background (:meth:`HNSWIndex.built_from`) so recall
+does not decay. The graph is saved with the store sequence number it
 has applied, and a reopened collection loads it and applies only what came later.
 
 hnswlib was chosen after measuring it beside FAISS HNSW and usearch on GloVe
@@ -118,17 +119,40 @@ class HNSWIndex:
             self._alive[deleted] = False
             self._count -= len(deleted)
             self._dead += len(deleted)
-        if self._dead > COMPACT_FRACTION * (self._count + self._dead):
-            self.rebuild()
+
+    @property
+    def wants_compaction(self) -> bool:
+        """Whether deleted marks have passed ``COMPACT_FRACTION`` of the graph."""
+        return self._dead > COMPACT_FRACTION * (self._count + self._dead)
+
+    def live_copy(self) -> tuple[Int64Array, FloatArray]:
+        """The live rows and their vectors, copied: what :meth:`built_from` takes."""
+        rows = self.live_rows()
+        return rows, self.vectors(rows)
+
+    @classmethod
+    def built_from(
+        cls, metric: Metric, dim: int, config: HNSW, rows: Int64Array, vectors: FloatArray
+    ) -> HNSWIndex:
+        """A fresh graph of ``rows`` (vectors as :meth:`vectors` gives them). hnswlib
+        releases the GIL while it builds, so other threads keep searching meanwhile."""
+        index = cls(metric, dim, config)
+        index._fill(rows, vectors)
+        return index
+
+    def _fill(self, rows: Int64Array, vectors: FloatArray) -> None:
+        self._graph = self._new_graph(max(1024, len(rows)))
+        if len(rows):
+            self._graph.add_items(vectors, rows, num_threads=_threads())
+            self._ensure_rows(int(rows.max()))
+        self._alive[:] = False
+        self._alive[rows] = True
+        self._count = len(rows)
+        self._dead = 0
 
     def rebuild(self) -> None:
         """A fresh graph of the live vectors only (drops every deleted mark)."""
-        labels = self.live_rows()
-        vectors = self.vectors(labels)
-        self._graph = self._new_graph(max(1024, len(labels)))
-        if len(labels):
-            self._graph.add_items(vectors, labels, num_threads=_threads())
-        self._dead = 0
+        self._fill(*self.live_copy())
 
     def live_rows(self) -> Int64Array:
         """Every live row, ascending."""
