@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def test_deletes_are_compacted_and_never_return(
         col.delete([str(i) for i in range(0, len(x), 2)])
         results = col.search(q, k=20)
         assert all(int(h.id) % 2 == 1 for row in results for h in row)
-        col._wait_for_compaction()  # half the graph deleted: it is rebuilt without them
+        col._wait_for_rebuild()  # half the graph deleted: it is rebuilt without them
         index = col._index
         assert isinstance(index, HNSWIndex)
         assert index.dead == 0
@@ -113,7 +114,7 @@ def test_searches_and_writes_go_on_while_the_graph_is_compacted(
         col.search(q[:1], k=1)
         col.delete([str(i) for i in range(0, len(x), 2)])
         col.search(q[:1], k=1)  # catching up starts the compaction in the background
-        thread = col._compaction
+        thread = col._rebuild
         assert thread is not None
         assert thread.is_alive()
         old = col._index
@@ -137,6 +138,39 @@ def test_searches_and_writes_go_on_while_the_graph_is_compacted(
         assert all(i == "new" or int(i) % 2 == 1 for i in ids)
 
 
+def test_a_failed_background_rebuild_warns_once_and_search_goes_on(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, q = data
+    calls = []
+    go = threading.Event()
+
+    def broken(*args: object) -> HNSWIndex:
+        calls.append(1)
+        go.wait(30)
+        raise MemoryError("no room for a second graph")
+
+    def fail_and_wait() -> None:
+        go.set()
+        col._wait_for_rebuild()
+
+    monkeypatch.setattr(HNSWIndex, "built_from", broken)
+    with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        col.search(q[:1], k=1)
+        col.delete([str(i) for i in range(0, len(x), 2)])
+        col.search(q[:1], k=1)  # starts the rebuild in the background
+        with pytest.warns(RuntimeWarning, match="rebuilding the index"):
+            fail_and_wait()
+        for _ in range(3):
+            hits = col.search(q, k=10)
+            assert all(int(h.id) % 2 == 1 for row in hits for h in row)
+        col._wait_for_rebuild()
+        assert len(calls) == 1  # not retried on every search
+        col.optimize()  # rebuilds in place, in this thread
+        assert col._index.dead == 0  # type: ignore[union-attr]
+
+
 def test_closing_during_a_compaction_drops_it(tmp_path: Path, rng: np.random.Generator) -> None:
     x = rng.standard_normal((20_000, 32)).astype(np.float32)
     path = tmp_path / "c"
@@ -145,7 +179,7 @@ def test_closing_during_a_compaction_drops_it(tmp_path: Path, rng: np.random.Gen
     col.search(x[:1], k=1)
     col.delete([str(i) for i in range(0, len(x), 2)])
     col.search(x[:1], k=1)
-    thread = col._compaction
+    thread = col._rebuild
     assert thread is not None
     col.close()
     thread.join()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -228,7 +229,8 @@ class Collection:
         )
         self._applied_seq = 0
         self._saved_seq = -1  # the sequence number of the index files on disk
-        self._compaction: threading.Thread | None = None  # a graph being rebuilt meanwhile
+        self._rebuild: threading.Thread | None = None  # an index being rebuilt meanwhile
+        self._failed_rebuild: VectorIndex | None = None
         self._closed = False
         config = store.read_config()
         if config is None:  # open() always saves one first
@@ -715,56 +717,87 @@ class Collection:
             for changes in snap.changes_since(self._applied_seq, config.dim):
                 self._index.apply(changes)
             self._applied_seq = seq
-        if isinstance(self._index, QuantizedIndex) and self._index.wants_rebuild:
-            self._rebuild_from_store(snap, config)
-        if isinstance(self._index, HNSWIndex) and self._index.wants_compaction:
-            self._start_compaction(self._index)
+        index = self._index
+        if isinstance(index, QuantizedIndex) and index.wants_rebuild:
+            self._start_rebuild(index, self._quantized_from_store, config)
+        elif isinstance(index, HNSWIndex) and index.wants_compaction:
+            rows, vectors = index.live_copy()  # copied now, under the lock
+            seq = self._applied_seq
+
+            def compacted(_: CollectionConfig) -> tuple[VectorIndex, int]:
+                graph = HNSWIndex.built_from(index.metric, index.dim, index.config, rows, vectors)
+                return graph, seq
+
+            self._start_rebuild(index, compacted, config)
         return config
 
-    def _start_compaction(self, index: HNSWIndex) -> None:
-        """Rebuild the graph without its deleted entries in a background thread, while
-        searches and writes go on with the current one (called under the lock)."""
-        if self._compaction is not None and self._compaction.is_alive():
+    def _start_rebuild(
+        self,
+        index: VectorIndex,
+        build: Callable[[CollectionConfig], tuple[VectorIndex, int]],
+        config: CollectionConfig,
+    ) -> None:
+        """Rebuild ``index`` in a background thread while searches and writes go on with
+        it (called under the lock): graphs without their deleted entries, quantized codes
+        retrained. ``build`` returns the fresh index and the store sequence number it
+        holds; the fresh index then catches up under the lock and takes the old one's
+        place, unless the collection closed or replaced the index meanwhile. hnswlib and
+        FAISS build without the GIL."""
+        if self._rebuild is not None and self._rebuild.is_alive():
             return
-        rows, vectors = index.live_copy()
-        seq = self._applied_seq
-        self._compaction = threading.Thread(
-            target=self._compact,
-            args=(index, seq, rows, vectors),
-            name=f"simsearch-compaction-{self.path.name}",
-            daemon=True,  # builds from copies only; an exit may drop it half way
-        )
-        self._compaction.start()
+        if self._failed_rebuild is index:
+            return  # it failed once for this index; optimize() tries again and raises
 
-    def _compact(self, index: HNSWIndex, seq: int, rows: Int64Array, vectors: FloatArray) -> None:
-        """Build a graph of ``rows`` as they were at ``seq``, then, under the lock, bring
-        it up to the store and put it in place of ``index`` (unless that was replaced)."""
-        fresh = HNSWIndex.built_from(index.metric, index.dim, index.config, rows, vectors)
-        with self._lock:
-            if self._closed or self._index is not index:
+        def run() -> None:
+            try:
+                fresh, seq = build(config)
+            except Exception as exc:  # kept from retrying on every search
+                self._failed_rebuild = index
+                warnings.warn(
+                    f"rebuilding the index of {self.path} failed ({exc!r}); searches go on "
+                    "with the current one, and optimize() tries again",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
                 return
-            with self._store.snapshot() as snap:
-                for changes in snap.changes_since(seq, index.dim):
-                    fresh.apply(changes)
-                self._applied_seq = snap.current_seq()
-            self._index = fresh
-            self._saved_seq = -1
+            with self._lock:
+                if self._closed or self._index is not index:
+                    return
+                with self._store.snapshot() as snap:
+                    for changes in snap.changes_since(seq, fresh.dim):
+                        fresh.apply(changes)
+                    self._applied_seq = snap.current_seq()
+                self._index = fresh
+                self._saved_seq = -1
 
-    def _wait_for_compaction(self) -> None:
-        thread = self._compaction
+        self._rebuild = threading.Thread(
+            target=run, name=f"simsearch-rebuild-{self.path.name}", daemon=True
+        )
+        self._rebuild.start()
+
+    def _wait_for_rebuild(self) -> None:
+        thread = self._rebuild
         if thread is not None:
             thread.join()
 
-    def _rebuild_from_store(self, snap: ReadTxn, config: CollectionConfig) -> None:
+    def _quantized_from_store(self, config: CollectionConfig) -> tuple[VectorIndex, int]:
+        # A connection of its own: the collection's is shared by the threads that hold the
+        # lock, and this read runs without it (WAL lets it read beside the writers).
+        store = SQLiteStore.open(self.path, create=False)
+        try:
+            with store.snapshot() as snap:
+                return self._index_from_store(snap, config), snap.current_seq()
+        finally:
+            store.close()
+
+    def _index_from_store(self, snap: ReadTxn, config: CollectionConfig) -> VectorIndex:
         """A fresh index trained and filled from the store's float vectors, at ``snap``."""
         assert config.dim is not None
         index = self._empty_index(config, config.dim)
         index.reserve(snap.count())
         for changes in snap.changes_since(0, config.dim):
             index.apply(changes)
-        self._index = index
-        self._applied_seq = snap.current_seq()
-        self._saved_seq = -1
+        return index
 
     def _save_index(self) -> None:
         """Persist a graph index that has changed since it was last saved."""
@@ -776,19 +809,23 @@ class Collection:
     def optimize(self) -> None:
         """Rebuild an approximate index without its deleted entries, and save it.
 
-        Deleted entries of a graph are also compacted on their own, in a background
-        thread, once they pass a quarter of it (this waits for one that runs); a
-        quantized index is retrained on the current data; a flat index needs nothing.
+        An index is also rebuilt on its own, in a background thread, once deleted
+        entries pass a quarter of it or a quantized one has outgrown its training
+        sample (this waits for one that runs). A quantized index is retrained on the
+        current data; a flat index needs nothing.
         """
         self._check_open()
-        self._wait_for_compaction()
+        self._wait_for_rebuild()
         with self._lock, self._store.snapshot() as snap:
             config = self._catch_up(snap)
             if isinstance(self._index, HNSWIndex):
                 self._index.rebuild()
                 self._saved_seq = -1
             elif isinstance(self._index, QuantizedIndex):
-                self._rebuild_from_store(snap, config)
+                self._index = self._index_from_store(snap, config)
+                self._applied_seq = snap.current_seq()
+                self._saved_seq = -1
+            self._failed_rebuild = None
             self._save_index()
 
     def _catch_up_now(self) -> None:
