@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -169,6 +170,35 @@ def test_a_failed_background_rebuild_warns_once_and_search_goes_on(
         assert len(calls) == 1  # not retried on every search
         col.optimize()  # rebuilds in place, in this thread
         assert col._index.dead == 0  # type: ignore[union-attr]
+
+
+def test_searches_during_a_rebuild_copy_nothing(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, q = data
+    go = threading.Event()
+    copies = []
+    build, copy = HNSWIndex.built_from, HNSWIndex.live_copy
+
+    def slow_build(*args: Any) -> HNSWIndex:
+        go.wait(30)
+        return build(*args)
+
+    def counted_copy(self: HNSWIndex) -> Any:
+        copies.append(1)
+        return copy(self)
+
+    monkeypatch.setattr(HNSWIndex, "built_from", slow_build)
+    monkeypatch.setattr(HNSWIndex, "live_copy", counted_copy)
+    with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
+        col.add([str(i) for i in range(len(x))], vectors=x)
+        col.search(q[:1], k=1)
+        col.delete([str(i) for i in range(0, len(x), 2)])
+        for _ in range(5):  # every search catches up while the first rebuild waits
+            col.search(q[:1], k=1)
+        go.set()
+        col._wait_for_rebuild()
+        assert len(copies) == 1
 
 
 def test_closing_during_a_compaction_drops_it(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,6 +146,30 @@ def test_deleted_items_never_return_and_compaction_rebuilds(tmp_path: Path) -> N
         assert getattr(col._index, "dead", None) == 0
         hits = {h.id for row in col.search(QUERIES, k=10) for h in row}
         assert not hits & set(gone)
+
+
+def test_a_collection_closed_and_removed_during_a_rebuild_stays_quiet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    fill(tmp_path / "c", INDEXES["int8"])
+    go = threading.Event()
+    build = simsearch.Collection._quantized_from_store
+
+    def slow_build(self: simsearch.Collection, config: Any) -> Any:
+        go.wait(30)
+        return build(self, config)  # the folder is gone by now
+
+    monkeypatch.setattr(simsearch.Collection, "_quantized_from_store", slow_build)
+    col = simsearch.Collection.open(tmp_path / "c")
+    col.delete([f"v{i}" for i in range(0, N, 2)])
+    col.search(QUERIES[:1], k=1)  # starts the rebuild, which waits
+    thread = col._rebuild
+    assert thread is not None
+    col.close()
+    shutil.rmtree(tmp_path / "c")
+    go.set()
+    thread.join()
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
 def test_growth_retrains_the_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -717,7 +717,17 @@ class Collection:
             for changes in snap.changes_since(self._applied_seq, config.dim):
                 self._index.apply(changes)
             self._applied_seq = seq
+        self._rebuild_if_wanted(config)
+        return config
+
+    def _rebuild_if_wanted(self, config: CollectionConfig) -> None:
+        """Start a background rebuild of an index that wants one (called under the lock,
+        at every catch-up: the checks come before any copying)."""
         index = self._index
+        if (self._rebuild is not None and self._rebuild.is_alive()) or (
+            index is not None and index is self._failed_rebuild
+        ):
+            return  # one runs already; or it failed for this index, and optimize() retries
         if isinstance(index, QuantizedIndex) and index.wants_rebuild:
             self._start_rebuild(index, self._quantized_from_store, config)
         elif isinstance(index, HNSWIndex) and index.wants_compaction:
@@ -729,7 +739,6 @@ class Collection:
                 return graph, seq
 
             self._start_rebuild(index, compacted, config)
-        return config
 
     def _start_rebuild(
         self,
@@ -743,16 +752,14 @@ class Collection:
         holds; the fresh index then catches up under the lock and takes the old one's
         place, unless the collection closed or replaced the index meanwhile. hnswlib and
         FAISS build without the GIL."""
-        if self._rebuild is not None and self._rebuild.is_alive():
-            return
-        if self._failed_rebuild is index:
-            return  # it failed once for this index; optimize() tries again and raises
 
         def run() -> None:
             try:
                 fresh, seq = build(config)
             except Exception as exc:  # kept from retrying on every search
                 self._failed_rebuild = index
+                if self._closed:
+                    return  # closed (and maybe removed) meanwhile: the work was moot anyway
                 warnings.warn(
                     f"rebuilding the index of {self.path} failed ({exc!r}); searches go on "
                     "with the current one, and optimize() tries again",
