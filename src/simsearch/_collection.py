@@ -665,7 +665,9 @@ class Collection:
             return self._embed(migration, texts, "query", show)[0]
         if migration is not None and migration.to is None:
             # An upgrade from the user's vectors: theirs are in the new model's space.
-            return migration.mapping(as_vector_batch(query, migration.dim, what="query vectors"))
+            return migration.map_new(
+                as_vector_batch(query, None, what="query vectors"), "query vectors"
+            )
         return as_vector_batch(query, self._config.dim, what="query vectors")
 
     @property
@@ -698,8 +700,10 @@ class Collection:
             return QuantizedIndex(config.metric, dim, kind)
         return HNSWIndex(config.metric, dim, kind)
 
-    def _catch_up(self, snap: ReadTxn) -> CollectionConfig:
-        """Bring the index up to the snapshot's sequence number (other processes' writes too)."""
+    def _catch_up(self, snap: ReadTxn, *, rebuild_later: bool = True) -> CollectionConfig:
+        """Bring the index up to the snapshot's sequence number (other processes' writes
+        too), and start a background rebuild when the index wants one (``rebuild_later``;
+        off for a caller that rebuilds at once)."""
         config = snap.read_config() or self._config
         self._config = config
         if config.dim is None:
@@ -717,7 +721,8 @@ class Collection:
             for changes in snap.changes_since(self._applied_seq, config.dim):
                 self._index.apply(changes)
             self._applied_seq = seq
-        self._rebuild_if_wanted(config)
+        if rebuild_later:
+            self._rebuild_if_wanted(config)
         return config
 
     def _rebuild_if_wanted(self, config: CollectionConfig) -> None:
@@ -730,7 +735,7 @@ class Collection:
             return  # one runs already; or it failed for this index, and optimize() retries
         if isinstance(index, QuantizedIndex) and index.wants_rebuild:
             self._start_rebuild(index, self._quantized_from_store, config)
-        elif isinstance(index, HNSWIndex) and index.wants_compaction:
+        elif isinstance(index, HNSWIndex) and index.wants_rebuild:
             rows, vectors = index.live_copy()  # copied now, under the lock
             seq = self._applied_seq
 
@@ -824,7 +829,7 @@ class Collection:
         self._check_open()
         self._wait_for_rebuild()
         with self._lock, self._store.snapshot() as snap:
-            config = self._catch_up(snap)
+            config = self._catch_up(snap, rebuild_later=False)
             if isinstance(self._index, HNSWIndex):
                 self._index.rebuild()
                 self._saved_seq = -1

@@ -25,7 +25,7 @@ import numpy as np
 from simsearch.config import HNSW
 from simsearch.encoders.base import require
 from simsearch.index.base import Int64Array
-from simsearch.index.flat import normalize
+from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.persist import replace_folder
 from simsearch.store import Changes
 from simsearch.types import FloatArray, Metric
@@ -121,7 +121,7 @@ class HNSWIndex:
             self._dead += len(deleted)
 
     @property
-    def wants_compaction(self) -> bool:
+    def wants_rebuild(self) -> bool:
         """Whether deleted marks have passed ``COMPACT_FRACTION`` of the graph."""
         return self._dead > COMPACT_FRACTION * (self._count + self._dead)
 
@@ -200,8 +200,10 @@ class HNSWIndex:
             # walk can miss items no edge leads to (many equal vectors prune each other's
             # links), and scanning this few costs less than the walk.
             candidates = self.live_rows() if allowed_rows is None else np.sort(allowed)
-            labels, distances = self._scan(queries, k_eff, candidates)
-        elif allowed_rows is None:
+            return FlatIndex.from_arrays(self.metric, candidates, self.vectors(candidates)).search(
+                queries, k
+            )
+        if allowed_rows is None:
             self._graph.set_ef(ef)
             labels, distances = self._graph.knn_query(queries, k=k_eff, num_threads=1)
         else:
@@ -212,20 +214,6 @@ class HNSWIndex:
         else:
             scores[:, :k_eff] = 1.0 - distances
         return scores, rows
-
-    def _scan(self, queries: FloatArray, k: int, rows: Int64Array) -> tuple[Any, Any]:
-        """Labels and distances (as hnswlib gives them) of the nearest ``k`` of ``rows``."""
-        vectors = self.vectors(rows)
-        if self.metric is Metric.L2:
-            distances = (
-                np.sum(queries**2, axis=1)[:, None]
-                - 2 * queries @ vectors.T
-                + np.sum(vectors**2, axis=1)[None, :]
-            )
-        else:
-            distances = 1.0 - queries @ vectors.T
-        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-        return rows[order], np.take_along_axis(distances, order, axis=1)
 
     def _search_allowed(
         self, queries: FloatArray, k: int, allowed: Int64Array, ef: int
