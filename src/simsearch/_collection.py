@@ -602,19 +602,39 @@ class Collection:
                 txn.save_config(new_config)
         self._config = new_config
 
-    def delete(self, ids: Sequence[str] | str | None = None, *, where: Any = None) -> int:
-        """Delete items by id, by filter, or both (the items in ``ids`` that match ``where``).
+    def delete(
+        self, ids: Sequence[str] | str | None = None, *, where: Any = None, all: bool = False
+    ) -> int:
+        """Delete items by id, by filter, or both (the items in ``ids`` that match ``where``);
+        ``all=True`` (alone) deletes every item.
 
-        Ids that do not exist are skipped. Returns how many items were deleted.
+        Ids that do not exist are skipped. A filter that matches everything (``{}``)
+        is refused without ``all=True``, so a delete never empties a collection by
+        accident. Returns how many items were deleted.
         """
         self._check_open()
-        if ids is None and where is None:
-            raise InvalidArgumentError("give ids, where, or both (delete never empties silently)")
+        if not isinstance(all, bool):
+            raise InvalidArgumentError(f"all must be true or false, got {all!r}")
+        if all and (ids is not None or where is not None):
+            raise InvalidArgumentError("all=True deletes every item: give it without ids or where")
+        if ids is None and where is None and not all:
+            raise InvalidArgumentError(
+                "give ids, where, or both; all=True deletes every item (delete never "
+                "empties silently)"
+            )
         id_list = check_ids(ids) if ids is not None else None
         flt = compile_filter(where) if where is not None else None
+        if flt is not None and flt.matches_all:
+            if id_list is None:
+                raise InvalidArgumentError(
+                    "the filter matches every item: pass all=True to delete them all"
+                )
+            flt = None  # the ids alone decide
         with self._lock, self._store.write() as txn:
             self._check_open()
             rows: set[int] | None = None
+            if all:
+                rows = set(txn.rows_written_since(0).tolist())
             if id_list is not None:
                 rows = set(txn.rows_of_ids(id_list))
             if flt is not None:

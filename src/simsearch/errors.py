@@ -24,6 +24,7 @@ them in one handler and a client can rebuild the same class from the code.
     ├── ConfigMismatchError (ValueError, 409) reopening with another metric/encoder/dim
     ├── CollectionClosedError (RuntimeError, 409)
     ├── StoreBusyError (RuntimeError, 503)   the database stayed locked too long
+    ├── CorruptCollectionError (RuntimeError, 500) stored data that fails simsearch's checks
     ├── AuthenticationError (PermissionError, 401) no API key, or an unknown one
     ├── PermissionDeniedError (PermissionError, 403) a key without the right scope
     ├── PayloadTooLargeError (ValueError, 413) a request body over the server's limit
@@ -38,6 +39,7 @@ __all__ = [
     "CollectionExistsError",
     "CollectionNotFoundError",
     "ConfigMismatchError",
+    "CorruptCollectionError",
     "DimensionMismatchError",
     "DuplicateIdError",
     "InvalidArgumentError",
@@ -206,6 +208,14 @@ class StoreBusyError(SimsearchError, RuntimeError):
 
     http_status = 503
     code = "store_busy"
+
+
+class CorruptCollectionError(SimsearchError, RuntimeError):
+    """Stored data that fails simsearch's checks (a damaged file or row); the message names
+    the collection and, where one is to blame, the row. ``simsearch check`` reports more."""
+
+    http_status = 500
+    code = "collection_corrupt"
 
 
 class MissingDependencyError(SimsearchError, ImportError):
