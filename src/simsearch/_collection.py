@@ -7,8 +7,6 @@ filter to allowed rows, rank, fetch what the hits hold.
 
 from __future__ import annotations
 
-import json
-import shutil
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +43,7 @@ from simsearch.encoders import DEFAULT_ENCODER, Encoder, ProgressCallback, get_e
 from simsearch.errors import (
     CollectionClosedError,
     ConfigMismatchError,
+    CorruptCollectionError,
     DimensionMismatchError,
     DuplicateIdError,
     InvalidArgumentError,
@@ -71,7 +70,14 @@ from simsearch.index.rescore import rescore as rescore_candidates
 from simsearch.planner import plan_search
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.store.sqlite import Int64Array, ReadTxn
-from simsearch.types import FloatArray, Item, JSONObject, Metric, Results
+from simsearch.types import (
+    FloatArray,
+    Item,
+    JSONObject,
+    Metric,
+    Results,
+    parse_stored_metadata,
+)
 from simsearch.validation import (
     as_vector_batch,
     check_ids,
@@ -100,11 +106,6 @@ BACKGROUND_DRIFT = 0.10
 EXACT_BLOCK = 65_536
 #: Show a bar on its own (progress=None) when embedding at least this many texts.
 AUTO_PROGRESS_MIN = 256
-
-
-def _parse_metadata(text: str) -> JSONObject:
-    parsed: JSONObject = {} if text == "{}" else json.loads(text)
-    return parsed
 
 
 def _resolve_encoder(encoder: str | Encoder | None) -> Encoder | None:
@@ -195,6 +196,53 @@ def _check_compatible(config: CollectionConfig, spec: EncoderSpec) -> None:
             f"the collection holds {config.dim}-d vectors but encoder {spec.name} makes "
             f"{spec.dim}-d ones; pass vectors, or use a {config.dim}-d encoder"
         )
+
+
+def _reconcile_config(
+    store: SQLiteStore,
+    fresh: CollectionConfig,
+    metric: Metric | None,
+    dim: int | None,
+    encoder: Encoder | None,
+    index: IndexConfig | None,
+) -> None:
+    """Check what the caller asked of an existing collection against its saved config (read
+    in a snapshot, so opening never waits for another process's writer), and take the
+    write lock only to save a change (another index kind) or a missing config."""
+    with store.snapshot() as snap:
+        saved = snap.read_config()
+        if saved is None and snap.count():
+            raise CorruptCollectionError(
+                f"the collection at {store.collection} holds {snap.count()} items but no "
+                "saved config (metric, dimension): it was damaged; restore it from a backup"
+            )
+        if snap.current_seq() < snap.max_written_seq():
+            raise CorruptCollectionError(
+                f"the sequence counter of the collection at {store.collection} is behind its "
+                f"rows ({snap.current_seq()} < {snap.max_written_seq()}): it was damaged; run "
+                f"`simsearch check {store.collection} --repair`"
+            )
+    if saved is None:  # a collection whose creation stopped before its config was saved
+        if encoder is not None:
+            _check_compatible(replace(fresh, encoder=None), _spec(encoder))
+        check_index_fits(fresh.index, fresh.dim)
+        with store.write() as txn:
+            if txn.read_config() is None:
+                txn.save_config(fresh)
+        return
+    if metric is not None and metric is not saved.metric:
+        raise ConfigMismatchError(
+            f"the collection uses metric {saved.metric.value!r}, not {metric.value!r}"
+        )
+    if dim is not None and saved.dim is not None and dim != saved.dim:
+        raise ConfigMismatchError(f"the collection holds {saved.dim}-d vectors, not {dim}-d")
+    if encoder is not None:
+        _check_compatible(saved, _spec(encoder))
+    if index is not None and index != saved.index:
+        check_index_fits(index, saved.dim)
+        with store.write() as txn:
+            current = txn.read_config() or saved
+            txn.save_config(replace(current, index=index))
 
 
 class Collection:
@@ -293,43 +341,28 @@ class Collection:
             raise InvalidArgumentError(f"dim must be a positive integer, got {dim!r}")
         wanted_metric = Metric.parse(metric) if metric is not None else None
         enc = _resolve_encoder(encoder)
-        created = not directory.exists()
-        store = SQLiteStore.open(directory, create=True)
+        fresh = CollectionConfig(
+            metric=wanted_metric or Metric.COSINE,
+            dim=dim if dim is not None else (enc.dim if enc else None),
+            encoder=_spec(enc) if enc else None,
+            index=index or Flat(),
+        )
+        if (directory / DB_FILENAME).exists():
+            store = SQLiteStore.open(directory)
+        else:
+            # Everything about a new collection is checked before anything is written.
+            if enc is not None:
+                _check_compatible(replace(fresh, encoder=None), _spec(enc))
+            check_index_fits(fresh.index, fresh.dim)
+            # Made whole in a private folder and renamed into place; if another process
+            # made one there first, that one is opened and checked below like any other.
+            store = SQLiteStore.create(directory, fresh)
         try:
-            with store.write() as txn:
-                saved = txn.read_config()
-                if saved is None:
-                    config = CollectionConfig(
-                        metric=wanted_metric or Metric.COSINE,
-                        dim=dim if dim is not None else (enc.dim if enc else None),
-                        encoder=_spec(enc) if enc else None,
-                        index=index or Flat(),
-                    )
-                    if enc is not None:
-                        _check_compatible(replace(config, encoder=None), _spec(enc))
-                    check_index_fits(config.index, config.dim)
-                    txn.save_config(config)
-                else:
-                    if wanted_metric is not None and wanted_metric is not saved.metric:
-                        raise ConfigMismatchError(
-                            f"the collection uses metric {saved.metric.value!r}, "
-                            f"not {wanted_metric.value!r}"
-                        )
-                    if dim is not None and saved.dim is not None and dim != saved.dim:
-                        raise ConfigMismatchError(
-                            f"the collection holds {saved.dim}-d vectors, not {dim}-d"
-                        )
-                    if enc is not None:
-                        _check_compatible(saved, _spec(enc))
-                    if index is not None and index != saved.index:
-                        check_index_fits(index, saved.dim)
-                        txn.save_config(replace(saved, index=index))
+            _reconcile_config(store, fresh, wanted_metric, dim, enc, index)
             collection = cls(directory, store, enc)
             collection._catch_up_now()
         except BaseException:
-            store.close()
-            if created:  # a refused open leaves nothing behind
-                shutil.rmtree(directory, ignore_errors=True)
+            store.close()  # never removes anything: the folder may hold another's data
             raise
         return collection
 
@@ -662,7 +695,7 @@ class Collection:
                 id=i,
                 vector=found[i].vector,
                 text=found[i].text,
-                metadata=_parse_metadata(found[i].metadata_json),
+                metadata=parse_stored_metadata(found[i].metadata_json, i),
             )
             for i in id_list
         ]
@@ -815,7 +848,7 @@ class Collection:
     def _quantized_from_store(self, config: CollectionConfig) -> tuple[VectorIndex, int]:
         # A connection of its own: the collection's is shared by the threads that hold the
         # lock, and this read runs without it (WAL lets it read beside the writers).
-        store = SQLiteStore.open(self.path, create=False)
+        store = SQLiteStore.open(self.path)
         try:
             with store.snapshot() as snap:
                 return self._index_from_store(snap, config), snap.current_seq()
@@ -1676,5 +1709,5 @@ class Collection:
                     id=stored.id,
                     vector=stored.vector,
                     text=stored.text,
-                    metadata=_parse_metadata(stored.metadata_json),
+                    metadata=parse_stored_metadata(stored.metadata_json, stored.id),
                 )

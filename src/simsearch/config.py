@@ -258,15 +258,33 @@ class CollectionConfig:
 
     @staticmethod
     def from_json(text: str) -> CollectionConfig:
+        """The config saved as ``text``; anything that is not one (damaged, or of the
+        wrong shape) raises :class:`~simsearch.NotACollectionError`."""
         try:
             data = json.loads(text)
-            encoder = data.get("encoder")
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON object was expected, not {type(data).__name__}")
+            dim, encoder, index = data.get("dim"), data.get("encoder"), data.get("index")
+            if dim is not None and (type(dim) is not int or dim < 1):
+                raise TypeError(f"dim is {dim!r}, not a positive integer")
+            if encoder is not None:
+                if not isinstance(encoder, dict) or set(encoder) != {"name", "version", "dim"}:
+                    raise TypeError(f"encoder is {encoder!r}")
+                if not all(isinstance(encoder[f], str) for f in ("name", "version")) or (
+                    type(encoder["dim"]) is not int
+                ):
+                    raise TypeError(f"encoder is {encoder!r}")
+            if index is not None and not isinstance(index, dict):
+                raise TypeError(f"index is {index!r}")
+            version = data["format_version"]
+            if type(version) is not int:
+                raise TypeError(f"format_version is {version!r}")
             config = CollectionConfig(
                 metric=Metric.parse(data["metric"]),
-                dim=data.get("dim"),
+                dim=dim,
                 encoder=EncoderSpec(**encoder) if encoder else None,
-                index=index_from_dict(data.get("index") or {"kind": "flat"}),
-                format_version=int(data["format_version"]),
+                index=index_from_dict(index or {"kind": "flat"}),
+                format_version=version,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise NotACollectionError(f"the saved collection config is unreadable: {exc}") from None

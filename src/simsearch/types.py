@@ -12,9 +12,17 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from simsearch.errors import InvalidArgumentError
+from simsearch.errors import CorruptCollectionError, InvalidArgumentError
 
-__all__ = ["FloatArray", "Hit", "Item", "JSONObject", "Metric", "Results"]
+__all__ = [
+    "FloatArray",
+    "Hit",
+    "Item",
+    "JSONObject",
+    "Metric",
+    "Results",
+    "parse_stored_metadata",
+]
 
 FloatArray: TypeAlias = npt.NDArray[np.float32]
 JSONObject: TypeAlias = dict[str, Any]
@@ -50,6 +58,23 @@ class Metric(StrEnum):
             raise InvalidArgumentError(
                 f"unknown metric {value!r}; valid metrics are: {valid}"
             ) from None
+
+
+def parse_stored_metadata(text: str, item_id: str) -> JSONObject:
+    """The metadata stored as ``text`` for ``item_id``; text that is not a JSON object (a
+    damaged row) raises :class:`~simsearch.CorruptCollectionError` naming the item."""
+    if text == "{}":
+        return {}
+    try:
+        parsed = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise CorruptCollectionError(
+            f"the stored metadata of item {item_id!r} is not a JSON object (a damaged row); "
+            "write the item again"
+        )
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -123,7 +148,7 @@ class Hit:
         """The item's metadata (a JSON object)."""
         metadata = self._metadata
         if metadata is None:
-            metadata = json.loads(self._metadata_json or "{}")
+            metadata = parse_stored_metadata(self._metadata_json or "{}", self.id)
             object.__setattr__(self, "_metadata", metadata)
         return metadata
 

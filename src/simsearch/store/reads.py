@@ -1,0 +1,355 @@
+"""Reads of a collection's store inside one snapshot, and the shapes they return.
+
+A stored row that fails simsearch's checks (a vector blob of the wrong length, metadata
+that is not a JSON object) is named in a :class:`~simsearch.errors.CorruptCollectionError`
+when it is asked for by id, and left out, with a warning, where the whole collection is
+read (index catch-up, filters), so one damaged row does not disable the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from simsearch.config import CollectionConfig
+from simsearch.errors import CorruptCollectionError, NotACollectionError
+from simsearch.filters import SqlFilter
+from simsearch.types import FloatArray
+
+__all__ = ["Changes", "Int64Array", "ReadTxn", "StoredRow", "chunks"]
+
+#: SQLite's default limit on bound parameters is 32,766; stay well below it per statement.
+CHUNK = 900
+
+Int64Array = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One item as stored, with its row number."""
+
+    row: int
+    id: str
+    vector: FloatArray
+    text: str | None
+    metadata_json: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed after a given sequence number, as of one snapshot."""
+
+    seq: int
+    rows: Int64Array  # rows written (added or replaced), ascending
+    vectors: FloatArray  # their vectors, in the same order
+    deleted: Int64Array  # rows deleted
+
+
+#: Rows whose metadata SQLite's JSON functions cannot read.
+_BAD_JSON = "NOT json_valid(metadata)"
+#: Rows per statement when vectors are fetched by row number.
+_VECTOR_CHUNK = 65536
+
+
+def chunks(seq: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), CHUNK):
+        yield seq[start : start + CHUNK]
+
+
+def _vectors_from_blobs(blobs: Sequence[bytes], dim: int) -> FloatArray:
+    """Blobs that are known to hold ``dim`` float32 values each, as an array."""
+    if not blobs:
+        return np.empty((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+def _damaged(blobs: Sequence[Any], dim: int) -> list[int]:
+    """Positions of the blobs that are not ``dim`` float32 values (a cut or foreign write)."""
+    want = 4 * dim
+    if sum(len(b) if isinstance(b, bytes) else -1 for b in blobs) == want * len(blobs) and all(
+        isinstance(b, bytes) for b in blobs
+    ):
+        return []
+    return [i for i, b in enumerate(blobs) if not isinstance(b, bytes) or len(b) != want]
+
+
+class ReadTxn:
+    """Reads inside one snapshot."""
+
+    def __init__(self, conn: sqlite3.Connection, collection: Path) -> None:
+        self._conn = conn
+        self.collection = collection  # the folder, for messages
+
+    def read_config(self) -> CollectionConfig | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        if row is None:
+            return None
+        try:
+            return CollectionConfig.from_json(row[0])
+        except NotACollectionError as exc:
+            if "newer simsearch" in str(exc):
+                raise
+            raise CorruptCollectionError(f"the collection at {self.collection}: {exc}") from None
+
+    def max_written_seq(self) -> int:
+        """The highest sequence number any row or deletion carries (0 when none)."""
+        got = self._conn.execute(
+            "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM items "
+            "UNION ALL SELECT MAX(seq) FROM deletions)"
+        ).fetchone()[0]
+        return int(got or 0)
+
+    def _warn_damaged(self, rows: Sequence[int], what: str) -> None:
+        shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        warnings.warn(
+            f"the collection at {self.collection} holds {len(rows)} row(s) with {what} "
+            f"(rows {shown}); they are left out of search. Run `simsearch check "
+            f"{self.collection}` for their ids",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+    def _decode(self, rows: list[int], blobs: list[Any], dim: int) -> tuple[list[int], FloatArray]:
+        """The rows whose blobs are whole vectors, and those vectors (others are warned of)."""
+        bad = _damaged(blobs, dim)
+        if bad:
+            if len(bad) == len(blobs) and len(blobs) >= 8 and len({len(b) for b in blobs}) == 1:
+                raise CorruptCollectionError(
+                    f"the collection at {self.collection} says its vectors are {dim}-d, but "
+                    f"every stored vector holds {len(blobs[0])} bytes: its saved config is damaged"
+                )
+            self._warn_damaged([rows[i] for i in bad], f"vectors that are not {dim}-d float32")
+            skip = set(bad)
+            rows = [r for i, r in enumerate(rows) if i not in skip]
+            blobs = [b for i, b in enumerate(blobs) if i not in skip]
+        return rows, _vectors_from_blobs(blobs, dim)
+
+    def read_meta(self, key: str) -> str | None:
+        """A value saved beside the data (the calibration, for example)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def current_seq(self) -> int:
+        return int(self._conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0])
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def count_since(self, seq: int) -> int:
+        """How many rows were written after ``seq`` (an upper bound on rows a catch-up adds)."""
+        return int(
+            self._conn.execute("SELECT COUNT(*) FROM items WHERE seq > ?", (seq,)).fetchone()[0]
+        )
+
+    def changes_since(self, seq: int, dim: int, chunk: int = 8192) -> Iterator[Changes]:
+        """Rows written after ``seq`` in chunks of at most ``chunk`` rows (ascending), then
+        the rows deleted after ``seq``.
+
+        Streaming keeps the memory of a catch-up to one chunk of vectors, so loading a
+        whole collection does not need a second copy of all its vectors.
+        """
+        current = self.current_seq()
+        no_rows = np.empty(0, dtype=np.int64)
+        cur = self._conn.execute("SELECT row, vector FROM items WHERE seq > ? ORDER BY row", (seq,))
+        while True:
+            got = cur.fetchmany(chunk)
+            if not got:
+                break
+            rows, vectors = self._decode([r for r, _ in got], [b for _, b in got], dim)
+            yield Changes(
+                seq=current,
+                rows=np.asarray(rows, dtype=np.int64),
+                vectors=vectors,
+                deleted=no_rows,
+            )
+        deleted = [
+            r for (r,) in self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))
+        ]
+        yield Changes(
+            seq=current,
+            rows=no_rows,
+            vectors=np.empty((0, dim), dtype=np.float32),
+            deleted=np.asarray(deleted, dtype=np.int64),
+        )
+
+    def filter_rows(self, flt: SqlFilter, *, since: int | None = None) -> Int64Array:
+        """Rows whose metadata matches ``flt``, ascending; with ``since``, only among the
+        rows written after that sequence number."""
+        try:
+            return self._filter_rows(flt, since, "1")
+        except sqlite3.OperationalError as exc:
+            if "malformed JSON" not in str(exc):
+                raise
+        # A row whose metadata is not JSON (a damaged or foreign write): filter the others,
+        # and say which rows were left out.
+        bad = [r for (r,) in self._conn.execute(f"SELECT row FROM items WHERE {_BAD_JSON}")]
+        self._warn_damaged(bad, "metadata that is not JSON")
+        return self._filter_rows(flt, since, f"NOT ({_BAD_JSON})")
+
+    def _filter_rows(self, flt: SqlFilter, since: int | None, guard: str) -> Int64Array:
+        if since is None:
+            sql = f"SELECT row FROM items WHERE {guard} AND ({flt.sql}) ORDER BY row"
+            params = flt.params
+        else:
+            sql = f"SELECT row FROM items WHERE {guard} AND seq > ? AND ({flt.sql}) ORDER BY row"
+            params = [since, *flt.params]
+        cur = self._conn.execute(sql, params)
+        return np.fromiter((r for (r,) in cur), dtype=np.int64)
+
+    def rows_written_since(self, seq: int) -> Int64Array:
+        """Rows added or replaced after ``seq``, ascending."""
+        cur = self._conn.execute("SELECT row FROM items WHERE seq > ? ORDER BY row", (seq,))
+        return np.fromiter((r for (r,) in cur), dtype=np.int64)
+
+    def rows_deleted_since(self, seq: int) -> Int64Array:
+        """Rows deleted after ``seq``."""
+        cur = self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))
+        return np.fromiter((r for (r,) in cur), dtype=np.int64)
+
+    def row_by_id(self, ids: Sequence[str]) -> dict[str, int]:
+        """``id -> row`` of the ids that exist."""
+        out: dict[str, int] = {}
+        for chunk in chunks(ids):
+            marks = ",".join("?" for _ in chunk)
+            for id_, row in self._conn.execute(
+                f"SELECT id, row FROM items WHERE id IN ({marks})", chunk
+            ):
+                out[str(id_)] = int(row)
+        return out
+
+    def describe_rows(self, rows: Sequence[int]) -> dict[int, tuple[str, str | None, str]]:
+        """``row -> (id, text, metadata_json)`` for the given rows."""
+        # One statement for any number of rows: the list travels as one JSON parameter.
+        cur = self._conn.execute(
+            "SELECT row, id, text, metadata FROM items "
+            "WHERE row IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(rows)),),
+        )
+        return {row: (id_, text, meta) for row, id_, text, meta in cur}
+
+    def vectors_of_rows(self, rows: Int64Array, dim: int) -> FloatArray:
+        """The stored vectors of ``rows`` (ascending, all live in this snapshot), in that order.
+
+        Used to rescore candidates of a quantized index and for exact search over
+        a subset when the index keeps no float vectors in memory.
+        """
+        out = np.empty((len(rows), dim), dtype=np.float32)
+        done = 0
+        for start in range(0, len(rows), _VECTOR_CHUNK):
+            part = rows[start : start + _VECTOR_CHUNK]
+            cur = self._conn.execute(
+                "SELECT row, vector FROM items WHERE row IN (SELECT value FROM json_each(?)) "
+                "ORDER BY row",
+                (json.dumps(part.tolist()),),
+            )
+            got = cur.fetchall()
+            if len(got) != len(part):
+                raise RuntimeError("the index refers to rows the store does not hold")
+            blobs = [b for _, b in got]
+            bad = _damaged(blobs, dim)
+            if bad:
+                raise CorruptCollectionError(
+                    f"row {got[bad[0]][0]} of the collection at {self.collection} holds a "
+                    f"damaged vector; run `simsearch check {self.collection}`"
+                )
+            out[done : done + len(got)] = _vectors_from_blobs(blobs, dim)
+            done += len(got)
+        return out
+
+    # -- a model upgrade ----------------------------------------------------------------------
+    _STALE = (
+        "FROM items i LEFT JOIN pending p ON p.row = i.row "
+        "WHERE i.text IS NOT NULL AND (p.row IS NULL OR p.seq != i.seq)"
+    )
+
+    def rows_to_backfill(self, limit: int) -> list[tuple[int, int, str]]:
+        """``(row, seq, text)`` of items whose new-encoder vector is missing or stale."""
+        cur = self._conn.execute(
+            f"SELECT i.row, i.seq, i.text {self._STALE} ORDER BY i.row LIMIT ?", (limit,)
+        )
+        return [(int(r), int(q), str(t)) for r, q, t in cur]
+
+    def count_to_backfill(self) -> int:
+        return int(self._conn.execute(f"SELECT COUNT(*) {self._STALE}").fetchone()[0])
+
+    def count_without_text(self) -> int:
+        return int(
+            self._conn.execute("SELECT COUNT(*) FROM items WHERE text IS NULL").fetchone()[0]
+        )
+
+    def count_without_pending(self) -> int:
+        """Items, with or without text, that have no current new-model vector."""
+        return int(
+            self._conn.execute(
+                "SELECT COUNT(*) FROM items i LEFT JOIN pending p ON p.row = i.row "
+                "AND p.seq = i.seq WHERE p.row IS NULL"
+            ).fetchone()[0]
+        )
+
+    def pending_of_rows(
+        self, rows: Sequence[int], dim: int
+    ) -> dict[int, tuple[int, FloatArray | None]]:
+        """``row -> (seq, current new-model vector or None)`` of live ``rows``."""
+        out: dict[int, tuple[int, FloatArray | None]] = {}
+        for chunk in chunks(list(rows)):
+            cur = self._conn.execute(
+                "SELECT i.row, i.seq, p.vector FROM items i LEFT JOIN pending p "
+                "ON p.row = i.row AND p.seq = i.seq "
+                "WHERE i.row IN (SELECT value FROM json_each(?))",
+                (json.dumps(chunk),),
+            )
+            for row, seq, blob in cur:
+                vector = None if blob is None else _vectors_from_blobs([blob], dim)[0]
+                out[int(row)] = (int(seq), vector)
+        return out
+
+    def pending_vectors(self, dim: int) -> dict[str, FloatArray]:
+        """``id -> new-encoder vector`` of every item whose pending vector is current."""
+        cur = self._conn.execute(
+            "SELECT i.id, p.vector FROM items i JOIN pending p ON p.row = i.row AND p.seq = i.seq"
+        )
+        return {
+            id_: np.frombuffer(b, dtype="<f4").astype(np.float32).reshape(dim) for id_, b in cur
+        }
+
+    def get(self, ids: Sequence[str], dim: int) -> dict[str, StoredRow]:
+        """Stored rows by id; ids that do not exist are absent from the result."""
+        out: dict[str, StoredRow] = {}
+        for chunk in chunks(ids):
+            marks = ",".join("?" for _ in chunk)
+            for row, id_, blob, text, meta in self._conn.execute(
+                f"SELECT row, id, vector, text, metadata FROM items WHERE id IN ({marks})", chunk
+            ):
+                out[id_] = StoredRow(row, id_, self._one_vector(row, id_, blob, dim), text, meta)
+        return out
+
+    def iter_rows(self, dim: int, batch: int = 1000) -> Iterator[StoredRow]:
+        """Every item in row order."""
+        last = 0
+        while True:
+            got = self._conn.execute(
+                "SELECT row, id, vector, text, metadata FROM items WHERE row > ? "
+                "ORDER BY row LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not got:
+                return
+            for row, id_, blob, text, meta in got:
+                yield StoredRow(row, id_, self._one_vector(row, id_, blob, dim), text, meta)
+            last = got[-1][0]
+
+    def _one_vector(self, row: int, id_: str, blob: Any, dim: int) -> FloatArray:
+        if _damaged([blob], dim):
+            raise CorruptCollectionError(
+                f"item {id_!r} (row {row}) of the collection at {self.collection} holds a "
+                f"damaged vector; delete it or write it again"
+            )
+        return np.frombuffer(blob, dtype="<f4").astype(np.float32).reshape(dim)
