@@ -198,6 +198,29 @@ def _check_compatible(config: CollectionConfig, spec: EncoderSpec) -> None:
         )
 
 
+#: Saved vectors compared with the store's when a graph is loaded.
+SPOT_CHECK = 32
+
+
+def _spot_check(index: VectorIndex, snap: ReadTxn, config: CollectionConfig, seq: int) -> None:
+    """Raise ``ValueError`` unless a sample of the loaded index's float vectors equals the
+    store's: its scores must be the store's scores, not whatever the file says."""
+    rows = index.live_rows()
+    if not len(rows) or config.dim is None:
+        return
+    picked = rows[np.linspace(0, len(rows) - 1, min(SPOT_CHECK, len(rows))).astype(np.int64)]
+    # Rows rewritten or deleted since the save are the catch-up's to change.
+    picked = snap.rows_unchanged_since(np.unique(picked), seq)
+    held = index.exact_vectors(picked) if len(picked) else None
+    if held is None:
+        return  # codes only: scores are rescored from the store's vectors anyway
+    stored = snap.vectors_of_rows(picked, config.dim)
+    if config.metric is Metric.COSINE:
+        stored = normalize(stored)
+    if not np.allclose(held, stored, rtol=1e-4, atol=1e-5):
+        raise ValueError("its vectors differ from the store's")
+
+
 def _reconcile_config(
     store: SQLiteStore,
     fresh: CollectionConfig,
@@ -367,13 +390,27 @@ class Collection:
         return collection
 
     def close(self) -> None:
-        """Release the database; later calls raise :class:`~simsearch.CollectionClosedError`."""
+        """Release the database; later calls raise :class:`~simsearch.CollectionClosedError`.
+
+        A graph or quantized index is first brought up to date with every write and
+        saved, so the next open loads it instead of building it again.
+        """
         with self._lock:
             if not self._closed:
-                self._closed = True
                 try:
+                    if not isinstance(self._config.index, Flat):
+                        with self._store.snapshot() as snap:
+                            self._catch_up(snap, rebuild_later=False)
                     self._save_index()
+                except Exception as exc:  # the data is safe in the store; only time is lost
+                    warnings.warn(
+                        f"the index of {self.path} could not be saved ({exc!r}); the next "
+                        "open builds it from the store",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                 finally:
+                    self._closed = True
                     self._store.close()
                     self._index = None
 
@@ -727,8 +764,9 @@ class Collection:
     def _index_dir(self) -> Path:
         return self.path / "index"
 
-    def _new_index(self, config: CollectionConfig, dim: int, store_seq: int) -> VectorIndex:
-        """An empty index of the configured kind, or the saved one when it fits."""
+    def _new_index(self, config: CollectionConfig, dim: int, snap: ReadTxn) -> VectorIndex:
+        """An empty index of the configured kind, or the saved one when it is this store's,
+        intact, and agrees with the store (see :mod:`simsearch.index.persist`)."""
         self._applied_seq = 0
         self._saved_seq = -1
         kind = config.index
@@ -736,13 +774,28 @@ class Collection:
             return FlatIndex(config.metric, dim)
         loader = QuantizedIndex if _quantized(kind) else HNSWIndex
         try:
-            index, seq = loader.load(self._index_dir, config.metric, dim, kind)  # type: ignore[arg-type]
-        except (OSError, ValueError, KeyError, RuntimeError):
+            index, seq = loader.load(
+                self._index_dir,
+                config.metric,
+                dim,
+                kind,  # type: ignore[arg-type]
+                self._store.store_id,
+            )
+            if seq > snap.current_seq():
+                raise ValueError("the saved index is ahead of the store")
+            _spot_check(index, snap, config, seq)
+        except FileNotFoundError:
+            return self._empty_index(config, dim)  # never saved: built from the store
+        except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as exc:
+            warnings.warn(
+                f"the saved index of {self.path} was not used ({exc}); it is rebuilt from "
+                "the store",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             return self._empty_index(config, dim)
-        if seq <= store_seq:
-            self._applied_seq = self._saved_seq = seq
-            return index
-        return self._empty_index(config, dim)
+        self._applied_seq = self._saved_seq = seq
+        return index
 
     @staticmethod
     def _empty_index(config: CollectionConfig, dim: int) -> VectorIndex:
@@ -767,7 +820,7 @@ class Collection:
             or self._index_config != config.index
             or self._index.dim != config.dim  # a finished model upgrade changed the space
         ):
-            self._index = self._new_index(config, config.dim, seq)
+            self._index = self._new_index(config, config.dim, snap)
             self._index_config = config.index
         if seq != self._applied_seq:
             self._index.reserve(snap.count_since(self._applied_seq))
@@ -868,7 +921,7 @@ class Collection:
         """Persist a graph index that has changed since it was last saved."""
         index = self._index
         if isinstance(index, HNSWIndex | QuantizedIndex) and self._saved_seq != self._applied_seq:
-            index.save(self._index_dir, self._applied_seq)
+            index.save(self._index_dir, self._applied_seq, self._store.store_id)
             self._saved_seq = self._applied_seq
 
     def optimize(self) -> None:
@@ -994,6 +1047,10 @@ class Collection:
                     queries = current.map_new(queries, "query vectors")
             if config.dim is None or self._index is None:
                 return Results(k=k, rows=[[] for _ in range(len(queries))])
+            asked = k
+            # No query can have more hits than there are items: results are sized by the
+            # smaller of the two, so a huge k costs nothing.
+            k = max(1, min(k, len(self._index)))
             if queries.shape[1] != config.dim:
                 raise DimensionMismatchError(
                     f"query vectors have dimension {queries.shape[1]}, the collection holds "
@@ -1034,7 +1091,7 @@ class Collection:
                 if ranked is not None:
                     rows, scores, relevance = _compact_rows(rows, scores, relevance)
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
-        return Results._from_search(k, scores, rows, described, relevance)
+        return Results._from_search(asked, scores, rows, described, relevance)
 
     # -- model upgrades ------------------------------------------------------------------------
     def _current_migration(self) -> Migration | None:

@@ -290,11 +290,11 @@ class Results:
         if self._row_numbers is not None and self._rows is None:
             rows = self._row_numbers
             described = self._described or {}
-            out = np.full(rows.shape, None, dtype=object)
+            out = np.full((len(rows), max(self.k, rows.shape[1])), None, dtype=object)
             found = rows >= 0
             unique, inverse = np.unique(rows[found], return_inverse=True)
             names = np.array([described[r][0] for r in unique.tolist()] or [""], dtype=object)
-            out[found] = names[inverse] if len(unique) else []
+            out[:, : rows.shape[1]][found] = names[inverse] if len(unique) else []
             return out
         out = np.full((len(self.rows), self.k), None, dtype=object)
         for i, row in enumerate(self.rows):
@@ -306,7 +306,11 @@ class Results:
     def scores(self) -> npt.NDArray[np.float32]:
         """Hit scores, shape ``(n_queries, k)``, padded with ``-inf``."""
         if self._scores is not None and self._row_numbers is not None:
-            return np.where(self._row_numbers >= 0, self._scores, -np.inf).astype(np.float32)
+            # A search ranks at most as many hits as the collection holds; pad to k here.
+            rows = self._row_numbers
+            out = np.full((len(rows), max(self.k, rows.shape[1])), -np.inf, dtype=np.float32)
+            out[:, : rows.shape[1]] = np.where(rows >= 0, self._scores, -np.inf)
+            return out
         out = np.full((len(self.rows), self.k), -math.inf, dtype=np.float32)
         for i, row in enumerate(self.rows):
             for j, hit in enumerate(row):

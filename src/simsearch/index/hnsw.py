@@ -26,7 +26,8 @@ from simsearch.config import HNSW
 from simsearch.encoders.base import require
 from simsearch.index.base import Int64Array
 from simsearch.index.flat import FlatIndex, normalize
-from simsearch.index.persist import replace_folder
+from simsearch.index.hnsw_file import check_graph_file
+from simsearch.index.persist import check_folder, replace_folder
 from simsearch.store import Changes
 from simsearch.types import FloatArray, Metric
 
@@ -258,9 +259,10 @@ class HNSWIndex:
         return labels, distances
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, directory: Path, seq: int) -> None:
+    def save(self, directory: Path, seq: int, store_id: str) -> None:
         """Write the graph, its live labels and the applied sequence number to ``directory``
-        (a complete set or nothing, see :mod:`simsearch.index.persist`)."""
+        for the store ``store_id`` (a complete set or nothing, see
+        :mod:`simsearch.index.persist`)."""
 
         def write(staging: Path) -> None:
             self._graph.save_index(str(staging / GRAPH_FILE))
@@ -275,12 +277,16 @@ class HNSWIndex:
             }
             (staging / META_FILE).write_text(json.dumps(meta))
 
-        replace_folder(directory, write)
+        replace_folder(directory, store_id, write)
 
     @classmethod
-    def load(cls, directory: Path, metric: Metric, dim: int, config: HNSW) -> tuple[HNSWIndex, int]:
+    def load(
+        cls, directory: Path, metric: Metric, dim: int, config: HNSW, store_id: str
+    ) -> tuple[HNSWIndex, int]:
         """A saved graph and the sequence number it has applied; raises ``FileNotFoundError``
-        or ``ValueError`` when there is none or it does not fit."""
+        when there is none and ``ValueError`` when it does not fit, was saved from another
+        store, changed on disk, or fails the bounds checks of :mod:`simsearch.index.hnsw_file`."""
+        check_folder(directory, store_id)
         meta = json.loads((directory / META_FILE).read_text())
         if (meta["metric"], meta["dim"], meta["config"]) != (
             metric.value,
@@ -288,17 +294,26 @@ class HNSWIndex:
             [config.m, config.ef_construction],
         ):
             raise ValueError("the saved graph was built with other settings")
-        index = cls(metric, dim, config)
-        labels = np.load(directory / LABELS_FILE)
-        graph = index._lib.Index(space="l2" if metric is Metric.L2 else "ip", dim=dim)
-        graph.load_index(str(directory / GRAPH_FILE), max_elements=0)
-        graph.set_ef(config.ef_search)
-        if len(labels) != meta["live"] or graph.element_count < len(labels):
+        saved = check_graph_file(directory / GRAPH_FILE, dim, config.m, config.ef_construction)
+        labels = np.load(directory / LABELS_FILE, allow_pickle=False)
+        live = saved.labels[~saved.deleted]
+        if (
+            labels.dtype.kind not in "iu"
+            or len(np.unique(saved.labels)) != saved.count
+            or not np.array_equal(np.sort(labels), np.sort(live))
+            or len(labels) != meta["live"]
+        ):
             raise ValueError("the saved graph and its labels disagree")
+        index = cls(metric, dim, config)
+        graph = index._lib.Index(space="l2" if metric is Metric.L2 else "ip", dim=dim)
+        # Room for exactly what is there: the header's own capacity is not trusted.
+        graph.load_index(str(directory / GRAPH_FILE), max_elements=max(saved.count, 1))
+        graph.set_ef(config.ef_search)
         index._graph = graph
+        labels = labels.astype(np.int64)
         if len(labels):
             index._ensure_rows(int(labels.max()))
         index._alive[labels] = True
         index._count = len(labels)
-        index._dead = int(meta["dead"])
+        index._dead = int(saved.deleted.sum())
         return index, int(meta["seq"])

@@ -1,28 +1,52 @@
-"""Saving an index folder so that readers only ever see one complete set of files.
+"""Saving an index folder so that readers only ever see one complete set of files, and
+loading only a set that this collection's store wrote.
 
 The files are written and synced in a fresh sibling folder that then replaces
 the old one. Several processes may save at once: each swaps in its own complete
 set, and a crash between the two renames leaves no index at all, which the
 next opener rebuilds from the store (the index is derived data).
+
+Each saved folder carries a manifest: the id of the store it was built from
+(written when the collection was created) and the SHA-256 of every file. A
+folder copied from another collection, or a file changed on disk, fails
+:func:`check_folder`, and the collection rebuilds its index rather than
+answering from data that is not its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["replace_folder"]
+__all__ = ["MANIFEST_FILE", "check_folder", "replace_folder"]
+
+MANIFEST_FILE = "manifest.json"
+_BLOCK = 1 << 20
 
 
-def replace_folder(directory: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(staging)`` to fill a new folder, sync it, and swap it in for ``directory``."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def replace_folder(directory: Path, store_id: str, write: Callable[[Path], None]) -> None:
+    """Call ``write(staging)`` to fill a new folder, add its manifest for ``store_id``,
+    sync it, and swap it in for ``directory``."""
     staging = Path(tempfile.mkdtemp(prefix=directory.name + ".new-", dir=directory.parent))
     try:
         write(staging)
+        files = {p.name: _sha256(p) for p in sorted(staging.iterdir())}
+        manifest = {"store_id": store_id, "sha256": files}
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, sort_keys=True))
         for path in staging.iterdir():
             with path.open("rb") as fh:
                 os.fsync(fh.fileno())
@@ -36,3 +60,27 @@ def replace_folder(directory: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_folder(directory: Path, store_id: str) -> None:
+    """Raise ``FileNotFoundError`` when ``directory`` holds no saved index, and
+    ``ValueError`` when it was not saved from the store ``store_id`` or a file in it
+    changed since."""
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        if directory.exists() and any(directory.iterdir()):
+            raise ValueError("the saved index has no manifest")
+        raise FileNotFoundError(manifest_path)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        owner, files = manifest["store_id"], manifest["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("the saved index's manifest is unreadable") from None
+    if owner != store_id:
+        raise ValueError("the saved index was built from another collection's store")
+    present = {p.name for p in directory.iterdir()} - {MANIFEST_FILE}
+    if not isinstance(files, dict) or set(files) != present:
+        raise ValueError("the saved index's files differ from its manifest")
+    for name, digest in files.items():
+        if _sha256(directory / name) != digest:
+            raise ValueError(f"the saved index file {name} changed after it was written")

@@ -38,7 +38,7 @@ import numpy as np
 from simsearch.config import HNSW, IVFPQ
 from simsearch.index.base import Int64Array
 from simsearch.index.flat import FlatIndex, normalize
-from simsearch.index.persist import replace_folder
+from simsearch.index.persist import check_folder, replace_folder
 from simsearch.store import Changes
 from simsearch.types import FloatArray, Metric
 
@@ -343,7 +343,7 @@ class QuantizedIndex:
             return [self.kind, config.nlist, config.m, config.nbits]
         return [self.kind, config.m, config.ef_construction]
 
-    def save(self, directory: Path, seq: int) -> None:
+    def save(self, directory: Path, seq: int, store_id: str) -> None:
         """Write the codes, positions and applied sequence number (a complete set or nothing).
 
         An index still in its exact buffer saves nothing: the buffer is small and
@@ -369,14 +369,16 @@ class QuantizedIndex:
             }
             (staging / META_FILE).write_text(json.dumps(meta))
 
-        replace_folder(directory, write)
+        replace_folder(directory, store_id, write)
 
     @classmethod
     def load(
-        cls, directory: Path, metric: Metric, dim: int, config: HNSW | IVFPQ
+        cls, directory: Path, metric: Metric, dim: int, config: HNSW | IVFPQ, store_id: str
     ) -> tuple[QuantizedIndex, int]:
         """A saved index and the sequence number it has applied; raises ``FileNotFoundError``
-        or ``ValueError`` when there is none or it does not fit."""
+        or ``ValueError`` when there is none, it does not fit, or it was not saved from the
+        store ``store_id`` as it is (see :mod:`simsearch.index.persist`)."""
+        check_folder(directory, store_id)
         index = cls(metric, dim, config)
         meta = json.loads((directory / META_FILE).read_text())
         if (meta["metric"], meta["dim"], meta["settings"]) != (

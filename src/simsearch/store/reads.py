@@ -225,6 +225,15 @@ class ReadTxn:
                 out[str(id_)] = int(row)
         return out
 
+    def rows_unchanged_since(self, rows: Int64Array, seq: int) -> Int64Array:
+        """Those of ``rows`` (ascending) that exist and were last written at or before ``seq``."""
+        cur = self._conn.execute(
+            "SELECT row FROM items WHERE row IN (SELECT value FROM json_each(?)) AND seq <= ? "
+            "ORDER BY row",
+            (json.dumps(rows.tolist()), seq),
+        )
+        return np.fromiter((r for (r,) in cur), dtype=np.int64)
+
     def describe_rows(self, rows: Sequence[int]) -> dict[int, tuple[str, str | None, str]]:
         """``row -> (id, text, metadata_json)`` for the given rows."""
         # One statement for any number of rows: the list travels as one JSON parameter.

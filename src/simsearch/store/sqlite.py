@@ -194,7 +194,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise _busy(exc) from None
-            raise CorruptCollectionError(f"{db} is not a readable database: {exc}") from None
+            raise NotACollectionError(f"{db} is not a simsearch database: {exc}") from None
         store = SQLiteStore(conn, db)
         try:
             store._check_schema()
@@ -218,15 +218,15 @@ class SQLiteStore:
         except CorruptCollectionError:
             raise
         except sqlite3.DatabaseError as exc:
-            raise CorruptCollectionError(f"{self.path} is not a readable database: {exc}") from None
+            raise NotACollectionError(f"{self.path} is not a simsearch database: {exc}") from None
         if version > SCHEMA_VERSION:
             raise NotACollectionError(
                 f"{self.collection} was written by a newer simsearch (schema {version})"
             )
         if version == 0 or not {"meta", "items", "deletions"} <= tables:
-            raise CorruptCollectionError(
+            raise NotACollectionError(
                 f"{self.path} holds no simsearch collection (its tables are missing: the "
-                "file is empty or was overwritten); restore it from a backup or remove the folder"
+                "file was overwritten, or is another program's); restore it from a backup"
             )
         if version < SCHEMA_VERSION or store_id is None:
             with self.write() as txn:
