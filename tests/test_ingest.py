@@ -178,6 +178,21 @@ def test_a_write_that_fails_part_way_says_what_was_stored(
     assert _count(col) == 10
 
 
+def test_a_failed_first_write_into_a_new_collection_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def add(self: simsearch.Collection, ids: Any, **kwargs: Any) -> None:
+        raise simsearch.StoreBusyError("the database stayed locked")
+
+    monkeypatch.setattr(simsearch.Collection, "add", add)
+    src = _write(tmp_path / "data.jsonl", _lines())
+    col = tmp_path / "col"
+    result = _ingest(src, col, "--batch-size", "3")
+    _refused(result, f"{src}:1", writes_began=True)
+    assert "the database stayed locked; nothing was stored" in result.output
+    assert not col.exists()
+
+
 def test_a_csv_with_a_byte_order_mark_keeps_its_first_column(tmp_path: Path) -> None:
     src = tmp_path / "excel.csv"
     src.write_text("id,text,lang\n1,Cats purr,en\n2,Hunde bellen,de\n", encoding="utf-8-sig")

@@ -194,7 +194,7 @@ def ingest(
     except BaseException as exc:
         if created and stored == 0:  # like a refused open, a failed first write leaves nothing
             shutil.rmtree(into, ignore_errors=True)
-        if not isinstance(exc, SimsearchError) and stored:
+        if not isinstance(exc, SimsearchError) and 0 < stored < len(records):
             note(
                 f"{stored} of {len(records)} items were stored (through "
                 f"{records[stored - 1].where}); rerun with --upsert to store the rest"
