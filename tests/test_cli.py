@@ -99,7 +99,8 @@ def test_reingest_duplicate_is_a_clear_error_and_upsert_works(built: Path, tmp_p
     src = tmp_path / "data.jsonl"
     result = runner.invoke(app, ["ingest", str(src), "--into", str(built)])
     assert result.exit_code == 1
-    assert "ids already exist" in result.output
+    assert f"{src}:1: id 'g' is already in {built}" in result.output
+    assert "--upsert" in result.output
     assert "Traceback" not in result.output
     assert runner.invoke(app, ["ingest", str(src), "--into", str(built), "--upsert"]).exit_code == 0
 

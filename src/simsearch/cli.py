@@ -23,9 +23,9 @@ from simsearch.compat import DEFAULT_BLEND
 from simsearch.config import index_from_name
 from simsearch.errors import InvalidArgumentError, SimsearchError
 from simsearch.eval import cutoff_metrics, evaluate_rankings, expected_calibration_error, load_beir
+from simsearch.ingest import ingest as run_ingest
 from simsearch.plots import reliability_diagram, score_histograms
 from simsearch.progress import progress_bar
-from simsearch.sources import read_records
 
 app = typer.Typer(
     name="simsearch",
@@ -95,23 +95,27 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1, help="Items per transaction.")] = 256,
     upsert: Annotated[bool, typer.Option(help="Replace items whose id already exists.")] = False,
 ) -> None:
-    """Embed the texts of SOURCE and store them, with every other field as metadata."""
+    """Embed the texts of SOURCE and store them, with every other field as metadata.
+
+    Every record is checked first; a bad one is named by file and line, and nothing is written.
+    """
     with _errors():
-        records = list(read_records(source, id_field=id_field, text_fields=text_field))
-        if not records:
-            raise InvalidArgumentError(f"{source} holds no records")
         kind = index_from_name(index) if index is not None else None
-        with Collection.open(into, metric=metric, encoder=encoder, index=kind) as col:
-            write = col.upsert if upsert else col.add
-            with progress_bar(len(records), f"Ingesting {source.name}") as advance:
-                for batch in _batched(records, batch_size):
-                    write(
-                        [r.id for r in batch],
-                        texts=[r.text for r in batch],
-                        metadata=[r.metadata for r in batch],
-                        progress=advance,
-                    )
-            err.print(f"{len(records)} items stored; the collection holds {len(col)}.")
+        stored, held = run_ingest(
+            source,
+            into,
+            id_field=id_field,
+            text_fields=text_field,
+            encoder=encoder,
+            metric=metric,
+            index=kind,
+            batch_size=batch_size,
+            upsert=upsert,
+            note=lambda line: err.print(
+                f"note: {line}", markup=False, highlight=False, soft_wrap=True
+            ),
+        )
+        err.print(f"{stored} items stored; the collection holds {held}.")
 
 
 @app.command()

@@ -1,0 +1,202 @@
+"""Ingest a file into a collection: check every record first, then write in batches.
+
+The whole input is read and checked before the collection is opened, so a bad
+record (a repeated id, NaN in metadata, an id that is too long...) leaves the
+collection as it was, and a new collection is not created at all. Every message
+names ``file:line`` and the field, as PostgreSQL's ``COPY`` does.
+
+The writes are batched (one transaction each, with a progress bar), so a
+failure after the checks, such as another writer adding one of the ids
+meanwhile, can leave the batches before it stored; the message then says how
+many items were stored and where the failing batch starts.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from simsearch._collection import Collection
+from simsearch.config import IndexConfig
+from simsearch.errors import DuplicateIdError, InvalidArgumentError, SimsearchError
+from simsearch.progress import progress_bar
+from simsearch.sources import Record, read_records
+from simsearch.store import DB_FILENAME, SQLiteStore
+from simsearch.validation import check_ids, check_metadata, check_texts
+
+__all__ = ["ingest", "prepare"]
+
+# The validators describe a batch ("id at position 0", "metadata[0].x"); a record is one
+# item of a batch of one, so its position says nothing and the file's line replaces it.
+_POSITION = re.compile(r" at position \d+")
+_META_FIELD = re.compile(r"\bmetadata\[\d+\]\.")
+_META = re.compile(r"\bmetadata\[\d+\]")
+
+
+def _about_record(message: str) -> str:
+    message = _POSITION.sub("", message)
+    message = _META_FIELD.sub("metadata field ", message)
+    return _META.sub("metadata", message)
+
+
+def _check(record: Record) -> None:
+    """The checks a collection's write makes, on one record, named by its place."""
+    try:
+        check_ids([record.id])
+        check_texts([record.text], 1)
+        check_metadata([record.metadata], 1)
+    except SimsearchError as exc:
+        raise type(exc)(f"{record.where}: {_about_record(str(exc))}") from None
+
+
+def _stored_ids(into: Path, ids: Sequence[str]) -> set[str]:
+    """The ids among ``ids`` that the collection at ``into`` holds (none if it is new)."""
+    if not (into / DB_FILENAME).is_file():
+        return set()
+    store = SQLiteStore.open(into, create=False)
+    try:
+        with store.snapshot() as snap:
+            return set(snap.row_by_id(ids))
+    finally:
+        store.close()
+
+
+def prepare(
+    source: Path, into: Path, *, id_field: str, text_fields: Sequence[str], upsert: bool
+) -> list[Record]:
+    """Every record of ``source``, checked against the rules of a write into ``into``.
+
+    Raises (naming ``file:line``) on the first record a write would refuse, on an id
+    that appears twice in the file, and, without ``upsert``, on an id the collection
+    already holds. Reads the collection, writes nothing.
+    """
+    records = list(read_records(source, id_field=id_field, text_fields=text_fields))
+    if not records:
+        raise InvalidArgumentError(f"{source} holds no records")
+    first: dict[str, Record] = {}
+    for record in records:
+        _check(record)
+        earlier = first.setdefault(record.id, record)
+        if earlier is not record:
+            place = f"line {earlier.line}" if earlier.line is not None else earlier.where
+            raise InvalidArgumentError(f"{record.where}: id {record.id!r} also appears on {place}")
+    if not upsert:
+        taken = _stored_ids(into, list(first))
+        if taken:
+            record = next(r for r in records if r.id in taken)
+            more = f" (and {len(taken) - 1} more ids of {source})" if len(taken) > 1 else ""
+            raise DuplicateIdError(
+                f"{record.where}: id {record.id!r} is already in {into}{more}; "
+                "pass --upsert to replace the items that exist"
+            )
+    return records
+
+
+def _failure(
+    exc: Exception, into: Path, batch: list[Record], stored: int, records: list[Record]
+) -> SimsearchError:
+    """The error for a batch that failed after the checks passed, with what was stored."""
+    where = batch[0].where
+    reason = f"storing the batch from here to {batch[-1].where} failed: {exc}"
+    if isinstance(exc, DuplicateIdError):  # another writer added an id since the check
+        taken = _stored_ids(into, [r.id for r in batch])
+        culprit = next((r for r in batch if r.id in taken), None)
+        if culprit is not None:
+            where = culprit.where
+            reason = f"id {culprit.id!r} was stored in {into} by another writer meanwhile"
+    if stored:
+        done = (
+            f"{stored} of {len(records)} items were stored (through {records[stored - 1].where}),"
+            " the rest were not: rerun with --upsert to store them"
+        )
+    else:
+        done = "nothing was stored"
+    message = f"{where}: {reason}; {done}"
+    return type(exc)(message) if isinstance(exc, SimsearchError) else SimsearchError(message)
+
+
+def _write(
+    col: Collection,
+    records: list[Record],
+    *,
+    into: Path,
+    batch_size: int,
+    upsert: bool,
+    advance: Callable[[int], None],
+    on_stored: Callable[[int], None],
+) -> None:
+    write = col.upsert if upsert else col.add
+    stored = 0
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        try:
+            write(
+                [r.id for r in batch],
+                texts=[r.text for r in batch],
+                metadata=[r.metadata for r in batch],
+                progress=advance,
+            )
+        except (SimsearchError, OSError, sqlite3.Error) as exc:
+            raise _failure(exc, into, batch, stored, records) from None
+        stored += len(batch)
+        on_stored(stored)
+
+
+def ingest(
+    source: Path,
+    into: Path,
+    *,
+    id_field: str = "id",
+    text_fields: Sequence[str] = ("text",),
+    encoder: str | None = None,
+    metric: str | None = None,
+    index: IndexConfig | None = None,
+    batch_size: int = 256,
+    upsert: bool = False,
+    note: Callable[[str], None] = lambda _: None,
+) -> tuple[int, int]:
+    """Check every record of ``source``, then store them in ``into`` (created if missing).
+
+    Returns ``(items stored, items the collection holds)``. ``note`` receives a line
+    to show when an unexpected error or an interrupt stops the writes part way.
+    """
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
+    records = prepare(source, into, id_field=id_field, text_fields=text_fields, upsert=upsert)
+    exists = (into / DB_FILENAME).is_file()
+    created = not into.exists()
+    stored = 0
+
+    def count(n: int) -> None:
+        nonlocal stored
+        stored = n
+
+    try:
+        with (
+            Collection.open(
+                into, metric=metric, encoder=encoder, index=index, create=not exists
+            ) as col,
+            progress_bar(len(records), f"Ingesting {source.name}") as advance,
+        ):
+            _write(
+                col,
+                records,
+                into=into,
+                batch_size=batch_size,
+                upsert=upsert,
+                advance=advance,
+                on_stored=count,
+            )
+            return stored, len(col)
+    except BaseException as exc:
+        if created and stored == 0:  # like a refused open, a failed first write leaves nothing
+            shutil.rmtree(into, ignore_errors=True)
+        if not isinstance(exc, SimsearchError) and 0 < stored < len(records):
+            note(
+                f"{stored} of {len(records)} items were stored (through "
+                f"{records[stored - 1].where}); rerun with --upsert to store the rest"
+            )
+        raise
