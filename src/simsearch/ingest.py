@@ -14,7 +14,6 @@ many items were stored and where the failing batch starts.
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,7 +55,7 @@ def _stored_ids(into: Path, ids: Sequence[str]) -> set[str]:
     """The ids among ``ids`` that the collection at ``into`` holds (none if it is new)."""
     if not (into / DB_FILENAME).is_file():
         return set()
-    store = SQLiteStore.open(into, create=False)
+    store = SQLiteStore.open(into)
     try:
         with store.snapshot() as snap:
             return set(snap.row_by_id(ids))
@@ -167,7 +166,6 @@ def ingest(
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
     records = prepare(source, into, id_field=id_field, text_fields=text_fields, upsert=upsert)
     exists = (into / DB_FILENAME).is_file()
-    created = not into.exists()
     stored = 0
 
     def count(n: int) -> None:
@@ -192,8 +190,8 @@ def ingest(
             )
             return stored, len(col)
     except BaseException as exc:
-        if created and stored == 0:  # like a refused open, a failed first write leaves nothing
-            shutil.rmtree(into, ignore_errors=True)
+        # Nothing is removed, even from a collection this run created: another writer may
+        # have stored items in it meanwhile.
         if not isinstance(exc, SimsearchError) and 0 < stored < len(records):
             note(
                 f"{stored} of {len(records)} items were stored (through "
