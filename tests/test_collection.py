@@ -95,6 +95,7 @@ def test_import_is_light() -> None:
 def test_public_api_is_curated() -> None:
     # Adding to the public API is a decision: update this list on purpose.
     assert sorted(n for n in simsearch.__all__ if not n.endswith("Error")) == [
+        "CheckReport",
         "Client",
         "Collection",
         "CollectionConfig",
@@ -111,6 +112,7 @@ def test_public_api_is_curated() -> None:
         "Results",
         "__version__",
         "available_encoders",
+        "check_collection",
         "get_encoder",
         "register_encoder",
     ]

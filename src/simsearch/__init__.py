@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from simsearch._collection import Collection
+from simsearch.check import CheckReport, check_collection
 from simsearch.config import HNSW, IVFPQ, CollectionConfig, EncoderSpec, Flat
 from simsearch.encoders import (
     DEFAULT_ENCODER,
@@ -69,6 +70,7 @@ __all__ = [
     "HNSW",
     "IVFPQ",
     "AuthenticationError",
+    "CheckReport",
     "Client",
     "Collection",
     "CollectionClosedError",
@@ -104,6 +106,7 @@ __all__ = [
     "StoreBusyError",
     "__version__",
     "available_encoders",
+    "check_collection",
     "get_encoder",
     "register_encoder",
 ]

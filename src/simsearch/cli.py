@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simsearch._collection import Collection
+from simsearch.check import check_collection
 from simsearch.compat import DEFAULT_BLEND
 from simsearch.config import index_from_name
 from simsearch.errors import InvalidArgumentError, SimsearchError
@@ -167,16 +168,48 @@ def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def check(
+    collection: CollectionArg,
+    repair: Annotated[
+        bool,
+        typer.Option(help="Mend derived data: the sequence counter, the saved index."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check COLLECTION's data: SQLite's integrity check, then simsearch's own (config,
+    vectors, metadata, sequence counter, saved index). Exits 1 while problems remain."""
+    with _errors():
+        report = check_collection(collection, repair=repair)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}, ensure_ascii=False))
+    else:
+        for line in report.repaired:
+            out.print(f"repaired: {line}", highlight=False)
+        for line in report.problems:
+            out.print(f"[bold red]problem:[/] {line}", highlight=False, markup=True)
+        if report.ok:
+            out.print(f"{collection}: {report.items} items, no problems found", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def delete(
     collection: CollectionArg,
     ids: Annotated[list[str] | None, typer.Argument(help="Ids to delete.")] = None,
     where: Annotated[
         str | None, typer.Option(help="Delete the items matching this filter.")
     ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Delete every item (the collection stays).")
+    ] = False,
 ) -> None:
-    """Delete items by id and/or filter; prints how many were deleted."""
+    """Delete items by id and/or filter, or --all; prints how many were deleted."""
     with _errors(), Collection.open(collection, create=False) as col:
-        n = col.delete(ids or None, where=_parse_where(where))
+        try:
+            n = col.delete(ids or None, where=_parse_where(where), all=everything)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(str(exc).replace("all=True", "--all")) from None
         out.print(f"{n} deleted")
 
 

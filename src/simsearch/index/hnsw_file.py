@@ -55,8 +55,10 @@ def check_graph_file(path: Path, dim: int, m: int, ef_construction: int) -> Grap
         size = path.stat().st_size
         if size < _HEADER.size:
             raise _fail(f"{size} bytes is shorter than its header")
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            return _check(buf, size, dim, m, ef_construction)
+        # Mapped, not read: the file can be larger than free memory. The map is left to the
+        # collector, since views into it may outlive this call in a traceback.
+        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    return _check(buf, size, dim, m, ef_construction)
 
 
 def _check(buf: mmap.mmap, size: int, dim: int, m: int, ef_construction: int) -> GraphFile:

@@ -1,0 +1,208 @@
+"""``simsearch check``: is a collection's data sound, and can what is derived be rebuilt?
+
+:func:`check_collection` runs SQLite's ``integrity_check`` and then simsearch's
+own invariants on the store (its tables, a readable config, a sequence counter
+ahead of every row, whole finite vectors of the config's dimension, metadata
+that is a JSON object, text that is text), and checks the saved index against
+its manifest and, for a graph, its bounds. It reads in a snapshot beside any
+writer and changes nothing, unless asked to repair.
+
+``repair=True`` mends derived data only, never an item: it moves a rewound
+sequence counter past the last write, drops upgrade vectors whose item is
+gone, and removes a saved index that fails its checks, then rebuilds and saves
+it from the store. Damaged items are listed by id; delete or rewrite them.
+
+>>> import tempfile, simsearch
+>>> path = tempfile.mkdtemp() + "/c"
+>>> with simsearch.Collection.open(path, metric="dot") as col:
+...     col.add(["a"], vectors=[[1.0, 0.0]])
+>>> check_collection(path).ok
+True
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from simsearch._collection import Collection
+from simsearch.config import HNSW, IVFPQ, CollectionConfig
+from simsearch.errors import SimsearchError
+from simsearch.index.hnsw import GRAPH_FILE, META_FILE
+from simsearch.index.hnsw_file import check_graph_file
+from simsearch.index.persist import check_folder
+from simsearch.store import DB_FILENAME, SQLiteStore
+
+__all__ = ["CheckReport", "check_collection"]
+
+#: Problems of one kind listed by id before the rest are counted.
+SHOWN = 10
+_BLOCK = 8192
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_collection` found and what it mended."""
+
+    path: str
+    items: int = 0
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is left wrong."""
+        return not self.problems
+
+
+def _listed(what: str, ids: list[str], total: int) -> str:
+    shown = ", ".join(repr(i) for i in ids[:SHOWN])
+    more = f" and {total - SHOWN} more" if total > SHOWN else ""
+    return f"{total} item(s) with {what}: {shown}{more}"
+
+
+def check_collection(path: str | Path, *, repair: bool = False) -> CheckReport:
+    """Check the collection at ``path`` (see the module docs); with ``repair``, mend its
+    derived data. Raises :class:`~simsearch.NotACollectionError` for a path that holds
+    no collection database at all."""
+    directory = Path(path)
+    report = CheckReport(str(directory))
+    try:
+        store = SQLiteStore.open(directory)
+    except SimsearchError as exc:
+        if not (directory / DB_FILENAME).is_file():
+            raise
+        report.problems.append(f"the database cannot be opened: {exc}")
+        return report
+    try:
+        config = _check_store(store, report, repair)
+        if config is not None and config.dim is not None:
+            _check_index(store, directory, config, report, repair)
+    finally:
+        store.close()
+    return report
+
+
+def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> CollectionConfig | None:
+    conn = store._conn  # the store's own connection: this module is the store's inspector
+    with store.snapshot() as snap:
+        messages = [m for (m,) in conn.execute("PRAGMA integrity_check(20)")]
+        if messages != ["ok"]:
+            report.problems.extend(f"SQLite: {m}" for m in messages)
+            return None  # rows read from a damaged file say little more
+        report.items = snap.count()
+        try:
+            config = snap.read_config()
+        except SimsearchError as exc:
+            report.problems.append(str(exc))
+            return None
+        if config is None:
+            report.problems.append("there is no saved config (metric, dimension)")
+            return None
+        behind = snap.current_seq() < snap.max_written_seq()
+        dim = config.dim
+        bad_ids: dict[str, list[str]] = {}
+
+        def note(what: str, ids: list[str]) -> None:
+            if ids:
+                bad_ids.setdefault(what, []).extend(ids)
+
+        if dim is not None:
+            note(
+                f"vectors that are not {dim}-d float32",
+                [
+                    i
+                    for (i,) in conn.execute(
+                        "SELECT id FROM items WHERE length(vector) != ?", (4 * dim,)
+                    )
+                ],
+            )
+            note("vectors holding NaN or infinity", _non_finite(conn, dim))
+        note(
+            "metadata that is not a JSON object",
+            [
+                i
+                for (i,) in conn.execute(
+                    "SELECT id FROM items WHERE NOT json_valid(metadata) "
+                    "OR json_type(metadata) != 'object'"
+                )
+            ],
+        )
+        note(
+            "text that is not text",
+            [
+                i
+                for (i,) in conn.execute(
+                    "SELECT id FROM items WHERE typeof(text) NOT IN ('text', 'null')"
+                )
+            ],
+        )
+        orphans = int(
+            conn.execute(
+                "SELECT COUNT(*) FROM pending WHERE row NOT IN (SELECT row FROM items)"
+            ).fetchone()[0]
+        )
+    for what, ids in bad_ids.items():
+        report.problems.append(_listed(what, ids, len(ids)) + "; delete or rewrite them")
+    if behind:
+        if repair:
+            with store.write() as txn:
+                conn.execute(
+                    "UPDATE meta SET value=? WHERE key='seq'", (str(txn.max_written_seq()),)
+                )
+            report.repaired.append("moved the sequence counter past the last write")
+        else:
+            report.problems.append(
+                "the sequence counter is behind the rows (writes would reuse numbers and "
+                "indexes miss items); --repair moves it past the last write"
+            )
+    if orphans:
+        if repair:
+            with store.write():
+                conn.execute("DELETE FROM pending WHERE row NOT IN (SELECT row FROM items)")
+            report.repaired.append(f"dropped {orphans} upgrade vector(s) of deleted items")
+        else:
+            report.problems.append(f"{orphans} upgrade vector(s) belong to deleted items")
+    return config
+
+
+def _non_finite(conn: sqlite3.Connection, dim: int) -> list[str]:
+    found: list[str] = []
+    cur = conn.execute("SELECT id, vector FROM items WHERE length(vector) = ?", (4 * dim,))
+    while rows := cur.fetchmany(_BLOCK):
+        vectors = np.frombuffer(b"".join(b for _, b in rows), dtype="<f4").reshape(len(rows), dim)
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        found.extend(rows[i][0] for i in bad.tolist())
+    return found
+
+
+def _check_index(
+    store: SQLiteStore, directory: Path, config: CollectionConfig, report: CheckReport, repair: bool
+) -> None:
+    index_dir = directory / "index"
+    if not isinstance(config.index, HNSW | IVFPQ) or not index_dir.exists():
+        return
+    assert config.dim is not None
+    try:
+        check_folder(index_dir, store.store_id)
+        if isinstance(config.index, HNSW) and (index_dir / META_FILE).is_file():
+            check_graph_file(
+                index_dir / GRAPH_FILE, config.dim, config.index.m, config.index.ef_construction
+            )
+    except FileNotFoundError:
+        return  # none saved yet: the next open builds it
+    except (OSError, ValueError) as exc:
+        if not repair:
+            report.problems.append(
+                f"the saved index fails its checks ({exc}); --repair rebuilds it from the store"
+            )
+            return
+        shutil.rmtree(index_dir, ignore_errors=True)
+        store.close()
+        with Collection.open(directory, create=False):
+            pass  # opening builds the index from the store, closing saves it
+        report.repaired.append("rebuilt the saved index from the store")
