@@ -220,6 +220,8 @@ def test_refuses_public_bind_without_keys(tmp_path: Path) -> None:
         ('{"keys": []}', "holds no keys"),
         ('{"keys": [{"key": "short"}]}', "8 characters"),
         ('{"keys": [{"key": "longenough", "collections": {"a": "own"}}]}', "'read' or 'write'"),
+        ('{"keys": [{"key": "longenough", "admin": "false"}]}', "admin must be true or false"),
+        ('{"keys": [{"key": "longenough", "admn": true}]}', "unknown field 'admn'"),
     ],
 )
 def test_bad_key_files_are_refused(tmp_path: Path, content: str, message: str) -> None:

@@ -82,10 +82,11 @@ def _is_open(path: str) -> bool:
 class Gate:
     """Authenticate, then read the whole body (at most ``limit`` bytes), then call the app.
 
-    With keys, a request to any path but the open ones (the page, its static files,
-    /health and the API documents) needs a valid key before its body is read, so a
-    stranger cannot make the server parse anything. The body is then read here, in
-    full, and handed on as one message: an over-long body, chunked or not, gets 413.
+    The open paths (the page, its static files, /health and the API documents) take no
+    body and pass straight through. With keys, a request to any other path needs a
+    valid key before its body is read, so a stranger cannot make the server read or
+    parse anything. The body is then read here, in full, and handed on as one message:
+    an over-long body, chunked or not, gets 413.
     """
 
     def __init__(self, app: ASGIApp, *, keys: KeyRing | None, limit: int) -> None:
@@ -97,8 +98,11 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _is_open(scope["path"]):  # these routes read no body: nothing to check or buffer
+            await self.app(scope, receive, send)
+            return
         headers = Headers(scope=scope)
-        if self.keys is not None and not _is_open(scope["path"]):
+        if self.keys is not None:
             try:
                 scope[KEY_SCOPE] = self.keys.authenticate(presented_key(headers))
             except AuthenticationError as exc:
