@@ -123,13 +123,13 @@ def _problems(errors: Sequence[Any], content_type: str) -> str:
         first = errors[0]
         if tuple(first.get("loc", ())) == ("body",) and first.get("type") != "missing":
             return "the body must be a JSON object, sent with Content-Type: application/json"
+    if errors and errors[0].get("type") == "json_invalid":
+        reason = str(errors[0].get("ctx", {}).get("error", ""))
+        return f"the body is not valid JSON: {short(reason, 200)}"
     shown = []
     for error in errors[:SHOWN_PROBLEMS]:
         where = ".".join(short(str(part), 40) for part in error.get("loc", ()))
-        message = str(error.get("msg", "invalid"))
-        if error.get("type") == "json_invalid":
-            message = f"not valid JSON: {error.get('ctx', {}).get('error', '')}"
-        shown.append(f"{where}: {short(message, 200)}")
+        shown.append(f"{where}: {short(str(error.get('msg', 'invalid')), 200)}")
     more = len(errors) - SHOWN_PROBLEMS
     extra = f" (and {more} more)" if more > 0 else ""
     return "the request does not fit the API: " + "; ".join(shown) + extra
@@ -214,7 +214,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 f"{len(texts):,} texts to embed; one request may give at most "
                 f"{settings.max_texts:,}"
             )
-        chars = sum(len(t) for t in texts if isinstance(t, str))
+        chars = sum(map(len, texts))
         if chars > settings.max_text_chars:
             raise PayloadTooLargeError(
                 f"{chars:,} characters to embed; one request may give at most "
