@@ -86,6 +86,20 @@ def test_search_page_shows_ranked_results(keyed_server: Server, browser: Any) ->
             for o in d.find_elements(By.CSS_SELECTOR, "#collection option")
         )
     )
+    # The key is kept for this tab only, never in localStorage (which outlives the session).
+    stored = (
+        "return [sessionStorage.getItem('simsearch-key'), localStorage.getItem('simsearch-key')]"
+    )
+    assert browser.execute_script(stored) == [KEYS["all-read"], None]
+    browser.execute_script("localStorage.setItem('simsearch-key', 'left-by-an-older-page')")
+    browser.refresh()
+    wait.until(
+        lambda d: any(
+            o.get_attribute("value") == "webdocs"
+            for o in d.find_elements(By.CSS_SELECTOR, "#collection option")
+        )
+    )
+    assert browser.execute_script(stored) == [KEYS["all-read"], None]
     Select(browser.find_element(By.ID, "collection")).select_by_value("webdocs")
     query = browser.find_element(By.ID, "query")
     query.send_keys("astronauts landing on the moon")

@@ -182,11 +182,23 @@ class RemoteCollection:
         """Add or replace items; see :meth:`simsearch.Collection.upsert`."""
         self._write("upsert", ids, vectors, texts, metadata)
 
-    def delete(self, ids: Sequence[str] | str | None = None, *, where: Any = None) -> int:
-        """Delete by ids and/or filter; returns how many were deleted."""
-        if ids is None and where is None:
-            raise InvalidArgumentError("give ids, where, or both (delete never empties silently)")
-        body = {"ids": check_ids(ids) if ids is not None else None, "where": where}
+    def delete(
+        self, ids: Sequence[str] | str | None = None, *, where: Any = None, all: bool = False
+    ) -> int:
+        """Delete by ids and/or filter, or every item with ``all=True`` alone; returns how
+        many were deleted. See :meth:`simsearch.Collection.delete`."""
+        if not isinstance(all, bool):
+            raise InvalidArgumentError(f"all must be true or false, got {all!r}")
+        if all and (ids is not None or where is not None):
+            raise InvalidArgumentError("all=True deletes every item: give it without ids or where")
+        if ids is None and where is None and not all:
+            raise InvalidArgumentError(
+                "give ids, where, or both; all=True deletes every item (delete never "
+                "empties silently)"
+            )
+        body: dict[str, Any] = {"ids": check_ids(ids) if ids is not None else None, "where": where}
+        if all:  # sent only when asked, so a server from before the option still understands
+            body["all"] = True
         return int(self._client.request("POST", f"{self._base}/delete", body)["deleted"])
 
     def get(self, ids: Sequence[str] | str) -> list[Item]:

@@ -1,28 +1,48 @@
 """The HTTP API: ``create_app(settings)`` builds a FastAPI app with no module-level state.
 
-Every :class:`~simsearch.SimsearchError` is turned into ``{"error": {"code",
-"message"}}`` with its HTTP status by one handler, so the Python client can
-rebuild the same exception class from the code.
+Every error a client sees is ``{"error": {"code", "message"}}``: a
+:class:`~simsearch.SimsearchError` with its own status and code (so the Python
+client can rebuild the same exception class from the code), a request that is
+not valid JSON or does not fit the schema as 400 ``invalid_input``, an unknown
+route as 404 ``not_found`` or 405 ``method_not_allowed``, an unexpected failure
+as 500 ``simsearch_error``. Messages are bounded and never echo a request's body.
 """
 
 from __future__ import annotations
 
-import time
+import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.exceptions import HTTPException
 
 import simsearch
 from simsearch._collection import Collection
-from simsearch.errors import PayloadTooLargeError, SimsearchError
+from simsearch.errors import (
+    CorruptCollectionError,
+    InvalidFilterError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    SimsearchError,
+)
+from simsearch.server.asgi import (
+    KEY_SCOPE,
+    Gate,
+    JSONRoute,
+    Metrics,
+    error_body,
+    error_response,
+    presented_key,
+    short,
+)
 from simsearch.server.auth import ApiKey, Right
 from simsearch.server.registry import CollectionRegistry
 from simsearch.server.schemas import (
@@ -31,6 +51,7 @@ from simsearch.server.schemas import (
     Deleted,
     DeleteItems,
     ErrorBody,
+    ErrorDetail,
     GetItems,
     HitOut,
     ItemOut,
@@ -43,57 +64,38 @@ from simsearch.server.settings import ServerSettings
 
 __all__ = ["create_app"]
 
+log = logging.getLogger("simsearch.server")
 STATIC = files("simsearch.server") / "static"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
-        (400, "Invalid input"),
-        (401, "Missing or unknown API key"),
+        (
+            400,
+            "Invalid input: a body that is not strict JSON (NaN, Infinity, lone surrogates "
+            "and nesting past about 200 levels are refused) or does not fit the schema "
+            "(code invalid_input, with the first few problems), or values simsearch refuses "
+            "(invalid_vector, invalid_filter...)",
+        ),
+        (401, "Missing or unknown API key (checked before the body is read)"),
         (403, "The key lacks the right"),
-        (404, "No such collection or item"),
+        (404, "No such collection or item (collection_not_found, item_not_found)"),
         (409, "Conflict"),
-        (413, "Body too large"),
+        (413, "Body too large, or more work than one request may ask (payload_too_large)"),
+        (500, "A damaged collection (collection_corrupt) or an unexpected failure"),
+        (503, "The collection stayed locked by another writer (store_busy)"),
     )
 }
-
-
-def _error_response(exc: SimsearchError) -> JSONResponse:
-    body = {"error": {"code": exc.code, "message": str(exc)}}
-    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return JSONResponse(body, status_code=exc.http_status, headers=headers)
-
-
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before any handler reads them."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_large = _error_response(
-            PayloadTooLargeError(f"the request body is over {self.limit} bytes")
-        )
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await too_large(scope, receive, send)
-                return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLargeError(f"the request body is over {self.limit} bytes")
-            return message
-
-        await self.app(scope, limited, send)
-
+#: What an HTTPException (from routing or the static files) is called in the error shape.
+HTTP_CODES = {
+    400: "invalid_input",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+#: A validation error lists this many problems; the rest are counted.
+SHOWN_PROBLEMS = 3
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from the server's key file.")
 
@@ -106,11 +108,45 @@ def _caller(
     settings: ServerSettings = request.app.state.settings
     if settings.keys is None:
         return None
-    presented = credentials.credentials if credentials else request.headers.get("x-api-key")
-    return settings.keys.authenticate(presented)
+    key: ApiKey | None = request.scope.get(KEY_SCOPE)
+    if key is None:  # the gate checks every path but the open ones; this is a second guard
+        key = settings.keys.authenticate(presented_key(request.headers))
+    return key
 
 
 Caller = Annotated[ApiKey | None, Depends(_caller)]
+
+
+def _problems(errors: Sequence[Any], content_type: str) -> str:
+    """A validation error in a few bounded lines, quoting no input."""
+    if errors and "json" not in content_type.lower():
+        first = errors[0]
+        if tuple(first.get("loc", ())) == ("body",) and first.get("type") != "missing":
+            return "the body must be a JSON object, sent with Content-Type: application/json"
+    if errors and errors[0].get("type") == "json_invalid":
+        reason = str(errors[0].get("ctx", {}).get("error", ""))
+        return f"the body is not valid JSON: {short(reason, 200)}"
+    shown = []
+    for error in errors[:SHOWN_PROBLEMS]:
+        where = ".".join(short(str(part), 40) for part in error.get("loc", ()))
+        shown.append(f"{where}: {short(str(error.get('msg', 'invalid')), 200)}")
+    more = len(errors) - SHOWN_PROBLEMS
+    extra = f" (and {more} more)" if more > 0 else ""
+    return "the request does not fit the API: " + "; ".join(shown) + extra
+
+
+def _check_field_names(where: Any) -> None:
+    """Refuse NUL in a filter's keys: SQLite cannot take it in a JSON path."""
+    stack = [where]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if "\x00" in name:
+                    raise InvalidFilterError("a filter field name holds a NUL character")
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -128,31 +164,38 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(
         title="simsearch",
         version=simsearch.__version__,
-        description="Embedding similarity search: collections, items and filtered search.",
+        description="Embedding similarity search: collections, items and filtered search. "
+        + settings.limits(),
         lifespan=lifespan,
         responses=ERRORS,
     )
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.router.route_class = JSONRoute
+    # The last added runs first: metrics see every request, the gate's refusals too.
+    app.add_middleware(Gate, keys=settings.keys, limit=settings.max_body_bytes)
+    app.add_middleware(Metrics, routes=app.router.routes, counts=counts, latency=latency)
     app.state.settings = settings
+    _document_errors_only(app)
 
     @app.exception_handler(SimsearchError)
     async def simsearch_error(request: Request, exc: SimsearchError) -> JSONResponse:
-        return _error_response(exc)
+        return error_response(exc)
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except SimsearchError as exc:  # raised by BodyLimit while the body streams in
-            response = _error_response(exc)
-        route = request.scope.get("route")
-        label = f"{request.method} {getattr(route, 'path', 'other')}"
-        counts[f"{label} {response.status_code}"] += 1
-        latency[label] += time.perf_counter() - start
-        return response
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = _problems(exc.errors(), request.headers.get("content-type", ""))
+        return error_response(InvalidInputError(problems))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        body = error_body(code, str(exc.detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log (the server re-raises after answering); the client
+        # learns only that it failed.
+        return error_response(SimsearchError("the server failed on this request; see its log"))
 
     def allow(key: ApiKey | None, collection: str | None, right: Right) -> None:
         if key is not None:
@@ -162,6 +205,43 @@ def create_app(settings: ServerSettings) -> FastAPI:
         data = col.info()
         data.pop("path")
         return CollectionInfo(name=name, **data)
+
+    def check_texts(texts: Sequence[str] | None) -> None:
+        if texts is None:
+            return
+        if len(texts) > settings.max_texts:
+            raise PayloadTooLargeError(
+                f"{len(texts):,} texts to embed; one request may give at most "
+                f"{settings.max_texts:,}"
+            )
+        chars = sum(map(len, texts))
+        if chars > settings.max_text_chars:
+            raise PayloadTooLargeError(
+                f"{chars:,} characters to embed; one request may give at most "
+                f"{settings.max_text_chars:,}"
+            )
+
+    def check_search(body: SearchRequest) -> None:
+        query = body.query
+        texts: list[str] | None = None
+        if isinstance(query, str):
+            queries, texts = 1, [query]
+        elif query and isinstance(query[0], str):
+            queries, texts = len(query), [q for q in query if isinstance(q, str)]
+        elif query and isinstance(query[0], list):
+            queries = len(query)
+        else:  # one vector (or an empty list, which simsearch refuses)
+            queries = 1
+        if queries > settings.max_queries:
+            raise PayloadTooLargeError(
+                f"{queries:,} queries; one search may give at most {settings.max_queries:,}"
+            )
+        if queries * body.k > settings.max_results:
+            raise PayloadTooLargeError(
+                f"{queries:,} queries x k={body.k} asks for {queries * body.k:,} hits; one "
+                f"search may ask for at most {settings.max_results:,}"
+            )
+        check_texts(texts)
 
     # -- service -----------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -197,7 +277,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def list_collections(key: Caller) -> list[CollectionInfo]:
         """The collections this key may read."""
         names = [n for n in registry.names() if key is None or key.right_on(n) is not None]
-        return [info(n, registry.get(n)) for n in names]
+        listed = []
+        for name in names:
+            try:
+                listed.append(info(name, registry.get(name)))
+            except Exception as exc:  # any failure of one collection: list it, go on
+                log.warning("collection %r cannot be listed: %s", name, exc)
+                failure = (
+                    exc
+                    if isinstance(exc, SimsearchError)
+                    else CorruptCollectionError(f"collection {name!r} cannot be read: {exc}")
+                )
+                error = ErrorDetail(code=failure.code, message=short(str(failure), 500))
+                listed.append(CollectionInfo(name=name, error=error))
+        return listed
 
     @app.post("/collections", tags=["collections"], status_code=201)
     def create_collection(body: CreateCollection, key: Caller) -> CollectionInfo:
@@ -221,18 +314,32 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return Response(status_code=204)
 
     # -- items -------------------------------------------------------------------------------
-    @app.post("/collections/{name}/add", tags=["items"], status_code=201)
+    embed_limits = (
+        f"At most {settings.max_texts:,} texts and {settings.max_text_chars:,} characters to "
+        "embed per request (413 payload_too_large)."
+    )
+
+    @app.post(
+        "/collections/{name}/add",
+        tags=["items"],
+        status_code=201,
+        description=f"Add new items; an existing id fails the whole batch (409). {embed_limits}",
+    )
     def add(name: str, body: WriteItems, key: Caller) -> CollectionInfo:
-        """Add new items; an existing id fails the whole batch (409)."""
         allow(key, name, Right.WRITE)
+        check_texts(body.texts)
         col = registry.get(name)
         col.add(body.ids, vectors=body.vectors, texts=body.texts, metadata=body.metadata)
         return info(name, col)
 
-    @app.post("/collections/{name}/upsert", tags=["items"])
+    @app.post(
+        "/collections/{name}/upsert",
+        tags=["items"],
+        description=f"Add new items and replace existing ones whole. {embed_limits}",
+    )
     def upsert(name: str, body: WriteItems, key: Caller) -> CollectionInfo:
-        """Add new items and replace existing ones whole."""
         allow(key, name, Right.WRITE)
+        check_texts(body.texts)
         col = registry.get(name)
         col.upsert(body.ids, vectors=body.vectors, texts=body.texts, metadata=body.metadata)
         return info(name, col)
@@ -250,14 +357,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.post("/collections/{name}/delete", tags=["items"])
     def delete_items(name: str, body: DeleteItems, key: Caller) -> Deleted:
-        """Delete by ids, by filter, or both."""
+        """Delete by ids, by filter, or both; ``all`` alone deletes every item."""
         allow(key, name, Right.WRITE)
-        return Deleted(deleted=registry.get(name).delete(body.ids, where=body.where))
+        _check_field_names(body.where)
+        col = registry.get(name)
+        return Deleted(deleted=col.delete(body.ids, where=body.where, all=body.all))
 
-    @app.post("/collections/{name}/search", tags=["search"])
+    @app.post(
+        "/collections/{name}/search",
+        tags=["search"],
+        description="The k most similar items per query; a filter applies before ranking. "
+        f"At most {settings.max_queries:,} queries and {settings.max_results:,} hits "
+        f"(queries x k) per search; text queries count against the embedding limits "
+        f"({settings.max_texts:,} texts, {settings.max_text_chars:,} characters). Over a "
+        "limit: 413 payload_too_large.",
+    )
     def search(name: str, body: SearchRequest, key: Caller) -> SearchResponse:
-        """The k most similar items per query; a filter applies before ranking."""
         allow(key, name, Right.READ)
+        check_search(body)
+        _check_field_names(body.where)
         results = registry.get(name).search(
             body.query,
             k=body.k,
@@ -282,3 +400,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
 
     return app
+
+
+def _document_errors_only(app: FastAPI) -> None:
+    """Drop FastAPI's 422 from the OpenAPI document: a request that does not fit the schema
+    gets 400 in the error shape like every other invalid input."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]

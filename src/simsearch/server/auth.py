@@ -11,7 +11,10 @@ The key file is JSON::
 An admin key manages collections (create, delete) and may read and write all
 of them. ``write`` implies ``read``; ``"*"`` stands for every collection.
 Keys are compared in constant time through their SHA-256 digests and never
-logged or echoed.
+logged or echoed. The file is checked strictly when the server starts: ``admin``
+must be a JSON boolean, ``name`` a string, ``key`` a string of 8 characters or
+more, ``collections`` an object of collection names (or ``"*"``) to ``"read"`` or
+``"write"``; an unknown field, a repeated name or a repeated secret is refused.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from simsearch.errors import AuthenticationError, InvalidArgumentError, PermissionDeniedError
+from simsearch.server.schemas import NAME_CHARS
 
 __all__ = ["ApiKey", "KeyRing", "Right"]
 
@@ -76,27 +81,29 @@ class KeyRing:
 
     @staticmethod
     def from_dict(data: Any) -> KeyRing:
+        """Keys from the parsed key file, checked strictly: a typo (``"admin": "false"``, an
+        unknown field) must fail loudly at startup rather than grant or drop a right."""
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise InvalidArgumentError('the key file must be a JSON object {"keys": [...]}')
-        keys = []
+        for field_name in data:
+            if field_name != "keys":
+                raise InvalidArgumentError(
+                    f"the key file has an unknown field {_show(field_name)}; it holds only 'keys'"
+                )
+        keys: list[ApiKey] = []
+        names: set[str] = set()
         for i, entry in enumerate(data["keys"]):
-            where = f"keys[{i}]"
-            if not isinstance(entry, dict):
-                raise InvalidArgumentError(f"{where} must be an object")
-            secret, name = entry.get("key"), entry.get("name", f"key-{i}")
-            if not isinstance(secret, str) or len(secret) < 8:
-                raise InvalidArgumentError(f"{where}.key must be a string of 8 characters or more")
-            scopes = entry.get("collections", {})
-            if not isinstance(scopes, dict):
-                raise InvalidArgumentError(f"{where}.collections must map names to read/write")
-            rights: dict[str, Right] = {}
-            for collection, right in scopes.items():
-                if right not in ("read", "write"):
-                    raise InvalidArgumentError(
-                        f"{where}.collections.{collection} is {right!r}; use 'read' or 'write'"
-                    )
-                rights[collection] = Right.READ if right == "read" else Right.WRITE
-            keys.append(ApiKey(str(name), _digest(secret), bool(entry.get("admin")), rights))
+            key = _parse_entry(i, entry)
+            if key.name in names:
+                raise InvalidArgumentError(
+                    f"keys[{i}]: the name {_show(key.name)} is used by another key"
+                )
+            if any(hmac.compare_digest(key.digest, other.digest) for other in keys):
+                raise InvalidArgumentError(
+                    f"keys[{i}] ({_show(key.name)}): the same secret is given to another key"
+                )
+            names.add(key.name)
+            keys.append(key)
         return KeyRing(keys)
 
     @staticmethod
@@ -123,3 +130,53 @@ class KeyRing:
         if found is None:
             raise AuthenticationError("the API key is not valid")
         return found
+
+
+_FIELDS = ("name", "key", "admin", "collections")
+_RIGHTS = {"read": Right.READ, "write": Right.WRITE}
+#: A scope names a collection the way the server does, or ``"*"`` for all of them.
+_SCOPE_NAME = re.compile(rf"\*|{NAME_CHARS}")
+
+
+def _show(value: object) -> str:
+    """A value for an error message, cut short so a huge or odd field cannot flood the log."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_entry(i: int, entry: Any) -> ApiKey:
+    where = f"keys[{i}]"
+    if not isinstance(entry, dict):
+        raise InvalidArgumentError(f"{where} must be an object")
+    name = entry.get("name", f"key-{i}")
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"{where}.name must be a non-empty string")
+    where = f"{where} ({_show(name)})"
+    for field_name in entry:
+        if field_name not in _FIELDS:
+            raise InvalidArgumentError(
+                f"{where} has an unknown field {_show(field_name)}; a key has {', '.join(_FIELDS)}"
+            )
+    secret = entry.get("key")
+    if not isinstance(secret, str) or len(secret) < 8:
+        raise InvalidArgumentError(f"{where}.key must be a string of 8 characters or more")
+    admin = entry.get("admin", False)
+    if not isinstance(admin, bool):
+        # bool("false") is True: only a JSON true or false says what was meant.
+        raise InvalidArgumentError(f"{where}.admin must be true or false, not {_show(admin)}")
+    scopes = entry.get("collections", {})
+    if not isinstance(scopes, dict):
+        raise InvalidArgumentError(f"{where}.collections must map names to 'read' or 'write'")
+    rights: dict[str, Right] = {}
+    for collection, right in scopes.items():
+        if not _SCOPE_NAME.fullmatch(collection):
+            raise InvalidArgumentError(
+                f"{where}.collections names {_show(collection)}, which is not a collection "
+                "name (1-64 letters, digits, '_', '-' or '.') nor '*'"
+            )
+        if not isinstance(right, str) or right not in _RIGHTS:
+            raise InvalidArgumentError(
+                f"{where}.collections.{collection} is {_show(right)}; use 'read' or 'write'"
+            )
+        rights[collection] = _RIGHTS[right]
+    return ApiKey(name, _digest(secret), admin, rights)

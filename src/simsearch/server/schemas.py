@@ -24,7 +24,11 @@ __all__ = [
 ]
 
 #: Collection names become folder names: letters, digits, '_', '-' and '.', not leading '.'.
-NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+#: Match it with ``re.fullmatch``: with ``re.match``, ``$`` also matches before a final newline.
+NAME_CHARS = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+#: The same rule as a JSON-schema pattern; pydantic checks it with the Rust regex engine, whose
+#: ``$`` (without the multi-line flag) matches only at the very end, as in ECMAScript.
+NAME_PATTERN = rf"^{NAME_CHARS}$"
 MAX_BATCH = 10_000
 
 
@@ -49,17 +53,34 @@ class EncoderInfo(BaseModel):
     version: str
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
 class CollectionInfo(BaseModel):
+    """A collection's description; in a listing, a collection that cannot be opened has
+    only ``name`` and ``error``, so one damaged collection does not hide the others."""
+
     name: str
-    count: int
-    metric: str
-    dim: int | None
-    encoder: EncoderInfo | None
-    seq: int
-    size_bytes: int
-    index: str
+    count: int | None = None
+    metric: str | None = None
+    dim: int | None = None
+    encoder: EncoderInfo | None = None
+    seq: int | None = None
+    size_bytes: int | None = None
+    index: str | None = None
     migration: dict[str, Any] | None = Field(
         default=None, description="the model upgrade in progress, if any"
+    )
+    error: ErrorDetail | None = Field(
+        default=None,
+        description="why the collection cannot be opened (listing only); the other fields "
+        "are then null",
     )
 
 
@@ -77,6 +98,11 @@ class GetItems(_Strict):
 class DeleteItems(_Strict):
     ids: list[str] | None = Field(default=None, max_length=MAX_BATCH)
     where: dict[str, Any] | None = None
+    all: bool = Field(
+        default=False,
+        description="true (without ids or where) deletes every item; a filter that "
+        "matches everything is refused without it",
+    )
 
 
 class Deleted(BaseModel):
@@ -120,12 +146,3 @@ class HitOut(BaseModel):
 
 class SearchResponse(BaseModel):
     results: list[list[HitOut]] = Field(description="One row of hits per query, best first.")
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail

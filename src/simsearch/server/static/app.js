@@ -3,7 +3,10 @@
 
 const $ = (id) => document.getElementById(id);
 const keyInput = $("api-key");
-keyInput.value = localStorage.getItem("simsearch-key") || "";
+// The key lives for this tab only (sessionStorage): localStorage would keep it on disk for
+// any script of this origin to read later. A key stored there by an older page is dropped.
+localStorage.removeItem("simsearch-key");
+keyInput.value = sessionStorage.getItem("simsearch-key") || "";
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -124,7 +127,7 @@ $("search-form").addEventListener("submit", async (event) => {
 });
 
 keyInput.addEventListener("change", () => {
-  localStorage.setItem("simsearch-key", keyInput.value);
+  sessionStorage.setItem("simsearch-key", keyInput.value);
   loadCollections();
 });
 
