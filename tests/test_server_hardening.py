@@ -432,14 +432,21 @@ def test_the_listing_shows_damaged_collections_with_their_error(tmp_path: Path) 
         if leftover.is_file():
             leftover.unlink()
     (data / "empty" / DB_FILENAME).write_bytes(b"")
-    with TestClient(create_app(ServerSettings(data_dir=data))) as client:
+    with (
+        TestClient(create_app(ServerSettings(data_dir=data))) as client,
+        pytest.warns(RuntimeWarning, match="vectors that are not 2-d"),
+    ):
         r = client.get("/collections")
         assert r.status_code == 200, r.text
         listed = {c["name"]: c for c in r.json()}
         assert set(listed) == {"good", "truncated", "garbage", "empty"}
         assert listed["good"]["count"] == 2
         assert listed["good"]["error"] is None
-        for name in ("truncated", "garbage", "empty"):
+        # Damaged rows are left out of search; the rest of the collection stays readable.
+        assert listed["truncated"]["error"] is None
+        hits = client.post("/collections/truncated/search", json={"query": [1, 0]})
+        assert hits.json() == {"results": [[]]}
+        for name in ("garbage", "empty"):
             broken = listed[name]
             assert broken["error"]["code"] == "collection_corrupt", broken
             assert broken["count"] is None
