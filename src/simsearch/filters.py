@@ -27,23 +27,27 @@ compare by value. Values inside arrays are not searched.
 
 Field paths name every key metadata may hold. A backslash escapes the next
 character: ``\.`` is a dot inside a key (``"a\.b"`` is the key ``a.b``, not
-``b`` inside ``a``), ``\\`` is a backslash, and ``\$`` a dollar sign (a field
-at the top level may not begin with a bare ``$``, which starts an operator). Any
-other character, spaces, brackets, quotes of ``'``, tabs, newlines and
-non-ASCII letters included, stands for itself. :func:`field_path` writes the
-path of given keys. (Keys that are empty or hold NUL, a double quote or a lone
-surrogate are refused when metadata is written, so none is ever stored.)
+``b`` inside ``a``), ``\\`` is a backslash and ``\$`` a dollar sign (a field at
+the top level may not begin with a bare ``$``, which starts an operator); a
+backslash before anything else is an error. Every other character (spaces,
+brackets, single quotes, tabs, newlines, non-ASCII letters...) stands for
+itself. :func:`field_path` writes the path of given keys. Keys that are empty or
+hold NUL, a double quote or a lone surrogate are refused when metadata is
+written, so every stored key can be named.
 
-Limits: filters nest at most :data:`MAX_DEPTH` levels, hold at most
-:data:`MAX_CLAUSES` comparisons (an empty filter ``{}`` counts as one) and
-:data:`MAX_VALUES` values in all, and one ``$in``/``$nin`` list holds at most
-:data:`MAX_IN_VALUES` values. Over a limit, or where the SQLite in use cannot
-evaluate a filter, :class:`~simsearch.errors.InvalidFilterError` says which.
+Limits: a filter nests at most 32 levels (:data:`MAX_DEPTH`), holds at most
+10,000 comparisons (:data:`MAX_CLAUSES`; an empty filter ``{}`` counts as one)
+and 30,000 values in all (:data:`MAX_VALUES`: three per comparison, one per
+``$in`` value), and one ``$in``/``$nin`` list holds at most 10,000 values
+(:data:`MAX_IN_VALUES`). Lists of any length up to those limits work; a filter
+both very wide and deeply nested can still exceed what the SQLite in use
+parses. Every one of these raises :class:`~simsearch.errors.InvalidFilterError`
+saying which limit it met.
 
 >>> f = compile_filter({"year": {"$gte": 2000}, "lang": {"$in": ["en", "de"]}})
 >>> f.params
 ['$."year"', '$."year"', 2000, '$."lang"', '$."lang"', 'en', 'de']
->>> compile_filter({r"C:\\dir\.old": 1}).params
+>>> compile_filter({r"C:\\dir\.old": 1}).params  # the key C:\dir.old
 ['$."C:\\\\dir.old"', '$."C:\\\\dir.old"', 1]
 >>> field_path("a.b", "c")
 'a\\.b.c'
@@ -64,7 +68,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simsearch.errors import InvalidFilterError
-from simsearch.validation import INT64_RANGE, lone_surrogate_at
+from simsearch.validation import INT64_RANGE, describe_invalid_unicode
 
 __all__ = [
     "FIELD_OPERATORS",
@@ -187,11 +191,9 @@ def _field_keys(field: str) -> list[str]:
 
 
 def _json_path(field: str) -> str:
-    at = lone_surrogate_at(field)
-    if at is not None:
-        raise InvalidFilterError(
-            f"field path {field!r} holds a lone surrogate at character {at} (not valid Unicode)"
-        )
+    bad = describe_invalid_unicode(field)
+    if bad:
+        raise InvalidFilterError(f"field path {field!r} {bad}")
     if "\x00" in field:
         raise InvalidFilterError(f"field path {field!r} holds a NUL character")
     if '"' in field:
@@ -207,12 +209,9 @@ def _check_scalar(value: Any, where: str, op: str) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
-        at = lone_surrogate_at(value)
-        if at is not None:
-            raise InvalidFilterError(
-                f"{op} operand at {where} holds a lone surrogate at character {at} "
-                "(not valid Unicode)"
-            )
+        bad = describe_invalid_unicode(value)
+        if bad:
+            raise InvalidFilterError(f"{op} operand at {where} {bad}")
         return
     if isinstance(value, int):
         if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:

@@ -35,6 +35,7 @@ __all__ = [
     "check_metadata",
     "check_query_texts",
     "check_texts",
+    "describe_invalid_unicode",
     "lone_surrogate_at",
     "metadata_json",
     "metadata_to_json",
@@ -130,7 +131,7 @@ def check_ids(ids: Any) -> list[str]:
             raise InvalidIdError(f"id at position {i} is longer than {MAX_ID_LENGTH} characters")
         if "\x00" in item:
             raise InvalidIdError(f"id at position {i} holds a NUL character")
-        bad = _surrogate(item)
+        bad = describe_invalid_unicode(item)
         if bad:
             raise InvalidIdError(f"id at position {i} {bad}")
         if item in seen:
@@ -162,8 +163,9 @@ def lone_surrogate_at(text: str) -> int | None:
     return None
 
 
-def _surrogate(text: str) -> str | None:
-    """A phrase naming the lone surrogate in ``text``, or ``None`` when there is none."""
+def describe_invalid_unicode(text: str) -> str | None:
+    """A phrase naming the lone surrogate in ``text`` (to follow "... at position 3"),
+    or ``None`` when there is none."""
     at = lone_surrogate_at(text)
     if at is None:
         return None
@@ -181,7 +183,7 @@ def check_texts(texts: Any, n: int) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidTextError(f"text at position {i} is {type(text).__name__}, must be str")
-        bad = _surrogate(text)
+        bad = describe_invalid_unicode(text)
         if bad:
             raise InvalidTextError(f"text at position {i} {bad}")
     return list(texts)
@@ -199,7 +201,7 @@ def check_query_texts(texts: Sequence[str]) -> list[str]:
     for i, text in enumerate(out):
         if not isinstance(text, str):
             raise InvalidTextError(f"query text at position {i} is {type(text).__name__}")
-        bad = _surrogate(text)
+        bad = describe_invalid_unicode(text)
         if bad:
             raise InvalidTextError(f"query text at position {i} {bad}")
     return out
@@ -218,7 +220,7 @@ def _check_key(key: Any, where: str) -> None:
             f"{_short(where)} has an empty key, which no filter can name; "
             f"keys may not be empty or hold {REFUSED_KEY_CHARACTERS}"
         )
-    bad = _surrogate(key)
+    bad = describe_invalid_unicode(key)
     if bad:
         raise InvalidMetadataError(f"a key of {_short(where)} {bad}")
     for char, name in (("\x00", "a NUL character"), ('"', 'a double quote (")')):
@@ -242,7 +244,7 @@ def _check_json_value(value: Any, where: str, depth: int, active: set[int]) -> N
             )
         return
     if isinstance(value, str):
-        bad = _surrogate(value)
+        bad = describe_invalid_unicode(value)
         if bad:
             raise InvalidMetadataError(f"{_short(where)} {bad}")
         return
