@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,7 @@ BAD_WRITES: list[tuple[str, dict[str, Any], type[Exception]]] = [
     ("metadata length", {"metadata": [{}]}, errors.InvalidArgumentError),
     (
         "metadata too deep",
-        {
-            "metadata": [
-                {},
-                {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
-            ]
-        },
+        {"metadata": [{}, {"a": json.loads("[" * 40 + "]" * 40)}]},
         errors.InvalidMetadataError,
     ),
     ("metadata too big", {"metadata": [{"s": "x" * 70_000}, {}]}, errors.InvalidMetadataError),

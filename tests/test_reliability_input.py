@@ -328,6 +328,22 @@ def test_nul_in_a_filter_field_answers_400_on_the_server(tmp_path: Path) -> None
         assert answer.json()["error"]["code"] == "invalid_metadata"
 
 
+@pytest.mark.parametrize("where", ['{"\\ud800": 1}', '{"k": "\\udc00"}', '{"a\\u0000": 1}'])
+def test_the_cli_reports_invalid_filters_without_a_traceback(tmp_path: Path, where: str) -> None:
+    from typer.testing import CliRunner
+
+    from simsearch.cli import app
+
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add(["a"], vectors=[[1, 0]], metadata=[{"k": 1}])
+    result = CliRunner().invoke(app, ["delete", str(tmp_path / "c"), "--where", where])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "error:" in result.output
+    with simsearch.Collection.open(tmp_path / "c") as col:
+        assert len(col) == 1
+
+
 # -- (15) every stored key can be named ------------------------------------------------------
 TRICKY = ["C:\\dir", "a\nb", "tab\there", "a.b", "$price", "x[0]", "]", "it's", "é 😀", "\x01"]
 
