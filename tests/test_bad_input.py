@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,20 @@ BAD_WRITES: list[tuple[str, dict[str, Any], type[Exception]]] = [
     ("metadata set", {"metadata": [{"v": {1, 2}}, {}]}, errors.InvalidMetadataError),
     ("metadata int key", {"metadata": [{1: "a"}, {}]}, errors.InvalidMetadataError),
     ("metadata length", {"metadata": [{}]}, errors.InvalidArgumentError),
+    (
+        "metadata too deep",
+        {"metadata": [{}, {"a": json.loads("[" * 40 + "]" * 40)}]},
+        errors.InvalidMetadataError,
+    ),
+    ("metadata too big", {"metadata": [{"s": "x" * 70_000}, {}]}, errors.InvalidMetadataError),
+    ("metadata huge int", {"metadata": [{"n": 10**30}, {}]}, errors.InvalidMetadataError),
+    ("metadata quote key", {"metadata": [{'"': 1}, {}]}, errors.InvalidMetadataError),
+    ("metadata empty key", {"metadata": [{"": 1}, {}]}, errors.InvalidMetadataError),
+    ("metadata NUL key", {"metadata": [{"\x00": 1}, {}]}, errors.InvalidMetadataError),
+    ("metadata surrogate", {"metadata": [{"k": "\udc80"}, {}]}, errors.InvalidMetadataError),
+    ("surrogate id", {"ids": ["\ud800", "b"]}, errors.InvalidIdError),
     ("texts not str", {"texts": [1, "b"]}, errors.InvalidTextError),
+    ("surrogate text", {"texts": ["a", "\udfff"]}, errors.InvalidTextError),
     ("texts length", {"texts": ["a"]}, errors.InvalidArgumentError),
     ("nothing to store", {"vectors": None}, errors.InvalidArgumentError),
 ]
@@ -109,6 +123,10 @@ def test_duplicate_id_rejects_the_whole_batch(filled: simsearch.Collection) -> N
         ([1, 2], "must be an object"),
         ("{not json", "not valid JSON"),
         ({"$eq": 1}, "needs a field"),
+        ({"C:\\dir": 1}, "escapes only"),
+        ({"a\x00": 1}, "NUL"),
+        ({"k": "\ud800"}, "lone surrogate"),
+        ({"$or": [{"k": i} for i in range(10_001)]}, "10,000 comparisons"),
     ],
 )
 def test_malformed_filters_raise_and_delete_nothing(

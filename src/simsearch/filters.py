@@ -1,4 +1,4 @@
-"""The ``where`` filter language: parse, validate and compile to SQLite.
+r"""The ``where`` filter language: parse, validate and compile to SQLite.
 
 A filter is a JSON object (a Python dict) over item metadata:
 
@@ -25,9 +25,32 @@ Comparisons are typed: ``1`` never equals ``"1"`` or ``true``; numbers compare
 with numbers and strings with strings (by code point). Integers and floats
 compare by value. Values inside arrays are not searched.
 
+Field paths name every key metadata may hold. A backslash escapes the next
+character: ``\.`` is a dot inside a key (``"a\.b"`` is the key ``a.b``, not
+``b`` inside ``a``), ``\\`` is a backslash and ``\$`` a dollar sign (a field at
+the top level may not begin with a bare ``$``, which starts an operator); a
+backslash before anything else is an error. Every other character (spaces,
+brackets, single quotes, tabs, newlines, non-ASCII letters...) stands for
+itself. :func:`field_path` writes the path of given keys. Keys that are empty or
+hold NUL, a double quote or a lone surrogate are refused when metadata is
+written, so every stored key can be named.
+
+Limits: a filter nests at most 32 levels (:data:`MAX_DEPTH`), holds at most
+10,000 comparisons (:data:`MAX_CLAUSES`; an empty filter ``{}`` counts as one)
+and 30,000 values in all (:data:`MAX_VALUES`: three per comparison, one per
+``$in`` value), and one ``$in``/``$nin`` list holds at most 10,000 values
+(:data:`MAX_IN_VALUES`). Lists of any length up to those limits work; a filter
+both very wide and deeply nested can still exceed what the SQLite in use
+parses. Every one of these raises :class:`~simsearch.errors.InvalidFilterError`
+saying which limit it met.
+
 >>> f = compile_filter({"year": {"$gte": 2000}, "lang": {"$in": ["en", "de"]}})
 >>> f.params
 ['$."year"', '$."year"', 2000, '$."lang"', '$."lang"', 'en', 'de']
+>>> compile_filter({r"C:\\dir\.old": 1}).params  # the key C:\dir.old
+['$."C:\\\\dir.old"', '$."C:\\\\dir.old"', 1]
+>>> field_path("a.b", "c")
+'a\\.b.c'
 >>> compile_filter({"year": {"$near": 3}})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
@@ -36,20 +59,46 @@ simsearch.errors.InvalidFilterError: unknown operator '$near' at year; valid ope
 
 from __future__ import annotations
 
+import atexit
 import json
+import math
+import sqlite3
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from simsearch.errors import InvalidFilterError
+from simsearch.validation import INT64_RANGE, describe_invalid_unicode
 
-__all__ = ["FIELD_OPERATORS", "LOGICAL_OPERATORS", "SqlFilter", "compile_filter"]
+__all__ = [
+    "FIELD_OPERATORS",
+    "LOGICAL_OPERATORS",
+    "MAX_CLAUSES",
+    "MAX_DEPTH",
+    "MAX_IN_VALUES",
+    "MAX_VALUES",
+    "SqlFilter",
+    "compile_filter",
+    "field_path",
+]
 
 FIELD_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
 LOGICAL_OPERATORS = ("$and", "$or", "$not")
 
+#: Levels of nested filter objects (``$and``/``$or``/``$not`` each add one).
 MAX_DEPTH = 32
+#: Values in one ``$in`` or ``$nin`` list.
 MAX_IN_VALUES = 10_000
-_INT64 = (-(2**63), 2**63 - 1)
+#: Field comparisons in one filter (an empty filter ``{}`` counts as one).
+MAX_CLAUSES = 10_000
+#: SQL parameters of one filter (three per comparison, plus one per ``$in`` value):
+#: below SQLite's default cap of 32,766, leaving room for the store's own.
+MAX_VALUES = 30_000
+#: Terms joined in one SQL chain. SQLite parses ``a OR b OR c`` into an expression
+#: whose depth grows with its length (at most 1,000 deep) and ``(a OR (b OR c))`` into
+#: one whose parser stack grows with the nesting (about 30 levels in SQLite 3.40), so
+#: long lists become chains of parenthesised chains, each at most this long.
+_CHAIN = 32
 
 
 @dataclass(frozen=True)
@@ -77,33 +126,99 @@ def compile_filter(where: Any, *, column: str = "metadata") -> SqlFilter:
             where = json.loads(where)
         except json.JSONDecodeError as exc:
             raise InvalidFilterError(f"filter is not valid JSON: {exc}") from None
-    params: list[Any] = []
-    sql = _Compiler(column, params).filter(where, "", 0)
-    return SqlFilter(sql=sql, params=params)
+        except UnicodeDecodeError as exc:
+            raise InvalidFilterError(f"filter is not valid UTF-8 JSON: {exc.reason}") from None
+        except RecursionError:
+            raise InvalidFilterError(f"filter is nested deeper than {MAX_DEPTH} levels") from None
+    compiled = _Compiler(column).filter(where, "", 0)
+    params = list(compiled.params)
+    _check_sqlite_accepts(compiled.sql, params, column)
+    return SqlFilter(sql=compiled.sql, params=params)
+
+
+def field_path(*keys: str) -> str:
+    r"""The filter field path that names ``keys``, outermost first (escaping ``.``, ``\``
+    and a leading ``$``).
+
+    >>> field_path("author", "name")
+    'author.name'
+    >>> field_path("$price")
+    '\\$price'
+    """
+    if not keys:
+        raise InvalidFilterError("field_path needs at least one key")
+    parts = []
+    for key in keys:
+        if not isinstance(key, str) or not key:
+            raise InvalidFilterError(f"field_path takes non-empty strings, not {key!r}")
+        parts.append(key.replace("\\", "\\\\").replace(".", "\\."))
+    if parts[0].startswith("$"):
+        parts[0] = "\\" + parts[0]
+    return ".".join(parts)
 
 
 def _describe(path: str) -> str:
     return path or "the top level"
 
 
-def _json_path(field: str, where: str) -> str:
-    parts = field.split(".")
-    if any(not p for p in parts):
-        raise InvalidFilterError(f"field path {field!r} at {_describe(where)} has an empty part")
-    if any('"' in p for p in parts):
+_ESCAPABLE = (".", "\\", "$")
+
+
+def _field_keys(field: str) -> list[str]:
+    """The keys a field path names, outermost first (see the module docstring)."""
+    keys: list[str] = []
+    part: list[str] = []
+    chars = iter(field)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            if escaped not in _ESCAPABLE:
+                shown = f"'\\{escaped}'" if escaped else "a backslash at its end"
+                raise InvalidFilterError(
+                    f"field path {field!r} holds {shown}; a backslash escapes only '.', '\\' "
+                    "or '$' (write '\\\\' for a backslash)"
+                )
+            part.append(escaped)
+        elif char == ".":
+            keys.append("".join(part))
+            part = []
+        else:
+            part.append(char)
+    keys.append("".join(part))
+    if any(not k for k in keys):
+        raise InvalidFilterError(f"field path {field!r} has an empty part")
+    return keys
+
+
+def _json_path(field: str) -> str:
+    bad = describe_invalid_unicode(field)
+    if bad:
+        raise InvalidFilterError(f"field path {field!r} {bad}")
+    if "\x00" in field:
+        raise InvalidFilterError(f"field path {field!r} holds a NUL character")
+    if '"' in field:
         raise InvalidFilterError(f'field path {field!r} may not contain a double quote (")')
-    return "$" + "".join(f'."{p}"' for p in parts)
+    # Each key is written as stored metadata writes it (JSON escapes, no ASCII escaping):
+    # SQLite before 3.45 matches a quoted path label against the stored key's JSON text,
+    # later versions decode both; either way the key is found.
+    labels = (json.dumps(k, ensure_ascii=False)[1:-1] for k in _field_keys(field))
+    return "$" + "".join(f'."{label}"' for label in labels)
 
 
 def _check_scalar(value: Any, where: str, op: str) -> None:
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        bad = describe_invalid_unicode(value)
+        if bad:
+            raise InvalidFilterError(f"{op} operand at {where} {bad}")
         return
     if isinstance(value, int):
-        if not _INT64[0] <= value <= _INT64[1]:
+        if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
             raise InvalidFilterError(f"{op} operand at {where} is outside the 64-bit range")
         return
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise InvalidFilterError(f"{op} operand at {where} must be a finite number")
         return
     raise InvalidFilterError(
@@ -111,12 +226,66 @@ def _check_scalar(value: Any, where: str, op: str) -> None:
     )
 
 
-class _Compiler:
-    def __init__(self, column: str, params: list[Any]) -> None:
-        self.col = column
-        self.params = params
+@dataclass(frozen=True)
+class _Sql:
+    """A compiled part: SQL that is ``1`` or wrapped in parentheses (so it combines
+    without precedence surprises), its parameters, and how many parentheses deep it
+    nests."""
 
-    def filter(self, node: Any, where: str, depth: int) -> str:
+    sql: str
+    params: tuple[Any, ...]
+    nesting: int
+
+
+_ALL = _Sql("1", (), 0)
+
+
+def _join(parts: list[_Sql], joiner: str) -> _Sql:
+    """``parts`` joined with ``joiner`` (`` AND `` or `` OR ``) in a shape SQLite parses.
+
+    The most deeply nested parts go first: SQLite's parser stack grows little for
+    parentheses that open one after another, and much more for each one opened after an
+    operator. Lists longer than ``_CHAIN`` become chains of parenthesised chains.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    parts = sorted(parts, key=lambda p: -p.nesting)
+    while len(parts) > _CHAIN:
+        groups = -(-len(parts) // _CHAIN)
+        size = -(-len(parts) // groups)
+        parts = [_chain(parts[i : i + size], joiner) for i in range(0, len(parts), size)]
+    return _chain(parts, joiner)
+
+
+def _chain(parts: list[_Sql], joiner: str) -> _Sql:
+    if len(parts) == 1:
+        return parts[0]
+    sql = "(" + joiner.join(p.sql for p in parts) + ")"
+    params = tuple(v for p in parts for v in p.params)
+    return _Sql(sql, params, parts[0].nesting + 1)
+
+
+def _negate(part: _Sql) -> _Sql:
+    # Parts are 0, 1 or NULL (a missing field); a negation matches all but 1.
+    return _Sql(f"({part.sql} IS NOT 1)", part.params, part.nesting + 1)
+
+
+class _Compiler:
+    def __init__(self, column: str) -> None:
+        self.col = column
+        self.clauses = 0
+        self.values = 0
+
+    def count(self, where: str) -> None:
+        """Count one comparison (refusing filters over the limit before they are built)."""
+        self.clauses += 1
+        if self.clauses > MAX_CLAUSES:
+            raise InvalidFilterError(
+                f"filter holds more than {MAX_CLAUSES:,} comparisons (at {_describe(where)}); "
+                "use $in for lists of values, or split the filter"
+            )
+
+    def filter(self, node: Any, where: str, depth: int) -> _Sql:
         if depth > MAX_DEPTH:
             raise InvalidFilterError(f"filter is nested deeper than {MAX_DEPTH} levels")
         if not isinstance(node, dict):
@@ -130,21 +299,21 @@ class _Compiler:
             if key.startswith("$"):
                 clauses.append(self.logical(key, value, where, depth))
             else:
-                clauses.append(self.field(key, value, depth))
+                clauses.append(self.field(key, value))
         if not clauses:
-            return "1"
-        return clauses[0] if len(clauses) == 1 else "(" + " AND ".join(clauses) + ")"
+            self.count(where)
+            return _ALL
+        return _join(clauses, " AND ")
 
-    def logical(self, op: str, value: Any, where: str, depth: int) -> str:
+    def logical(self, op: str, value: Any, where: str, depth: int) -> _Sql:
         here = f"{where}.{op}" if where else op
         if op == "$not":
-            return f"NOT COALESCE({self.filter(value, here, depth + 1)}, 0)"
+            return _negate(self.filter(value, here, depth + 1))
         if op in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise InvalidFilterError(f"{op} at {_describe(where)} takes a non-empty list")
             parts = [self.filter(v, f"{here}[{i}]", depth + 1) for i, v in enumerate(value)]
-            joiner = " AND " if op == "$and" else " OR "
-            return "(" + joiner.join(parts) + ")"
+            return _join(parts, " AND " if op == "$and" else " OR ")
         if op in FIELD_OPERATORS:
             raise InvalidFilterError(
                 f"{op} at {_describe(where)} needs a field: write {{'field': {{'{op}': ...}}}}"
@@ -154,8 +323,8 @@ class _Compiler:
             f"valid logical operators are: {', '.join(LOGICAL_OPERATORS)}"
         )
 
-    def field(self, name: str, value: Any, depth: int) -> str:
-        path = _json_path(name, name)
+    def field(self, name: str, value: Any) -> _Sql:
+        path = _json_path(name)
         if isinstance(value, dict):
             if not value:
                 raise InvalidFilterError(f"operator object at {name} is empty")
@@ -166,42 +335,44 @@ class _Compiler:
                         f"{name} compares with an object; use dotted paths such as "
                         f"'{name}.{op}' to reach nested fields, or an operator"
                     )
+                self.count(name)
                 parts.append(self.operator(op, operand, name, path))
-            return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+            return _join(parts, " AND ")
         if isinstance(value, list):
             raise InvalidFilterError(f"{name} compares with a list; use {{'$in': [...]}}")
+        self.count(name)
         return self.operator("$eq", value, name, path)
 
     # -- typed comparisons -------------------------------------------------
-    def _type(self, path: str) -> str:
-        self.params.append(path)
-        return f"json_type({self.col}, ?)"
+    def leaf(self, template: str, *params: Any) -> _Sql:
+        """One comparison: ``template`` with ``TYPE`` and ``VALUE`` for the JSON type and
+        value at a path (each takes the path as its parameter, in order)."""
+        self.values += len(params)
+        if self.values > MAX_VALUES:
+            raise InvalidFilterError(
+                f"filter needs more than {MAX_VALUES:,} values (three per comparison, one "
+                "per $in/$nin value); split it"
+            )
+        sql = template.replace("TYPE", f"json_type({self.col}, ?)")
+        return _Sql(sql.replace("VALUE", f"json_extract({self.col}, ?)"), params, 1)
 
-    def _value(self, path: str) -> str:
-        self.params.append(path)
-        return f"json_extract({self.col}, ?)"
-
-    def eq(self, path: str, value: Any) -> str:
+    def eq(self, path: str, value: Any) -> _Sql:
         if value is None:
-            return f"{self._type(path)} = 'null'"
+            return self.leaf("(TYPE = 'null')", path)
         if isinstance(value, bool):
-            return f"{self._type(path)} = '{'true' if value else 'false'}'"
+            return self.leaf(f"(TYPE = '{'true' if value else 'false'}')", path)
         kinds = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
-        sql = f"({self._type(path)} IN {kinds} AND {self._value(path)} = ?)"
-        self.params.append(value)
-        return sql
+        return self.leaf(f"(TYPE IN {kinds} AND VALUE = ?)", path, path, value)
 
-    def compare(self, sql_op: str, path: str, value: Any, name: str, op: str) -> str:
+    def compare(self, sql_op: str, path: str, value: Any, name: str, op: str) -> _Sql:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise InvalidFilterError(
                 f"{op} at {name} compares with {type(value).__name__}; expected a number or str"
             )
         kinds = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
-        sql = f"({self._type(path)} IN {kinds} AND {self._value(path)} {sql_op} ?)"
-        self.params.append(value)
-        return sql
+        return self.leaf(f"(TYPE IN {kinds} AND VALUE {sql_op} ?)", path, path, value)
 
-    def in_list(self, path: str, values: Any, name: str, op: str) -> str:
+    def in_list(self, path: str, values: Any, name: str, op: str) -> _Sql:
         if not isinstance(values, list) or not values:
             raise InvalidFilterError(f"{op} at {name} takes a non-empty list")
         if len(values) > MAX_IN_VALUES:
@@ -215,22 +386,20 @@ class _Compiler:
         for group, kinds in ((numbers, "('integer', 'real')"), (texts, "('text')")):
             if group:
                 marks = ", ".join("?" for _ in group)
-                parts.append(
-                    f"({self._type(path)} IN {kinds} AND {self._value(path)} IN ({marks}))"
-                )
-                self.params.extend(group)
+                sql = f"(TYPE IN {kinds} AND VALUE IN ({marks}))"
+                parts.append(self.leaf(sql, path, path, *group))
         for special in (True, False, None):
             if any(v is special for v in values):
                 parts.append(self.eq(path, special))
-        return "(" + " OR ".join(parts) + ")"
+        return _join(parts, " OR ")
 
-    def operator(self, op: str, operand: Any, name: str, path: str) -> str:
+    def operator(self, op: str, operand: Any, name: str, path: str) -> _Sql:
         if op == "$eq":
             _check_scalar(operand, name, op)
             return self.eq(path, operand)
         if op == "$ne":
             _check_scalar(operand, name, op)
-            return f"NOT COALESCE({self.eq(path, operand)}, 0)"
+            return _negate(self.eq(path, operand))
         if op in ("$gt", "$gte", "$lt", "$lte"):
             _check_scalar(operand, name, op)
             sql_op = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
@@ -238,11 +407,50 @@ class _Compiler:
         if op == "$in":
             return self.in_list(path, operand, name, op)
         if op == "$nin":
-            return f"NOT COALESCE({self.in_list(path, operand, name, op)}, 0)"
+            return _negate(self.in_list(path, operand, name, op))
         if op == "$exists":
             if not isinstance(operand, bool):
                 raise InvalidFilterError(f"$exists at {name} takes true or false")
-            return f"{self._type(path)} IS {'NOT ' if operand else ''}NULL"
+            return self.leaf(f"(TYPE IS {'NOT ' if operand else ''}NULL)", path)
         raise InvalidFilterError(
             f"unknown operator {op!r} at {name}; valid operators are: {', '.join(FIELD_OPERATORS)}"
         )
+
+
+_probe_lock = threading.Lock()
+#: One in-memory database per column name, opened on first use, with an empty table
+#: shaped like the store's.
+_probes: dict[str, sqlite3.Connection] = {}
+
+
+def _check_sqlite_accepts(sql: str, params: list[Any], column: str) -> None:
+    """Refuse, as an input error, a filter the SQLite in use cannot parse.
+
+    SQLite's parser limits (expression depth, parser stack, parameter count) differ
+    between builds, and are all checked while a statement is parsed. This parses the
+    store's query in its larger form (``seq > ? AND (filter)``) behind a constant false
+    test, so SQLite drops it before planning and code generation, which for a long
+    filter cost ten times as much as parsing it.
+    """
+    if sql == "1":
+        return
+    with _probe_lock:
+        conn = _probes.get(column)
+        if conn is None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
+            conn.execute(
+                f"CREATE TABLE items (row INTEGER PRIMARY KEY, seq INTEGER, {column} TEXT)"
+            )
+            atexit.register(conn.close)
+            _probes[column] = conn
+        try:
+            conn.execute(
+                f"SELECT row FROM items WHERE 0 AND (seq > ? AND ({sql})) ORDER BY row",
+                [0, *params],
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise InvalidFilterError(
+                f"filter is too large for SQLite ({exc}); use fewer comparisons or nest "
+                f"fewer levels (the limits are {MAX_CLAUSES:,} comparisons and {MAX_DEPTH} "
+                "levels, fewer when both are used at once)"
+            ) from None

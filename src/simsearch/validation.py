@@ -24,17 +24,38 @@ from simsearch.errors import (
 from simsearch.types import FloatArray, JSONObject
 
 __all__ = [
+    "INT64_RANGE",
     "MAX_ID_LENGTH",
+    "MAX_METADATA_BYTES",
+    "MAX_METADATA_DEPTH",
+    "REFUSED_KEY_CHARACTERS",
     "as_vector_batch",
     "check_ids",
     "check_k",
     "check_metadata",
+    "check_query_texts",
     "check_texts",
+    "describe_invalid_unicode",
+    "lone_surrogate_at",
+    "metadata_json",
     "metadata_to_json",
 ]
 
 #: Ids are stored as SQLite TEXT and echoed in every result; keep them short enough to be keys.
 MAX_ID_LENGTH = 1024
+#: Objects and arrays nest at most this many levels in one item's metadata (the metadata
+#: object itself is the first): what is stored must stay returnable, and JSON serialisers
+#: (the server's among them) refuse much deeper values.
+MAX_METADATA_DEPTH = 32
+#: One item's metadata is at most this many bytes as compact UTF-8 JSON (64 KiB): every
+#: filtered search parses each item's metadata and every hit returns it, so long content
+#: belongs in the item's text.
+MAX_METADATA_BYTES = 64 * 1024
+#: What a metadata key may not hold (besides being empty): filters name keys through
+#: SQLite JSON paths, which cannot express these.
+REFUSED_KEY_CHARACTERS = 'NUL, " or lone surrogates'
+#: Integers SQLite's JSON reads exactly.
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
 def as_vector_batch(vectors: Any, dim: int | None, *, what: str = "vectors") -> FloatArray:
@@ -110,6 +131,9 @@ def check_ids(ids: Any) -> list[str]:
             raise InvalidIdError(f"id at position {i} is longer than {MAX_ID_LENGTH} characters")
         if "\x00" in item:
             raise InvalidIdError(f"id at position {i} holds a NUL character")
+        bad = describe_invalid_unicode(item)
+        if bad:
+            raise InvalidIdError(f"id at position {i} {bad}")
         if item in seen:
             raise InvalidIdError(f"id {item!r} appears more than once in the batch")
         seen.add(item)
@@ -117,6 +141,35 @@ def check_ids(ids: Any) -> list[str]:
     if not out:
         raise InvalidIdError("ids is empty")
     return out
+
+
+def lone_surrogate_at(text: str) -> int | None:
+    r"""The index of the first lone surrogate in ``text``, or ``None`` when it is valid Unicode.
+
+    Lone surrogates (``"\ud800"``) come from JSON escapes and from undecodable bytes in
+    command lines; SQLite and UTF-8 cannot hold them, so every string is checked here.
+
+    >>> lone_surrogate_at("ok") is None
+    True
+    >>> lone_surrogate_at("ab\ud800")
+    2
+    """
+    if text.isascii():  # the common case, checked without encoding
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def describe_invalid_unicode(text: str) -> str | None:
+    """A phrase naming the lone surrogate in ``text`` (to follow "... at position 3"),
+    or ``None`` when there is none."""
+    at = lone_surrogate_at(text)
+    if at is None:
+        return None
+    return f"holds a lone surrogate {text[at]!r} at character {at} (not valid Unicode)"
 
 
 def check_texts(texts: Any, n: int) -> list[str]:
@@ -130,33 +183,103 @@ def check_texts(texts: Any, n: int) -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidTextError(f"text at position {i} is {type(text).__name__}, must be str")
+        bad = describe_invalid_unicode(text)
+        if bad:
+            raise InvalidTextError(f"text at position {i} {bad}")
     return list(texts)
 
 
-def _check_json_value(value: Any, where: str) -> None:
-    if value is None or isinstance(value, bool | int | str):
+def check_query_texts(texts: Sequence[str]) -> list[str]:
+    r"""Return the texts of a text query as a list, or raise if one is not valid Unicode.
+
+    >>> check_query_texts(["fine", "x\udc80"])
+    Traceback (most recent call last):
+    ...
+    simsearch.errors.InvalidTextError: query text at position 1 holds a lone surrogate '\udc80' at character 1 (not valid Unicode)
+    """  # noqa: E501
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise InvalidTextError(f"query text at position {i} is {type(text).__name__}")
+        bad = describe_invalid_unicode(text)
+        if bad:
+            raise InvalidTextError(f"query text at position {i} {bad}")
+    return out
+
+
+def _short(where: str) -> str:
+    # Positions are built from user keys; keep messages readable whatever their length.
+    return where if len(where) <= 120 else where[:117] + "..."
+
+
+def _check_key(key: Any, where: str) -> None:
+    if not isinstance(key, str):
+        raise InvalidMetadataError(f"{_short(where)} has a non-string key {key!r}")
+    if not key:
+        raise InvalidMetadataError(
+            f"{_short(where)} has an empty key, which no filter can name; "
+            f"keys may not be empty or hold {REFUSED_KEY_CHARACTERS}"
+        )
+    bad = describe_invalid_unicode(key)
+    if bad:
+        raise InvalidMetadataError(f"a key of {_short(where)} {bad}")
+    for char, name in (("\x00", "a NUL character"), ('"', 'a double quote (")')):
+        if char in key:
+            raise InvalidMetadataError(
+                f"key {key[:80]!r} of {_short(where)} holds {name}, which no filter can name; "
+                f"keys may not be empty or hold {REFUSED_KEY_CHARACTERS}"
+            )
+
+
+def _check_json_value(value: Any, where: str, depth: int, active: set[int]) -> None:
+    """Check one JSON value; ``depth`` counts the objects and arrays around it."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+            # SQLite's JSON reads larger integers as inexact reals (and filters take
+            # only 64-bit integers), so such a number could never be matched exactly.
+            raise InvalidMetadataError(
+                f"{_short(where)} is an integer outside the 64-bit range; store it as a string"
+            )
+        return
+    if isinstance(value, str):
+        bad = describe_invalid_unicode(value)
+        if bad:
+            raise InvalidMetadataError(f"{_short(where)} {bad}")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidMetadataError(f"{where} is {value}, JSON holds only finite numbers")
+            raise InvalidMetadataError(
+                f"{_short(where)} is {value}, JSON holds only finite numbers"
+            )
         return
-    if isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            _check_json_value(v, f"{where}[{i}]")
-        return
+    if not isinstance(value, list | tuple | dict):
+        raise InvalidMetadataError(
+            f"{_short(where)} is {type(value).__name__}, which JSON cannot hold"
+        )
+    # The depth bound also bounds this recursion, whatever the input's own depth.
+    if depth >= MAX_METADATA_DEPTH:
+        raise InvalidMetadataError(
+            f"{_short(where)} nests objects and arrays deeper than {MAX_METADATA_DEPTH} levels"
+        )
+    if id(value) in active:
+        raise InvalidMetadataError(f"{_short(where)} holds itself, which JSON cannot hold")
+    active.add(id(value))
     if isinstance(value, dict):
         for key, v in value.items():
-            if not isinstance(key, str):
-                raise InvalidMetadataError(f"{where} has a non-string key {key!r}")
-            _check_json_value(v, f"{where}.{key}")
-        return
-    raise InvalidMetadataError(f"{where} is {type(value).__name__}, which JSON cannot hold")
+            _check_key(key, where)
+            _check_json_value(v, f"{where}.{key}", depth + 1, active)
+    else:
+        for i, v in enumerate(value):
+            _check_json_value(v, f"{where}[{i}]", depth + 1, active)
+    active.discard(id(value))
 
 
-def check_metadata(metadata: Any, n: int) -> list[JSONObject]:
-    """Return ``metadata`` as ``n`` JSON objects (``None`` means ``{}``), or raise."""
+def _checked_metadata(metadata: Any, n: int) -> list[tuple[JSONObject, str]]:
+    """Each entry of ``metadata`` checked, with its JSON text."""
     if metadata is None:
-        return [{} for _ in range(n)]
+        return [({}, "{}") for _ in range(n)]
     if isinstance(metadata, dict):
         metadata = [metadata]
     if not isinstance(metadata, Sequence) or isinstance(metadata, str):
@@ -165,7 +288,7 @@ def check_metadata(metadata: Any, n: int) -> list[JSONObject]:
         )
     if len(metadata) != n:
         raise InvalidArgumentError(f"got {n} ids but {len(metadata)} metadata entries")
-    out: list[JSONObject] = []
+    out: list[tuple[JSONObject, str]] = []
     for i, meta in enumerate(metadata):
         if meta is None:
             meta = {}
@@ -173,9 +296,43 @@ def check_metadata(metadata: Any, n: int) -> list[JSONObject]:
             raise InvalidMetadataError(
                 f"metadata at position {i} is {type(meta).__name__}, must be a JSON object (dict)"
             )
-        _check_json_value(meta, f"metadata[{i}]")
-        out.append(meta)
+        _check_json_value(meta, f"metadata[{i}]", 0, set())
+        text = metadata_to_json(meta)
+        # Only long texts can be over the limit in UTF-8 bytes: skip encoding the rest.
+        if len(text) * 4 > MAX_METADATA_BYTES:
+            size = len(text.encode("utf-8"))
+            if size > MAX_METADATA_BYTES:
+                raise InvalidMetadataError(
+                    f"metadata at position {i} is {size:,} bytes as JSON, over the limit of "
+                    f"{MAX_METADATA_BYTES:,} bytes per item; keep long content in texts"
+                )
+        out.append((meta, text))
     return out
+
+
+def check_metadata(metadata: Any, n: int) -> list[JSONObject]:
+    """Return ``metadata`` as ``n`` JSON objects (``None`` means ``{}``), or raise.
+
+    Every stored key can be named by a filter, and whatever is stored can be returned:
+    keys are non-empty and hold no NUL, no double quote and no lone surrogate; objects
+    and arrays nest at most :data:`MAX_METADATA_DEPTH` levels (the metadata object
+    itself is the first); one item's JSON is at most :data:`MAX_METADATA_BYTES` bytes;
+    integers fit in 64 bits.
+
+    >>> check_metadata([{"a.b": 1}, None], 2)
+    [{'a.b': 1}, {}]
+    >>> check_metadata([{"x": 1}, {'say "hi"': 2}], 2)
+    Traceback (most recent call last):
+    ...
+    simsearch.errors.InvalidMetadataError: key 'say "hi"' of metadata[1] holds a double quote ("), which no filter can name; keys may not be empty or hold NUL, " or lone surrogates
+    """  # noqa: E501
+    return [meta for meta, _ in _checked_metadata(metadata, n)]
+
+
+def metadata_json(metadata: Any, n: int) -> list[str]:
+    """Check ``metadata`` as :func:`check_metadata` does and return each entry's JSON text
+    (serialised once, as :func:`metadata_to_json` does)."""
+    return [text for _, text in _checked_metadata(metadata, n)]
 
 
 def metadata_to_json(meta: JSONObject) -> str:
