@@ -165,25 +165,25 @@ PAST_LIMITS = {
         "/collections/docs/search",
         b'{"query": [1, 0], "where": ' + b'{"$not": ' * 1000 + b'{"t": 1}' + b"}" * 1001,
     ),
-    "filter-5000-or-clauses": (
+    "filter-20000-or-clauses": (
         "/collections/docs/search",
-        _raw({"query": [1, 0], "where": {"$or": [{"t": i} for i in range(5000)]}}),
+        _raw({"query": [1, 0], "where": {"$or": [{"t": i} for i in range(20_000)]}}),
     ),
-    "filter-5000-and-clauses": (
+    "filter-20000-and-clauses": (
         "/collections/docs/search",
-        _raw({"query": [1, 0], "where": {"$and": [{f"f{i}": i} for i in range(5000)]}}),
+        _raw({"query": [1, 0], "where": {"$and": [{f"f{i}": i} for i in range(20_000)]}}),
     ),
-    "filter-5000-fields": (
+    "filter-20000-fields": (
         "/collections/docs/search",
-        _raw({"query": [1, 0], "where": {f"f{i}": i for i in range(5000)}}),
+        _raw({"query": [1, 0], "where": {f"f{i}": i for i in range(20_000)}}),
     ),
     "filter-in-20000-values": (
         "/collections/docs/search",
         _raw({"query": [1, 0], "where": {"t": {"$in": list(range(20_000))}}}),
     ),
-    "delete-filter-5000-or-clauses": (
+    "delete-filter-20000-or-clauses": (
         "/collections/docs/delete",
-        _raw({"where": {"$or": [{"t": i} for i in range(5000)]}}),
+        _raw({"where": {"$or": [{"t": i} for i in range(20_000)]}}),
     ),
     "add-10001-ids": (
         "/collections/docs/add",

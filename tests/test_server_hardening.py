@@ -432,11 +432,9 @@ def test_the_listing_shows_damaged_collections_with_their_error(tmp_path: Path) 
         if leftover.is_file():
             leftover.unlink()
     (data / "empty" / DB_FILENAME).write_bytes(b"")
-    with (
-        TestClient(create_app(ServerSettings(data_dir=data))) as client,
-        pytest.warns(RuntimeWarning, match="vectors that are not 2-d"),
-    ):
-        r = client.get("/collections")
+    with TestClient(create_app(ServerSettings(data_dir=data))) as client:
+        with pytest.warns(RuntimeWarning, match="vectors that are not 2-d"):
+            r = client.get("/collections")
         assert r.status_code == 200, r.text
         listed = {c["name"]: c for c in r.json()}
         assert set(listed) == {"good", "truncated", "garbage", "empty"}

@@ -83,6 +83,7 @@ from simsearch.validation import (
     check_ids,
     check_k,
     check_metadata,
+    check_query_texts,
     check_texts,
     metadata_to_json,
 )
@@ -155,14 +156,14 @@ class _InCollectionSpace:
 def _query_texts(query: Any) -> list[str] | None:
     """The texts of a text query (one string or a list of strings), else ``None``."""
     if isinstance(query, str):
-        return [query]
+        return check_query_texts([query])
     if (
         isinstance(query, Sequence)
         and not isinstance(query, bytes)
         and query
         and all(isinstance(q, str) for q in query)
     ):
-        return list(query)
+        return check_query_texts(query)
     if isinstance(query, Sequence) and any(isinstance(q, str) for q in query):
         raise InvalidArgumentError("a query batch must be all strings or all vectors")
     return None

@@ -65,6 +65,8 @@ def _parse_where(where: str | None) -> Any:
         return json.loads(where)
     except json.JSONDecodeError as exc:
         raise InvalidArgumentError(f"--where is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InvalidArgumentError("--where is nested too deeply") from None
 
 
 def _batched(items: list[T], size: int) -> Iterator[list[T]]:
