@@ -69,9 +69,18 @@ _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def _log_normal_cdf(z: F64) -> F64:
-    """log Phi(z), precise in the upper tail where Phi(z) is within a hair of 1."""
-    upper_tail = 0.5 * _erfc(z / math.sqrt(2.0))
-    return np.asarray(np.log1p(-np.minimum(upper_tail, 1.0 - 1e-300)), dtype=np.float64)
+    """log Phi(z), precise in both tails: where Phi(z) is within a hair of 1 (from the
+    upper tail's mass), where it is tiny (from its own erfc), and past where that
+    underflows (the Mills-ratio asymptote), so no score maps to -inf."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.empty_like(z)
+    high, far = z >= 0.0, z < -37.0
+    mid = ~high & ~far
+    out[high] = np.log1p(-0.5 * _erfc(z[high] / math.sqrt(2.0)))
+    out[mid] = np.log(0.5 * _erfc(-z[mid] / math.sqrt(2.0)))
+    zf = z[far]
+    out[far] = -0.5 * zf * zf - np.log(-zf) - 0.5 * math.log(2.0 * math.pi)
+    return out
 
 
 @dataclass(frozen=True)
