@@ -334,6 +334,19 @@ def test_unknown_routes_and_methods_answer_in_the_error_shape(server: Server) ->
     assert error_of(httpx.get(f"{server.url}/nowhere")) == (401, "unauthenticated")
 
 
+def test_the_request_limits_are_set_from_the_command_line(tmp_path: Path) -> None:
+    flags = ["--max-queries", "2", "--max-results", "10", "--max-texts", "3"]
+    with running_server(tmp_path / "data", extra=flags) as small:
+        httpx.post(small.url + "/collections", json={"name": "c", "dim": 2}).raise_for_status()
+        search = small.url + "/collections/c/search"
+        assert httpx.post(search, json={"query": [[1, 0]] * 2, "k": 5}).status_code == 200
+        for body in ({"query": [[1, 0]] * 3, "k": 1}, {"query": [[1, 0]] * 2, "k": 6}):
+            assert error_of(httpx.post(search, json=body)) == (413, "payload_too_large")
+        texts = {"ids": list("abcd"), "texts": ["w"] * 4}
+        r = httpx.post(small.url + "/collections/c/add", json=texts)
+        assert error_of(r) == (413, "payload_too_large")
+
+
 # -- (19) chunked bodies over the limit ------------------------------------------------------
 def test_a_chunked_body_over_the_limit_gets_413(tmp_path: Path) -> None:
     with running_server(tmp_path / "data", extra=["--max-body-mb", "0.01"]) as small:

@@ -524,6 +524,14 @@ def serve(
         bool, typer.Option(help="Allow serving a non-loopback address without API keys.")
     ] = False,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body.")] = 32.0,
+    max_queries: Annotated[int, typer.Option(min=1, help="Most queries per search.")] = 1_000,
+    max_results: Annotated[
+        int, typer.Option(min=1, help="Most hits per search (queries x k).")
+    ] = 100_000,
+    max_texts: Annotated[int, typer.Option(min=1, help="Most texts to embed per request.")] = 1_000,
+    max_text_chars: Annotated[
+        int, typer.Option(min=1, help="Most characters to embed per request.")
+    ] = 1_000_000,
 ) -> None:
     """Serve the collections in DATA_DIR over HTTP, with a search page at /."""
     with _errors():
@@ -542,7 +550,13 @@ def serve(
                 "or --insecure to serve it open"
             )
         settings = ServerSettings(
-            data_dir=data_dir, keys=keys, max_body_bytes=int(max_body_mb * 1024 * 1024)
+            data_dir=data_dir,
+            keys=keys,
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+            max_queries=max_queries,
+            max_results=max_results,
+            max_texts=max_texts,
+            max_text_chars=max_text_chars,
         )
         err.print(
             f"Serving {data_dir} on http://{host}:{port} "
