@@ -452,3 +452,67 @@ def test_check_repairs_a_damaged_saved_index(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "rebuilt the saved index" in result.output
     assert simsearch.check_collection(path).ok
+
+
+# -- found by a later review -----------------------------------------------------------------
+def test_nul_in_a_metadata_value_is_refused_so_filters_never_compare_a_prefix(
+    tmp_path: Path,
+) -> None:
+    with simsearch.Collection.open(tmp_path / "c", metric="dot", dim=1) as col:
+        with pytest.raises(simsearch.InvalidMetadataError, match="NUL"):
+            col.add(["x"], vectors=[[1.0]], metadata=[{"s": "a\x00b"}])
+        with pytest.raises(simsearch.InvalidMetadataError, match="NUL"):
+            col.add(["x"], vectors=[[1.0]], metadata=[{"s": ["ok", {"t": "\x00"}]}])
+        assert len(col) == 0
+        col.add(["y"], vectors=[[1.0]], metadata=[{"s": "a"}])
+        with pytest.raises(simsearch.InvalidFilterError, match="NUL"):
+            col.search([1.0], where={"s": "a\x00b"})
+        with pytest.raises(simsearch.InvalidFilterError, match="NUL"):
+            col.delete(where={"s": {"$in": ["\x00"]}})
+        assert len(col) == 1
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "dot"])
+def test_vectors_whose_length_overflows_are_refused(tmp_path: Path, metric: str) -> None:
+    with simsearch.Collection.open(tmp_path / "c", metric=metric, dim=2) as col:
+        with pytest.raises(simsearch.InvalidVectorError, match="overflows float32"):
+            col.add(["small", "big"], vectors=[[1, 0], [2e19, 2e19]])
+        assert len(col) == 0
+        col.add(["small"], vectors=[[1, 0]])
+        with pytest.raises(simsearch.InvalidVectorError, match="overflows float32"):
+            col.search([2e19, 2e19])
+
+
+def test_check_names_metadata_a_write_would_refuse(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    filled(path, 5)
+    _sql(path, "UPDATE items SET metadata = ? WHERE id = '2'", '{"a":' * 300 + "1" + "}" * 300)
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 1
+    assert "metadata past simsearch's limits" in result.output
+    assert "'2'" in result.output
+
+
+def test_check_reports_a_vector_stored_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    filled(path, 5)
+    _sql(path, "UPDATE items SET vector = ? WHERE id = '1'", "x" * 32)
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "'1'" in result.output
+    assert "not 8-d float32" in result.output
+
+
+def test_check_blames_a_changed_config_not_the_items(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    filled(path, 5)
+    with sqlite3.connect(path / DB) as conn:
+        (text,) = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'config'",
+            (json.dumps(json.loads(text) | {"dim": 9}),),
+        )
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 1
+    assert "the config is damaged, not the items" in result.output
+    assert "delete or rewrite" not in result.output

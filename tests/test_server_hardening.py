@@ -530,3 +530,34 @@ def test_delete_all_goes_through_the_server_and_the_client(server: Server) -> No
         other.delete(["i1"], all=True)
     assert other.delete(all=True) == 5
     assert len(other) == 0
+
+
+# -- found by a later review -----------------------------------------------------------------
+def test_an_answer_much_larger_than_its_request_is_refused(tmp_path: Path) -> None:
+    settings = ServerSettings(data_dir=tmp_path / "data", max_response_bytes=200_000)
+    with TestClient(create_app(settings)) as client:
+        client.post("/collections", json={"name": "c", "metric": "dot", "dim": 2})
+        big = {"pad": "x" * 20_000}
+        body = {
+            "ids": [str(i) for i in range(20)],
+            "vectors": [[1, 0]] * 20,
+            "metadata": [big] * 20,
+        }
+        assert client.post("/collections/c/add", json=body).status_code == 201
+        small = client.post("/collections/c/search", json={"query": [1, 0], "k": 5})
+        assert small.status_code == 200, small.text
+        r = client.post("/collections/c/search", json={"query": [[1, 0]] * 10, "k": 20})
+        assert error_of(r) == (413, "payload_too_large")
+        assert len(r.content) < 1000
+        r = client.post("/collections/c/get", json={"ids": [str(i) for i in range(20)]})
+        assert error_of(r) == (413, "payload_too_large")
+
+
+def test_error_messages_name_collections_not_server_paths(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with TestClient(create_app(ServerSettings(data_dir=data))) as client:
+        client.post("/collections", json={"name": "c", "metric": "dot", "dim": 2})
+        client.post("/collections/c/add", json={"ids": ["a", "b"], "vectors": [[1, 0], [0, 1]]})
+        r = client.post("/collections/c/search", json={"query": [1, 0], "min_relevance": 0.5})
+        assert error_of(r) == (409, "not_calibrated")
+        assert str(tmp_path) not in r.text

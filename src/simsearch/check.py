@@ -22,8 +22,8 @@ True
 
 from __future__ import annotations
 
+import json
 import shutil
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +31,13 @@ import numpy as np
 
 from simsearch._collection import Collection
 from simsearch.config import HNSW, IVFPQ, CollectionConfig
-from simsearch.errors import SimsearchError
+from simsearch.errors import InvalidInputError, SimsearchError
 from simsearch.index.hnsw import GRAPH_FILE, META_FILE
 from simsearch.index.hnsw_file import check_graph_file
 from simsearch.index.persist import check_folder
 from simsearch.store import DB_FILENAME, SQLiteStore
+from simsearch.store.reads import ReadTxn
+from simsearch.validation import check_metadata
 
 __all__ = ["CheckReport", "check_collection"]
 
@@ -88,9 +90,9 @@ def check_collection(path: str | Path, *, repair: bool = False) -> CheckReport:
 
 
 def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> CollectionConfig | None:
-    conn = store._conn  # the store's own connection: this module is the store's inspector
     with store.snapshot() as snap:
-        messages = [m for (m,) in conn.execute("PRAGMA integrity_check(20)")]
+        conn = snap
+        messages = [m for (m,) in conn.query("PRAGMA integrity_check(20)")]
         if messages != ["ok"]:
             report.problems.extend(f"SQLite: {m}" for m in messages)
             return None  # rows read from a damaged file say little more
@@ -112,21 +114,27 @@ def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> Colle
                 bad_ids.setdefault(what, []).extend(ids)
 
         if dim is not None:
-            note(
-                f"vectors that are not {dim}-d float32",
-                [
-                    i
-                    for (i,) in conn.execute(
-                        "SELECT id FROM items WHERE length(vector) != ?", (4 * dim,)
-                    )
-                ],
-            )
+            wrong = conn.query(
+                "SELECT id, typeof(vector), length(vector) FROM items "
+                "WHERE typeof(vector) != 'blob' OR length(vector) != ?",
+                (4 * dim,),
+            ).fetchall()
+            sizes = {n for _, kind, n in wrong if kind == "blob"}
+            if wrong and len(wrong) == report.items and len(sizes) == 1 and sizes != {0}:
+                # Every vector disagrees, all alike: the config is what changed.
+                report.problems.append(
+                    f"the saved config says the vectors are {dim}-d, but every stored vector "
+                    f"holds {sizes.pop()} bytes: the config is damaged, not the items"
+                )
+                return None
+            note(f"vectors that are not {dim}-d float32", [i for i, _, _ in wrong])
             note("vectors holding NaN or infinity", _non_finite(conn, dim))
+        note("metadata past simsearch's limits", _metadata_past_limits(conn))
         note(
             "metadata that is not a JSON object",
             [
                 i
-                for (i,) in conn.execute(
+                for (i,) in conn.query(
                     "SELECT id FROM items WHERE NOT json_valid(metadata) "
                     "OR json_type(metadata) != 'object'"
                 )
@@ -136,13 +144,13 @@ def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> Colle
             "text that is not text",
             [
                 i
-                for (i,) in conn.execute(
+                for (i,) in conn.query(
                     "SELECT id FROM items WHERE typeof(text) NOT IN ('text', 'null')"
                 )
             ],
         )
         orphans = int(
-            conn.execute(
+            conn.query(
                 "SELECT COUNT(*) FROM pending WHERE row NOT IN (SELECT row FROM items)"
             ).fetchone()[0]
         )
@@ -151,9 +159,7 @@ def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> Colle
     if behind:
         if repair:
             with store.write() as txn:
-                conn.execute(
-                    "UPDATE meta SET value=? WHERE key='seq'", (str(txn.max_written_seq()),)
-                )
+                txn.query("UPDATE meta SET value=? WHERE key='seq'", (str(txn.max_written_seq()),))
             report.repaired.append("moved the sequence counter past the last write")
         else:
             report.problems.append(
@@ -162,17 +168,37 @@ def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> Colle
             )
     if orphans:
         if repair:
-            with store.write():
-                conn.execute("DELETE FROM pending WHERE row NOT IN (SELECT row FROM items)")
+            with store.write() as txn:
+                txn.query("DELETE FROM pending WHERE row NOT IN (SELECT row FROM items)")
             report.repaired.append(f"dropped {orphans} upgrade vector(s) of deleted items")
         else:
             report.problems.append(f"{orphans} upgrade vector(s) belong to deleted items")
     return config
 
 
-def _non_finite(conn: sqlite3.Connection, dim: int) -> list[str]:
+def _metadata_past_limits(conn: ReadTxn) -> list[str]:
+    """Items whose metadata a write would refuse today (too deep, too large, keys no filter
+    can name): written by an older simsearch or by hand, they may not be returnable."""
     found: list[str] = []
-    cur = conn.execute("SELECT id, vector FROM items WHERE length(vector) = ?", (4 * dim,))
+    cur = conn.query(
+        "SELECT id, metadata FROM items WHERE metadata != '{}' AND json_valid(metadata) "
+        "AND json_type(metadata) = 'object'"
+    )
+    while rows := cur.fetchmany(_BLOCK):
+        for id_, text in rows:
+            try:
+                check_metadata([json.loads(text)], 1)
+            except (InvalidInputError, RecursionError):
+                found.append(id_)
+    return found
+
+
+def _non_finite(conn: ReadTxn, dim: int) -> list[str]:
+    found: list[str] = []
+    cur = conn.query(
+        "SELECT id, vector FROM items WHERE typeof(vector) = 'blob' AND length(vector) = ?",
+        (4 * dim,),
+    )
     while rows := cur.fetchmany(_BLOCK):
         vectors = np.frombuffer(b"".join(b for _, b in rows), dtype="<f4").reshape(len(rows), dim)
         bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))

@@ -532,6 +532,9 @@ def serve(
     max_text_chars: Annotated[
         int, typer.Option(min=1, help="Most characters to embed per request.")
     ] = 1_000_000,
+    max_response_mb: Annotated[
+        float, typer.Option(min=0.001, help="Largest answer to a search or get.")
+    ] = 64.0,
 ) -> None:
     """Serve the collections in DATA_DIR over HTTP, with a search page at /."""
     with _errors():
@@ -557,6 +560,7 @@ def serve(
             max_results=max_results,
             max_texts=max_texts,
             max_text_chars=max_text_chars,
+            max_response_bytes=int(max_response_mb * 1024 * 1024),
         )
         err.print(
             f"Serving {data_dir} on http://{host}:{port} "

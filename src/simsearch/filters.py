@@ -212,6 +212,10 @@ def _check_scalar(value: Any, where: str, op: str) -> None:
         bad = describe_invalid_unicode(value)
         if bad:
             raise InvalidFilterError(f"{op} operand at {where} {bad}")
+        if "\x00" in value:
+            raise InvalidFilterError(
+                f"{op} operand at {where} holds a NUL character, which no stored value holds"
+            )
         return
     if isinstance(value, int):
         if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:

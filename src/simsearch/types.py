@@ -152,6 +152,13 @@ class Hit:
             object.__setattr__(self, "_metadata", metadata)
         return metadata
 
+    def size_hint(self) -> int:
+        """About how many bytes the hit takes as JSON (its id, text and metadata)."""
+        meta = self._metadata_json
+        if meta is None:
+            meta = "{}" if not self._metadata else json.dumps(self._metadata)
+        return len(self.id) + len(self.text or "") + len(meta) + 64
+
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Hit is immutable; cannot set {name}")
 

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_DEPTH",
+    "MAX_TEXT_CHARS",
     "REFUSED_KEY_CHARACTERS",
     "as_vector_batch",
     "check_ids",
@@ -54,6 +55,8 @@ MAX_METADATA_BYTES = 64 * 1024
 #: What a metadata key may not hold (besides being empty): filters name keys through
 #: SQLite JSON paths, which cannot express these.
 REFUSED_KEY_CHARACTERS = 'NUL, " or lone surrogates'
+#: One stored text at most (the encoders read far less: MiniLM embeds 256 tokens).
+MAX_TEXT_CHARS = 1_000_000
 #: Integers SQLite's JSON reads exactly.
 INT64_RANGE = (-(2**63), 2**63 - 1)
 
@@ -99,6 +102,15 @@ def as_vector_batch(vectors: Any, dim: int | None, *, what: str = "vectors") -> 
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
         raise InvalidVectorError(f"{what} hold NaN or infinite values (row {bad})")
+    # A vector whose squared length overflows float32 scores inf or NaN against everything.
+    with np.errstate(over="ignore", invalid="ignore"):
+        sane = np.isfinite(np.einsum("ij,ij->i", out, out))
+    if not sane.all():
+        bad = int(np.flatnonzero(~sane)[0])
+        raise InvalidVectorError(
+            f"{what} are too large: the squared length of row {bad} overflows float32 "
+            "(scale them down)"
+        )
     return out
 
 
@@ -186,6 +198,10 @@ def check_texts(texts: Any, n: int) -> list[str]:
         bad = describe_invalid_unicode(text)
         if bad:
             raise InvalidTextError(f"text at position {i} {bad}")
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidTextError(
+                f"text at position {i} is longer than {MAX_TEXT_CHARS:,} characters; split it"
+            )
     return list(texts)
 
 
@@ -247,6 +263,9 @@ def _check_json_value(value: Any, where: str, depth: int, active: set[int]) -> N
         bad = describe_invalid_unicode(value)
         if bad:
             raise InvalidMetadataError(f"{_short(where)} {bad}")
+        if "\x00" in value:
+            # SQLite's JSON functions cut a string at NUL, so a filter would compare a prefix.
+            raise InvalidMetadataError(f"{_short(where)} holds a NUL character")
         return
     if isinstance(value, float):
         if not math.isfinite(value):

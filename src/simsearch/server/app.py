@@ -10,6 +10,7 @@ as 500 ``simsearch_error``. Messages are bounded and never echo a request's body
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -176,9 +177,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.settings = settings
     _document_errors_only(app)
 
+    data_prefix = str(settings.data_dir.resolve()) + "/"
+
     @app.exception_handler(SimsearchError)
     async def simsearch_error(request: Request, exc: SimsearchError) -> JSONResponse:
-        return error_response(exc)
+        # A client learns collection names, never where the server keeps them.
+        message = str(exc).replace(data_prefix, "").replace(str(settings.data_dir) + "/", "")
+        return error_response(type(exc)(message) if message != str(exc) else exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -219,6 +224,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
             raise PayloadTooLargeError(
                 f"{chars:,} characters to embed; one request may give at most "
                 f"{settings.max_text_chars:,}"
+            )
+
+    def check_answer(size: int) -> None:
+        if size > settings.max_response_bytes:
+            raise PayloadTooLargeError(
+                f"the answer would hold about {size:,} bytes; this server sends at most "
+                f"{settings.max_response_bytes:,}: ask for fewer hits or items"
             )
 
     def check_search(body: SearchRequest) -> None:
@@ -348,6 +360,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def get_items(name: str, body: GetItems, key: Caller) -> ItemsOut:
         allow(key, name, Right.READ)
         items = registry.get(name).get(body.ids)
+        check_answer(
+            sum(len(i.id) + len(i.text or "") + 24 * len(i.vector) + 64 for i in items)
+            + sum(len(json.dumps(i.metadata)) for i in items)
+        )
         return ItemsOut(
             items=[
                 ItemOut(id=i.id, vector=i.vector.tolist(), text=i.text, metadata=i.metadata)
@@ -383,6 +399,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             min_relevance=body.min_relevance,
             cutoff=body.cutoff,
         )
+        check_answer(sum(h.size_hint() for row in results for h in row))
         return SearchResponse(
             results=[
                 [

@@ -28,6 +28,8 @@ class ServerSettings:
             ``texts`` of add and upsert).
         max_text_chars: the most characters, all texts together, one request may give to
             embed.
+        max_response_bytes: the largest answer (about) a search or get may build; a request
+            whose hits would hold more is refused with 413 before the answer is built.
     """
 
     data_dir: Path
@@ -37,6 +39,7 @@ class ServerSettings:
     max_results: int = 100_000
     max_texts: int = 1_000
     max_text_chars: int = 1_000_000
+    max_response_bytes: int = 64 * 1024 * 1024
 
     def limits(self) -> str:
         """The request limits in one sentence, for the API's documentation."""
@@ -44,5 +47,6 @@ class ServerSettings:
             f"Request limits: bodies up to {self.max_body_bytes:,} bytes; up to "
             f"{self.max_queries:,} queries and {self.max_results:,} hits (queries x k) per "
             f"search; up to {self.max_texts:,} texts and {self.max_text_chars:,} characters "
-            "to embed per request. Over a limit: 413 payload_too_large."
+            f"to embed per request; answers up to about {self.max_response_bytes:,} bytes. "
+            "Over a limit: 413 payload_too_large."
         )

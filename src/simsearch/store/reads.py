@@ -88,6 +88,10 @@ class ReadTxn:
         self._conn = conn
         self.collection = collection  # the folder, for messages
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement of the caller's in this snapshot (for inspection tools)."""
+        return self._conn.execute(sql, params)
+
     def read_config(self) -> CollectionConfig | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         if row is None:

@@ -9,8 +9,12 @@ A new collection appears whole or not at all: it is built in a private folder
 beside its path and renamed into place, so no process ever opens a half-made
 one, and a failed or refused open never has anything of another process's to
 remove. Opening an existing collection reads in a snapshot and never waits for
-another process's writer. One connection serves every thread of a process; a
-lock held for the length of each transaction keeps their statements apart.
+another process's writer.
+
+Threads: writes go through one connection, a lock held for the length of each
+write transaction keeps them apart; every thread reads through a connection of
+its own, so searches in several threads read at once (WAL readers never block
+each other or the writer), each in its own consistent snapshot.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 60.0
 PAGE_SIZE = 16384
 WAL_CHECKPOINT_PAGES = 2048  # 32 MiB
+#: Page cache of the writing connection, and of each thread's reading one (MiB).
+WRITER_CACHE_MIB = 64
+READER_CACHE_MIB = 16
 STORE_ID_KEY = "store_id"
 
 _SCHEMA = """
@@ -93,7 +100,7 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or type(exc) is sqlite3.DatabaseError
 
 
-def _connect(db: Path) -> sqlite3.Connection:
+def _connect(db: Path, cache_mib: int = WRITER_CACHE_MIB) -> sqlite3.Connection:
     # isolation_level=None: transactions are begun and ended explicitly below.
     conn = sqlite3.connect(
         db, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
@@ -108,7 +115,7 @@ def _connect(db: Path) -> sqlite3.Connection:
         # commit, so a call that returned is durable against both; batching writes
         # amortises the one fsync per call.
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
         # Checkpoint the WAL every 32 MiB instead of SQLite's default 4 MiB: bulk ingest
         # then pays for far fewer checkpoints (each one syncs the database file).
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
@@ -137,10 +144,14 @@ class SQLiteStore:
         self._conn = conn
         self.path = path
         self.collection = path.parent
-        # One connection, many threads: a transaction holds this from BEGIN to its end.
+        # The writing connection, shared by threads: a write holds this from BEGIN to its end.
         self._guard = threading.RLock()
-        self._depth = 0  # snapshots nested on the thread that holds the guard
-        self._writing = False
+        self._writer: int | None = None  # the thread inside a write transaction
+        self._local = threading.local()  # each thread's reading connection and nesting
+        self._readers: dict[int, sqlite3.Connection] = {}
+        self._active = 0  # read snapshots open now, in any thread
+        self._idle = threading.Condition()
+        self._closed = False
         self.store_id = ""
 
     # -- opening -------------------------------------------------------------
@@ -207,12 +218,10 @@ class SQLiteStore:
         """Refuse a file that is not simsearch's; bring an older schema up to date."""
         try:
             with self.snapshot() as snap:
-                version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+                version = int(snap.query("PRAGMA user_version").fetchone()[0])
                 tables = {
                     name
-                    for (name,) in self._conn.execute(
-                        "SELECT name FROM sqlite_master WHERE type='table'"
-                    )
+                    for (name,) in snap.query("SELECT name FROM sqlite_master WHERE type='table'")
                 }
                 store_id = snap.read_meta(STORE_ID_KEY) if "meta" in tables else None
         except CorruptCollectionError:
@@ -236,8 +245,28 @@ class SQLiteStore:
         self.store_id = store_id
 
     def close(self) -> None:
-        with self._guard:
+        """Close every connection, once the read snapshots open in other threads end."""
+        with self._guard, self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: self._active == 0)
+            for conn in self._readers.values():
+                conn.close()
+            self._readers.clear()
             self._conn.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's reading connection (made on first use)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, READER_CACHE_MIB)
+            with self._idle:
+                # Connections of threads that have ended are closed as new threads come.
+                alive = {t.ident for t in threading.enumerate()}
+                for ident in [i for i in self._readers if i not in alive]:
+                    self._readers.pop(ident).close()
+                self._readers[threading.get_ident()] = conn
+            self._local.conn = conn
+        return conn
 
     # -- transactions ----------------------------------------------------------
     @contextmanager
@@ -259,13 +288,15 @@ class SQLiteStore:
     def write(self) -> Iterator[WriteTxn]:
         """One write transaction; it takes the database's write lock at once."""
         with self._guard, self._mapped_errors():
-            if self._depth:
-                raise RuntimeError("a write cannot start inside a read snapshot")
+            if getattr(self._local, "depth", 0) or self._writer is not None:
+                raise RuntimeError("a write cannot start inside a read snapshot or a write")
+            if self._closed:
+                raise RuntimeError("the store is closed")
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise _busy(exc) from None
-            self._depth, self._writing = 1, True
+            self._writer = threading.get_ident()
             try:
                 seq = int(
                     self._conn.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]
@@ -280,28 +311,45 @@ class SQLiteStore:
                     self._conn.execute("ROLLBACK")
                 raise
             finally:
-                self._depth, self._writing = 0, False
+                self._writer = None
 
     @contextmanager
     def snapshot(self) -> Iterator[ReadTxn]:
-        """A consistent read of the database (WAL readers never block writers). Nested on
-        one thread, the inner snapshot reads in the outer transaction."""
-        with self._guard, self._mapped_errors():
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield ReadTxn(self._conn, self.collection)
-                finally:
-                    self._depth -= 1
-                return
-            self._conn.execute("BEGIN")
-            self._depth = 1
-            try:
+        """A consistent read of the database on this thread's own connection. Nested on
+        one thread, the inner snapshot reads in the outer one; inside a write, it reads
+        the write's transaction."""
+        if self._writer == threading.get_ident():
+            with self._mapped_errors():
                 yield ReadTxn(self._conn, self.collection)
+            return
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                with self._mapped_errors():
+                    yield ReadTxn(self._local.conn, self.collection)
             finally:
-                self._depth = 0
-                if self._conn.in_transaction:
-                    self._conn.execute("COMMIT")
+                self._local.depth = depth
+            return
+        with self._idle:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            self._active += 1
+        try:
+            with self._mapped_errors():
+                conn = self._reader()
+                conn.execute("BEGIN")
+                self._local.depth = 1
+                try:
+                    yield ReadTxn(conn, self.collection)
+                finally:
+                    self._local.depth = 0
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
     def read_config(self) -> CollectionConfig | None:
         with self.snapshot() as snap:
