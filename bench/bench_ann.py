@@ -138,7 +138,7 @@ def build_collection(
 
 
 def simsearch_curve(col: Any, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-    index = col._index
+    index = col._keeper.index
     assert isinstance(index, HNSWIndex)
     level_index, level_collection = [], []
     for ef in EFS:
@@ -222,7 +222,7 @@ def quantized(
     for name, (index, knob, values, rescores) in kinds.items():
         col, reopen = timed(lambda index=index: simsearch.Collection.open(path, index=index))
         _, build = timed(lambda col=col: col.search(queries[:1], k=K))
-        codes = col._index.code_bytes()
+        codes = col._keeper.index.code_bytes()
         curve = []
         for rescore in rescores:
             for value in values:

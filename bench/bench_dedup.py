@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import simsearch
-from simsearch.duplicates import DuplicatePair, mine_pairs
+from simsearch.scoring.duplicates import DuplicatePair, mine_pairs
 
 RESULTS = Path(__file__).parent / "results"
 STSB = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "stsbenchmark"

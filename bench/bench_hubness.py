@@ -23,7 +23,7 @@ import numpy as np
 
 import simsearch
 from simsearch.eval import load_beir, ndcg_at_k
-from simsearch.hubness import METHODS, k_occurrence_skewness
+from simsearch.scoring.hubness import METHODS, k_occurrence_skewness
 
 RESULTS = Path(__file__).parent / "results"
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "scifact"

@@ -20,8 +20,8 @@ from typing import Any
 
 import simsearch
 from embedding_cache import cache_encoder
-from simsearch.compat import DEFAULT_BLEND
 from simsearch.eval import evaluate_rankings, load_beir
+from simsearch.upgrade.compat import DEFAULT_BLEND
 
 RESULTS = Path(__file__).parent / "results"
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "scifact"

@@ -25,10 +25,10 @@ import numpy as np
 import simsearch
 from bench_migration import SCIFACT, build, save_report
 from embedding_cache import cache_encoder
-from simsearch.compat import fit_map
 from simsearch.encoders import get_encoder
 from simsearch.eval import evaluate_rankings, load_beir
 from simsearch.index.flat import normalize
+from simsearch.upgrade.compat import fit_map
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0)
 

@@ -111,8 +111,12 @@ def test_calibration_survives_reopen_and_follows_writes(tmp_path: Path) -> None:
         res = col.search(q, k=10)
         assert all(int(h.id[1:]) % 2 == 1 for row in res for h in row)
         assert all(0 <= h.relevance <= 1 for row in res for h in row)
-        assert col._calibration is not None
-        assert col._calibration[1].background.count == 1000
+        calibrator = col._calibration.calibrator  # the one searches use, refreshed
+        with col._store.snapshot() as snap:
+            state = snap.state()
+            current = calibrator(snap, state, col._keeper.index, snap.config(state))
+        assert current is not None
+        assert current.background.count == 1000
         col.add(["new"], vectors=q[:1])
         top = col.search(q[:1], k=1)[0][0]
         assert top.id == "new"

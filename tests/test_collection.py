@@ -163,7 +163,7 @@ def test_repeated_filters_are_patched_not_rescanned(
         ids = {h.id for h in col.search(x[0], k=500, where=where)[0]}
         want = {str(i) for i in range(500) if i % 5 in (1, 2)} - {"1", "2"} | {"3", "new"}
         assert ids == want
-        cache = col._filters
+        cache = col._keeper.filters
         assert (cache.full_scans, cache.patches) == (1, 1)
 
 

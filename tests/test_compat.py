@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import simsearch
-from simsearch.compat import CompatibilityMap, fit_map
+from simsearch.upgrade.compat import CompatibilityMap, fit_map
 
 
 def related(

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import simsearch
 from simsearch.cli import app
-from simsearch.duplicates import mine_pairs
+from simsearch.scoring.duplicates import mine_pairs
 
 
 def brute_force(x: np.ndarray, k: int, margin: str) -> dict[frozenset[int], float]:

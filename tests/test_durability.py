@@ -78,7 +78,7 @@ def test_sigkill_never_loses_an_acknowledged_batch_nor_keeps_part_of_one(
         with simsearch.Collection.open(path) as col:
             col.search(np.zeros(16), k=1)
             # The kills landed on a trained, saved quantized index, not only its exact buffer.
-            assert getattr(col._index, "built", False)
+            assert getattr(col._keeper.index, "built", False)
 
 
 READER = """

@@ -11,7 +11,7 @@ import pytest
 
 import simsearch
 from simsearch.index.hnsw import META_FILE, HNSWIndex
-from simsearch.planner import plan_search
+from simsearch.search.plan import plan_search
 
 GRAPH = simsearch.HNSW(m=16, ef_construction=100, ef_search=100, exact_below=0)
 
@@ -58,7 +58,7 @@ def test_saved_graph_is_reloaded_and_caught_up(
     with simsearch.Collection.open(path, index=simsearch.Flat()) as other:
         pass  # switching kinds is allowed (the index is derived) ...
     with simsearch.Collection.open(path, index=GRAPH) as col:  # ... and back again
-        assert col._applied_seq == saved_seq  # loaded, not rebuilt
+        assert col._keeper.applied_seq == saved_seq  # loaded, not rebuilt
         assert col.search(q, k=10).ids.tolist() == before.ids.tolist()
         with simsearch.Collection.open(path) as writer:
             writer.add([str(i) for i in range(2000, 3000)], vectors=x[2000:])
@@ -95,8 +95,8 @@ def test_deletes_are_compacted_and_never_return(
         col.delete([str(i) for i in range(0, len(x), 2)])
         results = col.search(q, k=20)
         assert all(int(h.id) % 2 == 1 for row in results for h in row)
-        col._wait_for_rebuild()  # half the graph deleted: it is rebuilt without them
-        index = col._index
+        col._keeper.wait_for_rebuild()  # half the graph deleted: it is rebuilt without them
+        index = col._keeper.index
         assert isinstance(index, HNSWIndex)
         assert index.dead == 0
         assert len(index) == len(x) // 2
@@ -104,7 +104,7 @@ def test_deletes_are_compacted_and_never_return(
         col.search(q[:1], k=1)  # the index catches up at the next search
         assert index.dead == 2
         col.optimize()
-        assert col._index.dead == 0  # type: ignore[union-attr]
+        assert col._keeper.index.dead == 0  # type: ignore[union-attr]
 
 
 def test_searches_and_writes_go_on_while_the_graph_is_compacted(
@@ -117,10 +117,10 @@ def test_searches_and_writes_go_on_while_the_graph_is_compacted(
         col.search(q[:1], k=1)
         col.delete([str(i) for i in range(0, len(x), 2)])
         col.search(q[:1], k=1)  # catching up starts the compaction in the background
-        thread = col._rebuild
+        thread = col._keeper.rebuild
         assert thread is not None
         assert thread.is_alive()
-        old = col._index
+        old = col._keeper.index
         # Meanwhile: more deletes and new items, and searches that see them at once.
         col.delete(["1", "3"])
         col.add(["new"], vectors=q[:1])
@@ -131,9 +131,9 @@ def test_searches_and_writes_go_on_while_the_graph_is_compacted(
             assert not {"1", "3"} & {h.id for h in hits}
         thread.join()
         fresh = col.search(q, k=10)
-        assert col._index is not old
-        assert col._index.dead == 2  # only the deletes made after the copy are marks
-        assert len(col._index) == len(x) // 2 - 2 + 1  # type: ignore[arg-type]
+        assert col._keeper.index is not old
+        assert col._keeper.index.dead == 2  # only the deletes made after the copy are marks
+        assert len(col._keeper.index) == len(x) // 2 - 2 + 1  # type: ignore[arg-type]
         assert fresh[0][0].id == "new"
         assert overlap(fresh, col.search(q, k=10, exact=True)) >= 0.95
         ids = {h.id for row in col.search(q, k=50) for h in row}
@@ -155,7 +155,7 @@ def test_a_failed_background_rebuild_warns_once_and_search_goes_on(
 
     def fail_and_wait() -> None:
         go.set()
-        col._wait_for_rebuild()
+        col._keeper.wait_for_rebuild()
 
     monkeypatch.setattr(HNSWIndex, "built_from", broken)
     with simsearch.Collection.open(tmp_path / "c", metric="cosine", index=GRAPH) as col:
@@ -168,10 +168,10 @@ def test_a_failed_background_rebuild_warns_once_and_search_goes_on(
         for _ in range(3):
             hits = col.search(q, k=10)
             assert all(int(h.id) % 2 == 1 for row in hits for h in row)
-        col._wait_for_rebuild()
+        col._keeper.wait_for_rebuild()
         assert len(calls) == 1  # not retried on every search
         col.optimize()  # rebuilds in place, in this thread
-        assert col._index.dead == 0  # type: ignore[union-attr]
+        assert col._keeper.index.dead == 0  # type: ignore[union-attr]
 
 
 def test_searches_during_a_rebuild_copy_nothing(
@@ -199,7 +199,7 @@ def test_searches_during_a_rebuild_copy_nothing(
         for _ in range(5):  # every search catches up while the first rebuild waits
             col.search(q[:1], k=1)
         go.set()
-        col._wait_for_rebuild()
+        col._keeper.wait_for_rebuild()
         assert len(copies) == 1
 
 
@@ -211,11 +211,11 @@ def test_closing_during_a_compaction_drops_it(tmp_path: Path, rng: np.random.Gen
     col.search(x[:1], k=1)
     col.delete([str(i) for i in range(0, len(x), 2)])
     col.search(x[:1], k=1)
-    thread = col._rebuild
+    thread = col._keeper.rebuild
     assert thread is not None
     col.close()
     thread.join()
-    assert col._index is None
+    assert col._keeper.index is None
     with simsearch.Collection.open(path) as again:
         assert len(again) == len(x) // 2
         assert all(int(h.id) % 2 == 1 for h in again.search(x[1:2], k=10)[0])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import simsearch
-from simsearch.hubness import HubnessTerms, k_occurrence_skewness
+from simsearch.scoring.hubness import HubnessTerms, k_occurrence_skewness
 
 DIM = 24
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import simsearch
-from simsearch.compat import DEFAULT_BLEND
 from simsearch.encoders import get_encoder
+from simsearch.upgrade.compat import DEFAULT_BLEND
 
 pytest.importorskip("static_model", reason="the static-64 encoder needs simsearch[static]")
 
@@ -172,7 +172,7 @@ def test_without_the_old_encoder_the_map_stands_in_for_it(
         col.migrate(NEW, sample=300, blend=1.0)
         mapped = scores_by_id(col, query)
         col.migrate(NEW, sample=300)
-    import simsearch._collection as module
+    import simsearch.embedding as module
 
     def missing(name: str) -> object:
         if name == OLD:

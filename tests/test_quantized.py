@@ -12,6 +12,7 @@ import pytest
 
 import simsearch
 from simsearch.index import quantized
+from simsearch.index.keeper import IndexKeeper
 from simsearch.index.quantized import QuantizedIndex
 
 DIM = 32
@@ -78,8 +79,8 @@ def kind_of(path: Path) -> str:
 
 def test_recall_against_exact_and_scores_are_exact(built: Path) -> None:
     with simsearch.Collection.open(built) as col:
-        assert isinstance(col._index, QuantizedIndex)
-        assert col._index.built
+        assert isinstance(col._keeper.index, QuantizedIndex)
+        assert col._keeper.index.built
         got = col.search(QUERIES, k=10)
         want = col.search(QUERIES, k=10, exact=True)
         assert overlap(got, want) >= MIN_RECALL[kind_of(built)]
@@ -116,7 +117,7 @@ def test_reopen_loads_the_saved_index_and_answers_the_same(built: Path) -> None:
         seq = col.info()["seq"]
     with simsearch.Collection.open(built) as col:
         # Loaded from disk at the store's sequence number: nothing was rebuilt or replayed.
-        assert col._saved_seq == seq
+        assert col._keeper.saved_seq == seq
         after = col.search(QUERIES, k=10)
     assert [[h.id for h in r] for r in before] == [[h.id for h in r] for r in after]
 
@@ -124,7 +125,7 @@ def test_reopen_loads_the_saved_index_and_answers_the_same(built: Path) -> None:
 def test_int8_codes_take_a_quarter_of_the_float_memory(tmp_path: Path) -> None:
     fill(tmp_path / "c", INDEXES["int8"])
     with simsearch.Collection.open(tmp_path / "c") as col:
-        index = col._index
+        index = col._keeper.index
         assert isinstance(index, QuantizedIndex)
         assert index.code_bytes() <= 0.35 * N * DIM * 4
 
@@ -134,16 +135,16 @@ def test_deleted_items_never_return_and_compaction_rebuilds(tmp_path: Path) -> N
     with simsearch.Collection.open(tmp_path / "c") as col:
         gone = [f"v{i}" for i in range(0, N, 3)]
         col.delete(gone[: len(gone) // 2])
-        index = col._index
+        index = col._keeper.index
         assert isinstance(index, QuantizedIndex)
         col.search(QUERIES[:1], k=1)
         assert index.dead > 0  # masked, not yet compacted
         col.delete(gone[len(gone) // 2 :])
         hits = {h.id for row in col.search(QUERIES, k=10) for h in row}
         assert not hits & set(gone)  # masked until the rebuild takes over
-        col._wait_for_rebuild()  # past a quarter dead: rebuilt from the store meanwhile
-        assert col._index is not index
-        assert getattr(col._index, "dead", None) == 0
+        col._keeper.wait_for_rebuild()  # past a quarter dead: rebuilt from the store meanwhile
+        assert col._keeper.index is not index
+        assert getattr(col._keeper.index, "dead", None) == 0
         hits = {h.id for row in col.search(QUERIES, k=10) for h in row}
         assert not hits & set(gone)
 
@@ -153,17 +154,17 @@ def test_a_collection_closed_and_removed_during_a_rebuild_stays_quiet(
 ) -> None:
     fill(tmp_path / "c", INDEXES["int8"])
     go = threading.Event()
-    build = simsearch.Collection._quantized_from_store
+    build = IndexKeeper._quantized_from_store
 
-    def slow_build(self: simsearch.Collection, config: Any) -> Any:
+    def slow_build(self: IndexKeeper, config: Any) -> Any:
         go.wait(30)
         return build(self, config)  # the folder is gone by now
 
-    monkeypatch.setattr(simsearch.Collection, "_quantized_from_store", slow_build)
+    monkeypatch.setattr(IndexKeeper, "_quantized_from_store", slow_build)
     col = simsearch.Collection.open(tmp_path / "c")
     col.delete([f"v{i}" for i in range(0, N, 2)])
     col.search(QUERIES[:1], k=1)  # starts the rebuild, which waits
-    thread = col._rebuild
+    thread = col._keeper.rebuild
     assert thread is not None
     col.close()
     shutil.rmtree(tmp_path / "c")
@@ -178,7 +179,7 @@ def test_growth_retrains_the_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with simsearch.Collection.open(tmp_path / "c", index=INDEXES["int8"]) as col:
         col.add([f"a{i}" for i in range(150)], vectors=x[:150])
         col.search(QUERIES[:1], k=1)
-        first = col._index
+        first = col._keeper.index
         assert isinstance(first, QuantizedIndex)
         assert first._trained_on == 150
         for start in range(150, 2000, 150):
@@ -186,11 +187,11 @@ def test_growth_retrains_the_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 [f"a{i}" for i in range(start, min(start + 150, 2000))], vectors=x[start:][:150]
             )
             col.search(QUERIES[:1], k=1)
-        col._wait_for_rebuild()
+        col._keeper.wait_for_rebuild()
         col.search(QUERIES[:1], k=1)
-        col._wait_for_rebuild()
-        assert col._index is not first
-        assert getattr(col._index, "_trained_on", 0) > 4 * 150
+        col._keeper.wait_for_rebuild()
+        assert col._keeper.index is not first
+        assert getattr(col._keeper.index, "_trained_on", 0) > 4 * 150
 
 
 def test_a_small_collection_stays_exact_until_it_is_worth_training(tmp_path: Path) -> None:
@@ -199,7 +200,7 @@ def test_a_small_collection_stays_exact_until_it_is_worth_training(tmp_path: Pat
         col.add([f"s{i}" for i in range(100)], vectors=x)
         got = col.search(QUERIES[:5], k=10)
         want = col.search(QUERIES[:5], k=10, exact=True)
-        assert not getattr(col._index, "built", True)
+        assert not getattr(col._keeper.index, "built", True)
         assert [[h.id for h in r] for r in got] == [[h.id for h in r] for r in want]
 
 
@@ -265,12 +266,12 @@ def test_bad_search_knobs_are_refused(tmp_path: Path, knobs: dict[str, object]) 
 def test_exact_search_of_a_quantized_index_reads_the_store_block_by_block(
     built: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from simsearch import _collection
+    from simsearch.search import candidates
 
     with simsearch.Collection.open(built) as col:
         whole = col.search(QUERIES[:30], k=10, exact=True)
         filtered = col.search(QUERIES[:30], k=10, exact=True, where={"label": {"$lt": 3}})
-        monkeypatch.setattr(_collection, "EXACT_BLOCK", 7)
+        monkeypatch.setattr(candidates, "EXACT_BLOCK", 7)
         for got, want in (
             (col.search(QUERIES[:30], k=10, exact=True), whole),
             (col.search(QUERIES[:30], k=10, exact=True, where={"label": {"$lt": 3}}), filtered),

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from simsearch._collection import Collection
 from simsearch.check import CheckReport, check_collection
+from simsearch.collection import Collection
 from simsearch.config import HNSW, IVFPQ, CollectionConfig, EncoderSpec, Flat
 from simsearch.encoders import (
     DEFAULT_ENCODER,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simsearch._collection import Collection
+from simsearch.collection import Collection
 from simsearch.config import HNSW, IVFPQ, CollectionConfig
 from simsearch.errors import InvalidInputError, SimsearchError
 from simsearch.index.hnsw import GRAPH_FILE, META_FILE

@@ -18,15 +18,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from simsearch._collection import Collection
 from simsearch.check import check_collection
-from simsearch.compat import DEFAULT_BLEND
+from simsearch.collection import Collection
 from simsearch.config import index_from_name
 from simsearch.errors import InvalidArgumentError, SimsearchError
 from simsearch.eval import cutoff_metrics, evaluate_rankings, expected_calibration_error, load_beir
 from simsearch.ingest import ingest as run_ingest
 from simsearch.plots import reliability_diagram, score_histograms
 from simsearch.progress import progress_bar
+from simsearch.upgrade.compat import DEFAULT_BLEND
 
 app = typer.Typer(
     name="simsearch",

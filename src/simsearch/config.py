@@ -84,7 +84,7 @@ class HNSW:
 
     Collections of at most ``exact_below`` items, and filtered searches whose
     filter leaves at most that many (or a tenth of the collection), are searched
-    exactly instead (see :mod:`simsearch.planner`).
+    exactly instead (see :mod:`simsearch.search.plan`).
 
     >>> HNSW(m=32)
     HNSW(m=32, ef_construction=200, ef_search=64, exact_below=20000, quantization='none', rescore=4)

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from simsearch._collection import Collection
+from simsearch.collection import Collection
 from simsearch.config import IndexConfig
 from simsearch.errors import DuplicateIdError, InvalidArgumentError, SimsearchError
 from simsearch.progress import progress_bar

@@ -45,6 +45,10 @@ class VectorIndex(Protocol):
         """Every live row, ascending."""
         ...
 
+    def keep_live(self, rows: Int64Array) -> Int64Array:
+        """Those of ``rows`` (ascending) that are live, in order."""
+        ...
+
     def exact_vectors(self, rows: Int64Array) -> FloatArray | None:
         """The float vectors of live ``rows`` as searched (normalised for cosine), or
         ``None`` when the index keeps only compressed codes."""

@@ -147,6 +147,10 @@ class FlatIndex:
         """Every live row, ascending."""
         return self._rows[: self._n][self._alive[: self._n]].copy()
 
+    def keep_live(self, rows: Int64Array) -> Int64Array:
+        """Those of ``rows`` (ascending) that are live, in order."""
+        return np.intersect1d(rows, self.live_rows(), assume_unique=True)
+
     def exact_vectors(self, rows: Int64Array) -> FloatArray | None:
         """The float vectors of ``rows`` (this index holds them all)."""
         return self.vectors(rows)

@@ -159,6 +159,11 @@ class HNSWIndex:
         """Every live row, ascending."""
         return np.flatnonzero(self._alive).astype(np.int64)
 
+    def keep_live(self, rows: Int64Array) -> Int64Array:
+        """Those of ``rows`` (ascending) that are live, in order (one look-up a row)."""
+        rows = rows[rows < len(self._alive)]
+        return rows[self._alive[rows]]
+
     def exact_vectors(self, rows: Int64Array) -> FloatArray | None:
         """The float vectors of ``rows`` (this index holds them all)."""
         return self.vectors(rows)

@@ -263,6 +263,13 @@ class QuantizedIndex:
             return self._buffer.live_rows()
         return np.sort(self._rows[: self._n][self._rows[: self._n] >= 0])
 
+    def keep_live(self, rows: Int64Array) -> Int64Array:
+        """Those of ``rows`` (ascending) that are live, in order."""
+        if self._buffer is not None:
+            return self._buffer.keep_live(rows)
+        rows = rows[rows < len(self._pos_of_row)]
+        return rows[self._pos_of_row[rows] >= 0]
+
     def _selector_bitmap(self, allowed_rows: Int64Array | None) -> np.ndarray | None:
         """A packed bitmap of the positions a search may return; ``None`` when all may."""
         if allowed_rows is None:

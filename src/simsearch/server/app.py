@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 import simsearch
-from simsearch._collection import Collection
+from simsearch.collection import Collection
 from simsearch.errors import (
     CorruptCollectionError,
     InvalidFilterError,

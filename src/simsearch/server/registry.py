@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from simsearch._collection import Collection
+from simsearch.collection import Collection
 from simsearch.config import index_from_name
 from simsearch.errors import (
     CollectionExistsError,

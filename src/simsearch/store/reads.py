@@ -8,6 +8,7 @@ read (index catch-up, filters), so one damaged row does not disable the rest.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import warnings
@@ -24,7 +25,18 @@ from simsearch.errors import CorruptCollectionError, NotACollectionError
 from simsearch.filters import SqlFilter
 from simsearch.types import FloatArray
 
-__all__ = ["Changes", "Int64Array", "ReadTxn", "StoredRow", "chunks"]
+__all__ = [
+    "REVISION_PREFIX",
+    "Changes",
+    "Int64Array",
+    "ReadTxn",
+    "StoreState",
+    "StoredRow",
+    "chunks",
+]
+
+#: Each saved value beside the data has a revision under this prefix, changed with it.
+REVISION_PREFIX = "rev:"
 
 #: SQLite's default limit on bound parameters is 32,766; stay well below it per statement.
 CHUNK = 900
@@ -44,6 +56,17 @@ class StoredRow:
 
 
 @dataclass(frozen=True)
+class StoreState:
+    """What a search needs to know of the store first, read in one statement: the sequence
+    number, the config's text, and the revision of every saved value (so a large saved
+    value, a calibration or an upgrade's map, is read again only when it changed)."""
+
+    seq: int
+    config_text: str | None
+    revisions: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Changes:
     """What changed after a given sequence number, as of one snapshot."""
 
@@ -51,6 +74,12 @@ class Changes:
     rows: Int64Array  # rows written (added or replaced), ascending
     vectors: FloatArray  # their vectors, in the same order
     deleted: Int64Array  # rows deleted
+
+
+@functools.lru_cache(maxsize=16)
+def _config_from_text(text: str) -> CollectionConfig:
+    # A config is frozen, so one parse serves every search that reads the same text.
+    return CollectionConfig.from_json(text)
 
 
 #: Rows whose metadata SQLite's JSON functions cannot read.
@@ -88,16 +117,45 @@ class ReadTxn:
         self._conn = conn
         self.collection = collection  # the folder, for messages
 
+    def renew(self) -> None:
+        """Move this snapshot to the latest committed state (a new read transaction)."""
+        self._conn.execute("COMMIT")
+        self._conn.execute("BEGIN")
+        self._conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()  # the snapshot starts here
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run one statement of the caller's in this snapshot (for inspection tools)."""
         return self._conn.execute(sql, params)
 
+    def state(self) -> StoreState:
+        """The sequence number, config text and saved values' revisions, in one statement."""
+        seq, config, revisions = 0, None, {}
+        for key, value in self._conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('seq', 'config') OR key GLOB 'rev:*'"
+        ):
+            if key == "seq":
+                seq = int(value)
+            elif key == "config":
+                config = value
+            else:
+                revisions[key[len(REVISION_PREFIX) :]] = value
+        return StoreState(seq, config, revisions)
+
     def read_config(self) -> CollectionConfig | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
-        if row is None:
-            return None
+        return None if row is None else self.parse_config(row[0])
+
+    def config(self, state: StoreState | None = None) -> CollectionConfig:
+        """The saved config (from ``state`` when given); a collection without one is damaged."""
+        text = (state or self.state()).config_text
+        if text is None:
+            raise CorruptCollectionError(f"the collection at {self.collection} has no saved config")
+        return self.parse_config(text)
+
+    def parse_config(self, text: str) -> CollectionConfig:
+        """The config saved as ``text``; a damaged one names the collection."""
         try:
-            return CollectionConfig.from_json(row[0])
+            return _config_from_text(text)
         except NotACollectionError as exc:
             if "newer simsearch" in str(exc):
                 raise

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from simsearch.config import CollectionConfig
-from simsearch.store.reads import ReadTxn, chunks
+from simsearch.store.reads import REVISION_PREFIX, ReadTxn, chunks
 from simsearch.types import FloatArray
 
 __all__ = ["WriteTxn"]
@@ -21,8 +22,12 @@ class WriteTxn(ReadTxn):
         self.seq = seq
         self.touched = False
 
+    def renew(self) -> None:
+        """A write transaction sees the latest state already (it holds the write lock)."""
+
     def save_meta(self, key: str, value: str | None) -> None:
-        """Save (or with ``None`` remove) a value beside the data, in this transaction."""
+        """Save (or with ``None`` remove) a value beside the data, in this transaction, and
+        give it a new revision (see :meth:`ReadTxn.state`)."""
         if value is None:
             self._conn.execute("DELETE FROM meta WHERE key=?", (key,))
         else:
@@ -31,6 +36,11 @@ class WriteTxn(ReadTxn):
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (key, value),
             )
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (REVISION_PREFIX + key, uuid.uuid4().hex),
+        )
 
     def save_config(self, config: CollectionConfig) -> None:
         self._conn.execute(

@@ -30,17 +30,27 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from simsearch.errors import InvalidArgumentError
+from simsearch.errors import InvalidArgumentError, NotCalibratedError
+from simsearch.store.reads import ReadTxn, StoreState
+from simsearch.store.saved import Saved
 from simsearch.types import FloatArray
 
-__all__ = ["METHODS", "HubnessTerms", "banks_from_text", "banks_to_text", "k_occurrence_skewness"]
+__all__ = [
+    "HUBNESS_KEY",
+    "METHODS",
+    "HubnessBank",
+    "HubnessTerms",
+    "banks_from_text",
+    "banks_to_text",
+    "k_occurrence_skewness",
+]
 
 METHODS = ("none", "csls", "qbnorm", "dbnorm")
 CSLS_K = 10
@@ -149,3 +159,46 @@ def banks_from_text(text: str) -> tuple[FloatArray, FloatArray]:
     """The query bank and gallery bank saved by :func:`banks_to_text`."""
     data = json.loads(text)
     return _decode_matrix(data["bank"]), _decode_matrix(data["gallery"])
+
+
+#: Where the hubness banks are saved beside the data.
+HUBNESS_KEY = "hubness"
+
+
+class HubnessBank:
+    """A collection's saved banks, and each item's term per method, computed once per row
+    and bank (the banks change only through ``set_hubness_bank``)."""
+
+    def __init__(self) -> None:
+        self.saved: Saved[tuple[FloatArray, FloatArray]] = Saved(HUBNESS_KEY, banks_from_text)
+        self._terms: dict[tuple[str, int], float] = {}
+        self._terms_for: tuple[FloatArray, FloatArray] | None = None
+
+    def has_bank(self, snap: ReadTxn, state: StoreState) -> bool:
+        return self.saved.get(snap, state) is not None
+
+    def item_terms(
+        self,
+        snap: ReadTxn,
+        state: StoreState,
+        correction: HubnessTerms,
+        rows: npt.NDArray[np.int64],
+        vectors_of: Callable[[npt.NDArray[np.int64]], FloatArray],
+    ) -> F64:
+        """The terms of ascending ``rows``; ``vectors_of(rows)`` gives their vectors as
+        searched. Without a saved bank raises :class:`~simsearch.NotCalibratedError`."""
+        banks = self.saved.get(snap, state)
+        if banks is None:
+            raise NotCalibratedError(
+                "hubness reduction needs a query bank: call set_hubness_bank() first"
+            )
+        if self._terms_for is not banks:
+            self._terms, self._terms_for = {}, banks
+        cache = self._terms
+        method = correction.method
+        missing = np.array([r for r in rows.tolist() if (method, r) not in cache], dtype=np.int64)
+        if len(missing):
+            found = correction.item_terms(vectors_of(missing), *banks)
+            for r, t in zip(missing.tolist(), found.tolist(), strict=True):
+                cache[(method, r)] = t
+        return np.array([cache[(method, r)] for r in rows.tolist()])

@@ -1,0 +1,362 @@
+"""The index a collection searches, kept in step with its store.
+
+:class:`IndexKeeper` owns the vector index and everything about its upkeep: it
+builds or loads it (a saved index is used only when it is this store's, intact,
+and agrees with the store, see :mod:`simsearch.index.persist`), applies the
+store's changes by sequence number (other processes' writes too), rebuilds it
+in a background thread once deletions or growth call for it, saves it, and
+decides which rows a filter allows (:class:`~simsearch.search.filter_cache.FilterCache`).
+
+Searches read the index at the same time as each other: :meth:`IndexKeeper.reading`
+brings the index up to the reader's snapshot and then holds it steady (a shared
+hold) while the reader ranks; applying changes or swapping in a rebuilt index
+waits for the readers of the moment and holds back new ones meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simsearch.config import HNSW, IVFPQ, CollectionConfig, Flat, IndexConfig
+from simsearch.filters import SqlFilter
+from simsearch.index.base import Int64Array, VectorIndex
+from simsearch.index.flat import FlatIndex, normalize
+from simsearch.index.hnsw import HNSWIndex
+from simsearch.index.quantized import QuantizedIndex
+from simsearch.search.filter_cache import FilterCache
+from simsearch.store import SQLiteStore
+from simsearch.store.reads import ReadTxn, StoreState
+from simsearch.types import Metric
+
+__all__ = ["INDEX_DIR", "IndexKeeper", "Pinned"]
+
+INDEX_DIR = "index"
+#: Saved vectors compared with the store's when a graph is loaded.
+SPOT_CHECK = 32
+
+
+def _quantized(kind: IndexConfig) -> bool:
+    return isinstance(kind, IVFPQ) or (isinstance(kind, HNSW) and kind.quantization != "none")
+
+
+def empty_index(config: CollectionConfig, dim: int) -> VectorIndex:
+    """A new, empty index of the kind ``config`` names."""
+    kind = config.index
+    if isinstance(kind, Flat):
+        return FlatIndex(config.metric, dim)
+    if _quantized(kind):
+        return QuantizedIndex(config.metric, dim, kind)
+    assert isinstance(kind, HNSW)
+    return HNSWIndex(config.metric, dim, kind)
+
+
+def index_from_store(snap: ReadTxn, config: CollectionConfig) -> VectorIndex:
+    """A fresh index trained and filled from the store's float vectors, at ``snap``."""
+    assert config.dim is not None
+    index = empty_index(config, config.dim)
+    index.reserve(snap.count())
+    for changes in snap.changes_since(0, config.dim):
+        index.apply(changes)
+    return index
+
+
+def _spot_check(index: VectorIndex, snap: ReadTxn, config: CollectionConfig, seq: int) -> None:
+    """Raise ``ValueError`` unless a sample of the loaded index's float vectors equals the
+    store's: its scores must be the store's scores, not whatever the file says."""
+    rows = index.live_rows()
+    if not len(rows) or config.dim is None:
+        return
+    picked = rows[np.linspace(0, len(rows) - 1, min(SPOT_CHECK, len(rows))).astype(np.int64)]
+    # Rows rewritten or deleted since the save are the catch-up's to change.
+    picked = snap.rows_unchanged_since(np.unique(picked), seq)
+    held = index.exact_vectors(picked) if len(picked) else None
+    if held is None:
+        return  # codes only: scores are rescored from the store's vectors anyway
+    stored = snap.vectors_of_rows(picked, config.dim)
+    if config.metric is Metric.COSINE:
+        stored = normalize(stored)
+    if not np.allclose(held, stored, rtol=1e-4, atol=1e-5):
+        raise ValueError("its vectors differ from the store's")
+
+
+class _Gate:
+    """Many readers at once, or one change; a waiting change holds back new readers."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._changing = False
+        self._waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._changing and not self._waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._changing and not self._readers)
+            self._waiting -= 1
+            self._changing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._changing = False
+                self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """The index as one reader sees it: caught up to its snapshot, held steady, with the
+    snapshot's state and config (read after any renewal of the snapshot)."""
+
+    index: VectorIndex | None  # None while the collection has no vectors yet
+    allowed: Int64Array | None  # rows a filter allows (all live when None)
+    state: StoreState
+    config: CollectionConfig
+
+
+class IndexKeeper:
+    """Builds, loads, updates, rebuilds and saves one collection's vector index."""
+
+    def __init__(self, store: SQLiteStore, directory: Path) -> None:
+        self._store = store
+        self.directory = directory / INDEX_DIR
+        self.index: VectorIndex | None = None
+        self._kind: IndexConfig | None = None
+        self.applied_seq = 0
+        self.saved_seq = -1  # the sequence number of the index files on disk
+        self.rebuild: threading.Thread | None = None  # an index being rebuilt meanwhile
+        self._failed_rebuild: VectorIndex | None = None
+        self.filters = FilterCache()
+        self._lock = threading.RLock()  # decisions about the index, one thread at a time
+        self._gate = _Gate()
+        self.closed = False
+
+    # -- keeping up --------------------------------------------------------------------------
+    def catch_up(
+        self, snap: ReadTxn, *, rebuild_later: bool = True
+    ) -> tuple[StoreState, CollectionConfig]:
+        """Bring the index up to the snapshot (other processes' writes too) and start a
+        background rebuild when the index wants one (``rebuild_later``). A snapshot older
+        than the index (begun before another thread caught it up) is renewed first, so
+        the index never holds rows the reader cannot see. Returns the snapshot's state
+        and config."""
+        with self._lock:
+            state = snap.state()
+            if state.seq < self.applied_seq:
+                snap.renew()
+                state = snap.state()
+            config = snap.config(state)
+            seq = state.seq
+            if config.dim is None:
+                return state, config
+            index = self.index
+            fresh = (
+                index is None
+                or self._kind != config.index
+                or index.dim != config.dim  # a finished model upgrade changed the space
+            )
+            if fresh or seq != self.applied_seq:
+                with self._gate.changing():
+                    if fresh:
+                        self.index = self._loaded_or_new(snap, config, config.dim)
+                        self._kind = config.index
+                    if seq != self.applied_seq:
+                        assert self.index is not None
+                        self.index.reserve(snap.count_since(self.applied_seq))
+                        for changes in snap.changes_since(self.applied_seq, config.dim):
+                            self.index.apply(changes)
+                        self.applied_seq = seq
+            if rebuild_later:
+                self._rebuild_if_wanted(config)
+            return state, config
+
+    @contextmanager
+    def reading(self, snap: ReadTxn, flt: SqlFilter | None = None) -> Iterator[Pinned]:
+        """The index caught up to ``snap`` and held steady while the block runs, with the
+        rows ``flt`` allows."""
+        with self._lock:
+            state, config = self.catch_up(snap)
+            index = self.index if config.dim is not None else None
+            allowed = None
+            if index is not None and flt is not None and not flt.matches_all:
+                allowed = self.filters.rows(snap, flt, self.applied_seq, len(index))
+            pinned = Pinned(index, allowed, state, config)
+            hold = self._gate.reading()
+            hold.__enter__()  # taken before the lock goes, so no change slips in between
+        try:
+            yield pinned
+        finally:
+            hold.__exit__(None, None, None)
+
+    def _loaded_or_new(self, snap: ReadTxn, config: CollectionConfig, dim: int) -> VectorIndex:
+        """The saved index when it is this store's, intact, and agrees with the store; else
+        an empty one that the catch-up fills."""
+        self.applied_seq = 0
+        self.saved_seq = -1
+        kind = config.index
+        if isinstance(kind, Flat):
+            return FlatIndex(config.metric, dim)
+        loader = QuantizedIndex if _quantized(kind) else HNSWIndex
+        try:
+            index, seq = loader.load(
+                self.directory,
+                config.metric,
+                dim,
+                kind,  # type: ignore[arg-type]
+                self._store.store_id,
+            )
+            if seq > snap.current_seq():
+                raise ValueError("the saved index is ahead of the store")
+            _spot_check(index, snap, config, seq)
+        except FileNotFoundError:
+            return empty_index(config, dim)  # never saved: built from the store
+        except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as exc:
+            warnings.warn(
+                f"the saved index of {self._store.collection} was not used ({exc}); it is "
+                "rebuilt from the store",
+                RuntimeWarning,
+                stacklevel=6,
+            )
+            return empty_index(config, dim)
+        self.applied_seq = self.saved_seq = seq
+        return index
+
+    # -- rebuilding in the background ----------------------------------------------------------
+    def _rebuild_if_wanted(self, config: CollectionConfig) -> None:
+        """Start a background rebuild of an index that wants one (the checks come before
+        any copying: this runs at every catch-up)."""
+        index = self.index
+        if (self.rebuild is not None and self.rebuild.is_alive()) or (
+            index is not None and index is self._failed_rebuild
+        ):
+            return  # one runs already; or it failed for this index, and optimize() retries
+        if isinstance(index, QuantizedIndex) and index.wants_rebuild:
+            self._start_rebuild(index, self._quantized_from_store, config)
+        elif isinstance(index, HNSWIndex) and index.wants_rebuild:
+            rows, vectors = index.live_copy()  # copied now, while the index holds still
+            seq = self.applied_seq
+
+            def compacted(_: CollectionConfig) -> tuple[VectorIndex, int]:
+                graph = HNSWIndex.built_from(index.metric, index.dim, index.config, rows, vectors)
+                return graph, seq
+
+            self._start_rebuild(index, compacted, config)
+
+    def _start_rebuild(
+        self,
+        index: VectorIndex,
+        build: Callable[[CollectionConfig], tuple[VectorIndex, int]],
+        config: CollectionConfig,
+    ) -> None:
+        """Rebuild ``index`` in a background thread while searches and writes go on with
+        it: graphs without their deleted entries, quantized codes retrained. ``build``
+        returns the fresh index and the store sequence number it holds; the fresh index
+        then catches up and takes the old one's place, unless the keeper closed or replaced
+        the index meanwhile. hnswlib and FAISS build without the GIL."""
+
+        def run() -> None:
+            try:
+                fresh, seq = build(config)
+            except Exception as exc:  # kept from retrying on every search
+                self._failed_rebuild = index
+                if self.closed:
+                    return  # closed (and maybe removed) meanwhile: the work was moot anyway
+                warnings.warn(
+                    f"rebuilding the index of {self._store.collection} failed ({exc!r}); "
+                    "searches go on with the current one, and optimize() tries again",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+                return
+            with self._lock:
+                if self.closed or self.index is not index:
+                    return
+                with self._store.snapshot() as snap, self._gate.changing():
+                    for changes in snap.changes_since(seq, fresh.dim):
+                        fresh.apply(changes)
+                    self.applied_seq = snap.current_seq()
+                    self.index = fresh
+                self.saved_seq = -1
+
+        self.rebuild = threading.Thread(
+            target=run, name=f"simsearch-rebuild-{self._store.collection.name}", daemon=True
+        )
+        self.rebuild.start()
+
+    def wait_for_rebuild(self) -> None:
+        thread = self.rebuild
+        if thread is not None:
+            thread.join()
+
+    def _quantized_from_store(self, config: CollectionConfig) -> tuple[VectorIndex, int]:
+        # The store's connection for this thread reads beside the writers (WAL).
+        with self._store.snapshot() as snap:
+            return index_from_store(snap, config), snap.current_seq()
+
+    # -- optimize, save, close -----------------------------------------------------------------
+    def optimize(self, snap: ReadTxn) -> None:
+        """Rebuild an approximate index without its deleted entries (retrain a quantized
+        one), at once, and save it. A graph that holds nothing deleted is kept as it is."""
+        self.wait_for_rebuild()
+        with self._lock:
+            state, config = self.catch_up(snap, rebuild_later=False)
+            seq = state.seq
+            with self._gate.changing():
+                if isinstance(self.index, HNSWIndex) and self.index.dead:
+                    self.index.rebuild()
+                    self.saved_seq = -1
+                elif isinstance(self.index, QuantizedIndex):
+                    self.index = index_from_store(snap, config)
+                    self.applied_seq = seq
+                    self.saved_seq = -1
+            self._failed_rebuild = None
+            self.save()
+
+    def save(self) -> None:
+        """Persist a graph or quantized index that has changed since it was last saved."""
+        with self._lock:
+            index = self.index
+            if isinstance(index, HNSWIndex | QuantizedIndex) and self.saved_seq != self.applied_seq:
+                with self._gate.reading():
+                    index.save(self.directory, self.applied_seq, self._store.store_id)
+                self.saved_seq = self.applied_seq
+
+    def close(self, config: CollectionConfig) -> None:
+        """Bring a graph or quantized index up to date with every write and save it, so the
+        next open loads it; then let it go."""
+        with self._lock:
+            try:
+                if not isinstance(config.index, Flat):
+                    with self._store.snapshot() as snap:
+                        self.catch_up(snap, rebuild_later=False)
+                self.save()
+            except Exception as exc:  # the data is safe in the store; only time is lost
+                warnings.warn(
+                    f"the index of {self._store.collection} could not be saved ({exc!r}); "
+                    "the next open builds it from the store",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            finally:
+                self.closed = True
+                with self._gate.changing():
+                    self.index = None

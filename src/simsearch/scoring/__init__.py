@@ -1,0 +1,1 @@
+"""Scores a person can trust: calibrated relevance, hubness reduction, margin-scored duplicates."""

@@ -1,0 +1,102 @@
+"""A search request: every option checked once, frozen, then handed down the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from simsearch.errors import InvalidArgumentError
+from simsearch.filters import SqlFilter, compile_filter
+from simsearch.scoring.hubness import HubnessTerms
+from simsearch.validation import check_k
+
+__all__ = ["Knobs", "SearchRequest"]
+
+#: The largest ef, nprobe or rescore factor a search may ask for.
+MAX_KNOB = 100_000
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Index settings one search may override (``None``: the index's own)."""
+
+    ef: int | None = None
+    nprobe: int | None = None
+    rescore: int | None = None
+
+    @staticmethod
+    def checked(**values: Any) -> Knobs:
+        for name, value in values.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_KNOB
+            ):
+                raise InvalidArgumentError(
+                    f"{name} must be an integer in [1, {MAX_KNOB}], got {value!r}"
+                )
+        return Knobs(**values)
+
+
+DEFAULT_KNOBS = Knobs()
+NO_HUBNESS = HubnessTerms("none")
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What one call to ``search`` asks, validated (the queries travel beside it)."""
+
+    k: int
+    filter: SqlFilter | None = None
+    knobs: Knobs = DEFAULT_KNOBS
+    exact: bool = False
+    min_relevance: float | None = None
+    cutoff: str | None = None
+    hubness: HubnessTerms = NO_HUBNESS
+
+    @staticmethod
+    def build(
+        *,
+        k: Any,
+        where: Any = None,
+        ef: Any = None,
+        nprobe: Any = None,
+        rescore: Any = None,
+        exact: Any = False,
+        min_relevance: Any = None,
+        cutoff: Any = None,
+        hubness: Any = "none",
+    ) -> SearchRequest:
+        """The request for these ``search`` arguments; a bad one raises a specific error."""
+        knobs = (
+            DEFAULT_KNOBS
+            if ef is None and nprobe is None and rescore is None
+            else Knobs.checked(ef=ef, nprobe=nprobe, rescore=rescore)
+        )
+        if not isinstance(exact, bool):
+            raise InvalidArgumentError(f"exact must be true or false, got {exact!r}")
+        if min_relevance is not None and (
+            isinstance(min_relevance, bool)
+            or not isinstance(min_relevance, int | float)
+            or not 0.0 <= min_relevance <= 1.0
+        ):
+            raise InvalidArgumentError(
+                f"min_relevance must be a number in [0, 1], got {min_relevance!r}"
+            )
+        correction = HubnessTerms(hubness)
+        if cutoff not in (None, "f1"):
+            raise InvalidArgumentError(f"cutoff must be 'f1' or None, got {cutoff!r}")
+        if cutoff is not None and correction.method != "none":
+            raise InvalidArgumentError("cutoff='f1' cannot be combined with hubness reduction")
+        flt = compile_filter(where) if where is not None else None
+        return SearchRequest(
+            k=check_k(k),
+            filter=None if flt is None or flt.matches_all else flt,
+            knobs=knobs,
+            exact=exact,
+            min_relevance=None if min_relevance is None else float(min_relevance),
+            cutoff=cutoff,
+            hubness=correction,
+        )
+
+    @property
+    def wants_relevance(self) -> bool:
+        return self.min_relevance is not None or self.cutoff is not None

@@ -1,0 +1,183 @@
+"""The search pipeline, strung together: embed -> plan and candidates -> rerank -> relevance
+and cuts -> describe hits -> :class:`~simsearch.Results`.
+
+Queries are embedded before anything is read (a model can take a while). Then one
+store snapshot (this thread's own connection) holds for the rest: the index is
+caught up to it and pinned, so searches in other threads rank at the same time,
+and the hits are described from the same snapshot the index was caught up to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simsearch.embedding import Embedder, Progress
+from simsearch.errors import DimensionMismatchError, InvalidArgumentError, NotCalibratedError
+from simsearch.index.keeper import IndexKeeper
+from simsearch.scoring.calibration import Calibrator
+from simsearch.scoring.hubness import HubnessBank, HubnessTerms
+from simsearch.scoring.relevance import CalibrationState
+from simsearch.search.candidates import Ranked
+from simsearch.search.request import SearchRequest
+from simsearch.search.stages import SearchContext, cut, hubness_rerank, with_relevance
+from simsearch.store import SQLiteStore
+from simsearch.types import FloatArray, Results
+from simsearch.upgrade.migration import Upgrades
+from simsearch.validation import as_vector_batch, check_query_texts
+
+__all__ = ["InCollectionSpace", "Searcher", "query_texts", "rank_stages"]
+
+
+@dataclass(frozen=True)
+class InCollectionSpace:
+    """Query vectors already in the space the index holds (the collection's own vectors,
+    or ones already mapped), which a model upgrade must not map again."""
+
+    vectors: FloatArray
+
+
+def query_texts(query: Any) -> list[str] | None:
+    """The texts of a text query (one string or a list of strings), else ``None``."""
+    if isinstance(query, str):
+        return check_query_texts([query])
+    if (
+        isinstance(query, Sequence)
+        and not isinstance(query, bytes)
+        and query
+        and all(isinstance(q, str) for q in query)
+    ):
+        return check_query_texts(query)
+    if isinstance(query, Sequence) and any(isinstance(q, str) for q in query):
+        raise InvalidArgumentError("a query batch must be all strings or all vectors")
+    return None
+
+
+def rank_stages(
+    request: SearchRequest,
+    ctx: SearchContext,
+    queries: FloatArray,
+    k: int,
+    calibrator: Calibrator | None,
+    hubness: Any,
+) -> Ranked:
+    """Candidates, then the hubness rerank, relevance and cuts the request asks for.
+    ``hubness(correction, rows)`` gives the per-item hubness terms."""
+    ranked = None
+    if request.hubness.method != "none":
+        ranked = hubness_rerank(ctx, request.hubness, hubness, queries, k)
+    if calibrator is None:
+        if request.wants_relevance:
+            raise NotCalibratedError(
+                "the collection is not calibrated, so it has no relevance values; call "
+                "calibrate() first"
+            )
+        return ranked if ranked is not None else ctx.candidates(queries, k)
+    if request.cutoff == "f1" and calibrator.kind != "fitted":
+        raise NotCalibratedError(
+            "cutoff='f1' needs probabilities of relevance: calibrate the collection with judgements"
+        )
+    ranked, expected = with_relevance(
+        ctx, calibrator, queries, k, ranked, deep=request.cutoff == "f1"
+    )
+    if request.wants_relevance:
+        ranked = cut(
+            ranked, expected, min_relevance=request.min_relevance, f1=request.cutoff == "f1"
+        )
+    return ranked
+
+
+class Searcher:
+    """Runs searches over the parts of one collection."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        keeper: IndexKeeper,
+        embedder: Embedder,
+        upgrades: Upgrades,
+        calibration: CalibrationState,
+        hubness: HubnessBank,
+    ) -> None:
+        self._store = store
+        self._keeper = keeper
+        self._embedder = embedder
+        self._upgrades = upgrades
+        self._calibration = calibration
+        self._hubness = hubness
+
+    def query_vectors(self, query: Any, progress: Progress | None) -> FloatArray:
+        """A query's vectors in the space the index holds now (texts embedded, a model
+        upgrade's map applied to the user's vectors)."""
+        texts = query_texts(query)
+        with self._store.snapshot() as snap:
+            state = snap.state()
+            config = snap.config(state)
+            migration = self._upgrades.current(snap, state)
+        if texts is not None:
+            show = progress if len(texts) > 1 else False
+            return self._embedder.embed(config, migration, texts, "query", show)[0]
+        if migration is not None and migration.to is None:
+            return migration.map_new(
+                as_vector_batch(query, None, what="query vectors"), "query vectors"
+            )
+        return as_vector_batch(query, config.dim, what="query vectors")
+
+    def search(self, query: Any, request: SearchRequest, progress: Progress | None) -> Results:
+        in_space = isinstance(query, InCollectionSpace)
+        texts = None if in_space else query_texts(query)
+        embedded_for: tuple[str | None, Any] | None = None
+        if in_space:
+            queries = query.vectors
+        elif texts is not None:
+            with self._store.snapshot() as snap:
+                state = snap.state()
+                config = snap.config(state)
+                migration = self._upgrades.current(snap, state)
+            queries = self._embedder.embed(config, migration, texts, "query", progress)[0]
+            embedded_for = (migration.text if migration else None, config.encoder)
+        else:  # checked against the space of the snapshot below
+            queries = as_vector_batch(query, None, what="query vectors")
+        with self._store.snapshot() as snap, self._keeper.reading(snap, request.filter) as pinned:
+            state, config = pinned.state, pinned.config
+            migration = self._upgrades.current(snap, state)
+            now = (migration.text if migration else None, config.encoder)
+            if texts is not None and now != embedded_for:
+                # A model upgrade started or finished while the queries were embedded:
+                # embed them again into the space this snapshot holds.
+                queries = self._embedder.embed(config, migration, texts, "query", False)[0]
+            elif texts is None and not in_space and migration is not None and migration.to is None:
+                # An upgrade from the user's vectors: theirs are in the new model's space.
+                queries = migration.map_new(queries, "query vectors")
+            if config.dim is None or pinned.index is None:
+                return Results(k=request.k, rows=[[] for _ in range(len(queries))])
+            if queries.shape[1] != config.dim:
+                raise DimensionMismatchError(
+                    f"query vectors have dimension {queries.shape[1]}, the collection holds "
+                    f"{config.dim}-d vectors"
+                )
+            index = pinned.index
+            # No query can have more hits than there are items: results are sized by the
+            # smaller of the two, so a huge k costs nothing.
+            k = max(1, min(request.k, len(index)))
+            ctx = SearchContext(snap, index, config, pinned.allowed, request.knobs, request.exact)
+            calibrator = self._calibration.calibrator(snap, state, index, config)
+            if calibrator is None and request.wants_relevance:
+                raise NotCalibratedError(
+                    f"the collection at {self._store.collection} is not calibrated, so it has "
+                    "no relevance values; call calibrate() first"
+                )
+
+            def terms(correction: HubnessTerms, rows: np.ndarray) -> np.ndarray:
+                def vectors_of(part: np.ndarray) -> FloatArray:
+                    return ctx.space(snap.vectors_of_rows(part, int(config.dim or 0)))
+
+                return self._hubness.item_terms(snap, state, correction, rows, vectors_of)
+
+            ranked = rank_stages(request, ctx, queries, k, calibrator, terms)
+            rows = ranked.rows
+            described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
+        return Results._from_search(request.k, ranked.scores, rows, described, ranked.relevance)

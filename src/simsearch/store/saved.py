@@ -1,0 +1,61 @@
+"""Values saved beside the data (a calibration, hubness banks, a model upgrade's map), each
+parsed once per revision rather than read and parsed on every search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from simsearch.store.reads import ReadTxn, StoreState
+
+__all__ = ["Saved"]
+
+T = TypeVar("T")
+
+
+class Saved(Generic[T]):
+    """The value saved under ``key``, parsed by ``parse``, cached by its revision.
+
+    >>> import pathlib, tempfile
+    >>> from simsearch.config import CollectionConfig
+    >>> from simsearch.store import SQLiteStore
+    >>> from simsearch.types import Metric
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "c"
+    >>> store = SQLiteStore.create(folder, CollectionConfig(Metric.DOT))
+    >>> saved = Saved("note", str.upper)
+    >>> with store.write() as txn:
+    ...     txn.save_meta("note", "hello")
+    >>> with store.snapshot() as snap:
+    ...     saved.get(snap, snap.state())
+    'HELLO'
+    >>> store.close()
+    """
+
+    def __init__(self, key: str, parse: Callable[[str], T]) -> None:
+        self.key = key
+        self._parse = parse
+        self._revision: str | None = None
+        self._text: str | None = None
+        self._value: T | None = None
+
+    def get(self, snap: ReadTxn, state: StoreState) -> T | None:
+        """The value as of ``snap`` (whose :meth:`ReadTxn.state` is ``state``), or None."""
+        revision = state.revisions.get(self.key)
+        if revision is not None and revision == self._revision:
+            return self._value
+        text = snap.read_meta(self.key)
+        if text != self._text or self._text is None:
+            value = None if text is None else self._parse(text)
+            self._text, self._value = text, value
+        # A value saved without a revision (by an older simsearch) is read every time.
+        self._revision = revision
+        return self._value
+
+    def text(self, snap: ReadTxn, state: StoreState) -> str | None:
+        """The saved text itself (read through the same cache)."""
+        self.get(snap, state)
+        return self._text
+
+    def forget(self) -> None:
+        """Drop the cached value (after this process changed it)."""
+        self._revision = self._text = self._value = None

@@ -1,0 +1,1 @@
+"""Model upgrades: compatibility maps between embedding spaces, migrate and backfill."""
