@@ -12,22 +12,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
-
+from simsearch import fitting
 from simsearch.config import CollectionConfig, IndexConfig, index_name
 from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
-from simsearch.errors import CollectionClosedError, InvalidArgumentError, ItemNotFoundError
+from simsearch.errors import CollectionClosedError, InvalidArgumentError
 from simsearch.index.keeper import IndexKeeper
 from simsearch.opening import open_store
-from simsearch.scoring import fitting
-from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, mine_pairs
+from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
 from simsearch.scoring.hubness import HubnessBank
 from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
 from simsearch.store import SQLiteStore
-from simsearch.types import Item, JSONObject, Metric, Results, parse_stored_metadata
+from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.upgrade.compat import DEFAULT_BLEND
 from simsearch.upgrade.migration import Upgrades
 from simsearch.validation import check_ids
@@ -40,10 +38,9 @@ class Collection:
     """A durable set of items (id, vector, optional text and metadata) that answers
     "what is most similar to this?".
 
-    Open one with :meth:`Collection.open`. Every write is one transaction and
-    is durable once the call returns; several processes and threads may use one
-    collection at once. Scores are always higher-is-better: cosine similarity,
-    inner product, or the *negative* Euclidean distance for ``l2``.
+    Open one with :meth:`Collection.open`. Every write is one transaction, durable once
+    the call returns; several processes and threads may use one collection at once.
+    Scores are higher-is-better: cosine, inner product, or *negative* distance for ``l2``.
 
     >>> import tempfile, simsearch
     >>> with simsearch.Collection.open(tempfile.mkdtemp(), metric="dot") as col:
@@ -80,27 +77,20 @@ class Collection:
         index: IndexConfig | None = None,
         create: bool = True,
     ) -> Collection:
-        """Open the collection at ``path``, creating it if it does not exist.
+        """Open the collection at ``path`` (a folder), creating it if it does not exist.
 
         Args:
-            path: a folder; it is created when missing. An existing folder that
-                holds other files is refused.
-            metric: ``"cosine"`` (the default for a new collection), ``"dot"`` or
-                ``"l2"``. On reopen, ``None`` keeps the saved metric; another value
-                than the saved one raises :class:`~simsearch.ConfigMismatchError`.
-            dim: the vector dimension; ``None`` lets the first vectors (or the
-                encoder) fix it.
-            encoder: a registered encoder name or an encoder object; ``None``
-                means the saved encoder, or the default text encoder
-                (``minilm-l6-v2-int8``) the first time texts are given.
-            index: :class:`~simsearch.Flat` (exact, the default),
-                :class:`~simsearch.HNSW` (an approximate graph, optionally over
-                int8 or binary codes) or :class:`~simsearch.IVFPQ` (compressed
-                codes for collections larger than memory).
-                The index is derived from the stored data, so reopening with
-                another kind rebuilds it; ``None`` keeps the saved one.
+            path: a folder; made when missing; one that holds other files is refused.
+            metric: ``"cosine"`` (the default), ``"dot"`` or ``"l2"``; on reopen ``None``
+                keeps the saved one and another raises :class:`~simsearch.ConfigMismatchError`.
+            dim: the vector dimension; ``None`` lets the first vectors (or the encoder) fix it.
+            encoder: a registered name or an encoder object; ``None`` means the saved one,
+                or ``minilm-l6-v2-int8`` the first time texts are given.
+            index: :class:`~simsearch.Flat` (exact, the default), :class:`~simsearch.HNSW`
+                (a graph, optionally over int8 or binary codes) or :class:`~simsearch.IVFPQ`;
+                derived from the store, so another kind on reopen rebuilds it.
             create: when false, a missing collection raises
-                :class:`~simsearch.NotACollectionError` instead of being created.
+                :class:`~simsearch.NotACollectionError`.
         """
         directory, store, enc = open_store(
             path, metric=metric, dim=dim, encoder=encoder, index=index, create=create
@@ -112,11 +102,8 @@ class Collection:
             raise
 
     def close(self) -> None:
-        """Release the database; later calls raise :class:`~simsearch.CollectionClosedError`.
-
-        A graph or quantized index is first brought up to date with every write and
-        saved, so the next open loads it instead of building it again.
-        """
+        """Bring a graph or quantized index up to date and save it (the next open loads
+        it), then release the database; later calls raise ``CollectionClosedError``."""
         if self._closed:
             return
         config = self.config
@@ -130,10 +117,7 @@ class Collection:
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, kind: type[BaseException] | None, exc: Any, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -160,35 +144,21 @@ class Collection:
             return snap.count()
 
     def info(self) -> dict[str, Any]:
-        """A summary: path, item count, metric, dimension, encoder, last sequence number, size,
-        and the model upgrade in progress (``migration``: where to, the map, how many items
+        """A summary: path, item count, metric, dimension, encoder, index kind, last sequence
+        number, size, and the model upgrade in progress (where to, the map, how many items
         still lack a new vector)."""
         self._check_open()
         with self._store.snapshot() as snap:
             state = snap.state()
-            config = snap.config(state)
-            count = snap.count()
-            current = self._upgrades.current(snap, state)
-            migration = None
-            if current is not None:
-                migration = {
-                    "to": current.to.name if current.to else None,
-                    "dim": current.dim,
-                    "method": current.mapping.method,
-                    "held_out_recall": current.mapping.held_out_recall,
-                    "blend": current.blend if current.to is not None else None,
-                    "remaining": snap.count_without_pending(),
-                }
+            config, count = snap.config(state), snap.count()
+            migration = self._upgrades.summary(snap, state)
+        encoder = config.encoder
         return {
             "path": str(self.path),
             "count": count,
             "metric": config.metric.value,
             "dim": config.dim,
-            "encoder": (
-                {"name": config.encoder.name, "version": config.encoder.version}
-                if config.encoder
-                else None
-            ),
+            "encoder": {"name": encoder.name, "version": encoder.version} if encoder else None,
             "index": index_name(config.index),
             "seq": state.seq,
             "size_bytes": self._store.size_bytes(),
@@ -205,13 +175,11 @@ class Collection:
         metadata: Sequence[JSONObject | None] | JSONObject | None = None,
         progress: Progress | None = None,
     ) -> None:
-        """Add new items; any id that already exists raises :class:`~simsearch.DuplicateIdError`.
+        """Add new items; an id that exists raises :class:`~simsearch.DuplicateIdError`.
 
-        Give ``vectors``, or ``texts`` for the encoder to embed (or both: the
-        vectors are stored and the texts kept beside them). The whole batch is
-        written in one transaction, or nothing is. ``progress`` shows a bar
-        while embedding (``None``: only for large batches), or takes a callback.
-        """
+        Give ``vectors``, or ``texts`` to embed (or both: the vectors are stored, the texts
+        kept). The whole batch is one transaction, or nothing is written. ``progress``: a
+        bar while embedding (``None``: for large batches only), or a callback."""
         self._check_open()
         write_items(
             self._store, self._embedder, self._upgrades, ids, vectors, texts, metadata, progress,
@@ -237,13 +205,10 @@ class Collection:
     def delete(
         self, ids: Sequence[str] | str | None = None, *, where: Any = None, all: bool = False
     ) -> int:
-        """Delete items by id, by filter, or both (the items in ``ids`` that match ``where``);
-        ``all=True`` (alone) deletes every item.
-
-        Ids that do not exist are skipped. A filter that matches everything (``{}``)
-        is refused without ``all=True``, so a delete never empties a collection by
-        accident. Returns how many items were deleted.
-        """
+        """Delete items by id, by filter, or both (those of ``ids`` matching ``where``), or
+        with ``all=True`` alone every item; returns how many. Missing ids are skipped; a
+        filter matching everything (``{}``) needs ``all=True``, so nothing empties by
+        accident."""
         self._check_open()
         return delete_items(self._store, ids, where, all)
 
@@ -254,31 +219,13 @@ class Collection:
         self._check_open()
         id_list = check_ids(ids)
         with self._store.snapshot() as snap:
-            dim = snap.config().dim
-            found = snap.get(id_list, dim) if dim is not None else {}
-        missing = [i for i in id_list if i not in found]
-        if missing:
-            shown = ", ".join(repr(i) for i in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise ItemNotFoundError(f"no item with id {shown}{more}")
-        return [
-            Item(
-                i, found[i].vector, found[i].text, parse_stored_metadata(found[i].metadata_json, i)
-            )
-            for i in id_list
-        ]
+            return snap.items(id_list)
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         """Every item in insertion order (for export); reads one consistent snapshot."""
         self._check_open()
         with self._store.snapshot() as snap:
-            dim = snap.config().dim
-            if dim is None:
-                return
-            for row in snap.iter_rows(dim, batch):
-                yield Item(
-                    row.id, row.vector, row.text, parse_stored_metadata(row.metadata_json, row.id)
-                )
+            yield from snap.iter_items(batch)
 
     def search(
         self,
@@ -295,35 +242,27 @@ class Collection:
         hubness: str = "none",
         progress: Progress | None = None,
     ) -> Results:
-        """The ``k`` items most similar to each query, best first.
+        """The ``k`` items most similar to each query, best first (the pipeline is
+        :mod:`simsearch.search`).
 
         Args:
-            query: a string, a list of strings (embedded by the collection's
-                encoder), a 1-D vector, or a 2-D batch of vectors.
-            k: how many hits per query (fewer only if fewer items exist or match).
-            where: a metadata filter (see :mod:`simsearch.filters`), applied
-                before ranking: when at least ``k`` items match, ``k`` come back.
-            ef: candidate list size of an HNSW index (default: its ``ef_search``).
-            nprobe: lists an IVFPQ index visits (default: its ``nprobe``).
-            rescore: for quantized indexes, how many candidates per hit are
-                rescored with the float vectors (default: the index's ``rescore``).
+            query: a string or list of strings (embedded), a vector, or a 2-D batch.
+            k: hits per query (fewer only if fewer items exist or match).
+            where: a metadata filter (:mod:`simsearch.filters`), applied before ranking:
+                when at least ``k`` items match, ``k`` come back.
+            ef, nprobe, rescore: an HNSW beam, IVFPQ lists to visit, and candidates per
+                hit a quantized index rescores (default: the index's own).
             exact: search every vector exactly even with an approximate index.
-            min_relevance: keep only hits whose calibrated relevance is at least
-                this (``k`` becomes an upper bound); needs :meth:`calibrate`,
-                otherwise :class:`~simsearch.NotCalibratedError`. On a
-                calibrated collection every hit carries ``relevance``.
-            cutoff: ``"f1"`` keeps, per query, the hits that maximise the expected
-                F1 of the set under the fitted probabilities of relevance (needs
-                a calibration fitted from judgements).
-            hubness: ``"csls"``, ``"qbnorm"`` or ``"dbnorm"`` reorders each query's
-                nearest candidates by a hubness-corrected score (see
-                :mod:`simsearch.scoring.hubness`; needs :meth:`set_hubness_bank`).
-                Hits keep their raw ``score``; only the order changes.
+            min_relevance: keep only hits at least this relevant (needs :meth:`calibrate`,
+                else :class:`~simsearch.NotCalibratedError`); calibrated hits carry it.
+            cutoff: ``"f1"`` keeps per query the hits with the best expected F1 (needs a
+                calibration fitted from judgements).
+            hubness: ``"csls"``, ``"qbnorm"`` or ``"dbnorm"`` reorders the nearest
+                candidates by a hubness-corrected score (:mod:`simsearch.scoring.hubness`;
+                needs :meth:`set_hubness_bank`); hits keep their raw ``score``.
 
         Returns:
-            :class:`~simsearch.Results` with one row of hits per query. Scores are
-            higher-is-better: cosine similarity, inner product, or negative L2
-            distance.
+            :class:`~simsearch.Results`, a row of hits per query, higher scores better.
         """
         self._check_open()
         request = SearchRequest.build(
@@ -333,13 +272,10 @@ class Collection:
         return self._searcher.search(query, request, progress)
 
     def optimize(self) -> None:
-        """Rebuild an approximate index without its deleted entries, and save it.
-
-        An index is also rebuilt on its own, in a background thread, once deleted
-        entries pass a quarter of it or a quantized one has outgrown its training
-        sample (this waits for one that runs). A quantized index is retrained on the
-        current data; a graph with nothing deleted is kept; a flat index needs nothing.
-        """
+        """Rebuild an approximate index without its deleted entries, and save it (a graph
+        with none deleted is kept; a quantized index is retrained). Indexes also rebuild
+        themselves in the background once a quarter is deleted or a quantized one has
+        outgrown its training sample; this waits for such a rebuild."""
         self._check_open()
         with self._store.snapshot() as snap:
             self._keeper.optimize(snap)
@@ -355,50 +291,35 @@ class Collection:
         seed: int = 0,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Start a model upgrade: embed a sample of the stored texts with ``new_encoder``,
-        fit a map from its space into the collection's, and save it.
-
-        Search goes on at once in the old space. A text query is the old encoder's
-        vector blended with the new encoder's mapped vector, ``blend`` of the latter
-        (1: the mapped vector alone; 0: the old encoder alone); a new text gets its
-        old-space vector from the old encoder and its new vector is kept.
-        :meth:`backfill` re-embeds every stored text and then makes the new encoder
-        the collection's own. Migrating again to the same encoder reuses every vector
-        already embedded. Returns the method chosen and its held-out recall.
-        """
+        """Start a model upgrade: fit a map from ``new_encoder``'s space into the
+        collection's on a ``sample`` of stored texts; search goes on at once, a text query
+        blending the old encoder's vector with ``blend`` of the mapped new one, until
+        :meth:`backfill` makes the new encoder the collection's own (:mod:`simsearch.upgrade`).
+        Returns the method chosen and its held-out recall."""
         self._check_open()
         return self._upgrades.migrate(
             new_encoder, sample=sample, method=method, blend=blend, seed=seed, progress=progress
         )
 
     def backfill(self, *, batch: int = 256, progress: Progress | None = None) -> int:
-        """Re-embed every stored text with the new encoder, in transactions of ``batch``
-        items, then swap the new vectors in and retire the map. Searches keep working
-        meanwhile; a backfill that is killed resumes where it stopped. Returns how
-        many items were embedded."""
+        """Re-embed every stored text with the new encoder (``batch`` a transaction; a
+        killed backfill resumes), then swap them in. Returns how many were embedded."""
         self._check_open()
         return self._upgrades.backfill(batch=batch, progress=progress)
 
     def migrate_vectors(
         self, ids: Sequence[str], vectors: Any, *, method: str = "auto", seed: int = 0
     ) -> dict[str, Any]:
-        """Start a model upgrade from vectors you bring: ``vectors`` are the new model's
-        vectors of the stored items ``ids`` (at least 10; a few thousand is plenty).
-
-        A map from the new space into the collection's is fitted on these pairs and
-        saved; from then on every vector you give (queries and writes) is taken to be
-        in the new model's space and mapped. Give the new vectors of the other items
-        with :meth:`backfill_vectors`; once every item has one, the collection moves
-        wholly into the new space (it then has no encoder of its own).
-        """
+        """Start a model upgrade from vectors you bring, the new model's ``vectors`` of
+        the stored items ``ids`` (at least 10; a few thousand is plenty): a map fitted on
+        these pairs carries every later vector you give into the collection's space, until
+        :meth:`backfill_vectors` has the new vector of every item."""
         self._check_open()
         return self._upgrades.migrate_vectors(ids, vectors, method=method, seed=seed)
 
     def backfill_vectors(self, ids: Sequence[str], vectors: Any) -> int:
-        """Give the new model's vectors of stored items during an upgrade started by
-        :meth:`migrate_vectors`. Once every item has one, the new vectors are swapped in
-        and the map retired, in one transaction. Returns how many items still lack one
-        (0: the upgrade is finished)."""
+        """Give the new model's vectors of stored items (after :meth:`migrate_vectors`);
+        with every item's, they are swapped in. Returns how many still lack one."""
         self._check_open()
         return self._upgrades.backfill_vectors(ids, vectors)
 
@@ -406,29 +327,20 @@ class Collection:
     def set_hubness_bank(
         self, queries: Any = None, *, gallery_sample: int = 1000, seed: int = 0
     ) -> None:
-        """Save a bank of typical queries (texts or vectors, not your test queries) for
-        ``search(hubness=...)``, with a random sample of ``gallery_sample`` of the
-        collection's items as the gallery bank of DBNorm. With no ``queries``, that
-        sample of items stands in for the queries too (each item is left out of its own
-        term). Replaces any earlier bank."""
+        """Save a bank of typical queries (texts or vectors) for ``search(hubness=...)``
+        and ``gallery_sample`` random items as DBNorm's gallery bank; with no ``queries``,
+        those items stand in for them (each left out of its own term)."""
         self._check_open()
-        if self.config.metric is Metric.L2:
-            raise InvalidArgumentError("hubness reduction works on cosine and dot collections")
+        fitting.refuse_l2(self.config, "hubness reduction works on cosine and dot collections")
         given = None if queries is None else self._searcher.query_vectors(queries, None)
         fitting.set_hubness_bank(self._store, self._keeper, given, gallery_sample, seed)
 
     def hubness_report(
         self, *, k: int = 10, queries: Any = None, top: int = 10, sample: int = 1000
     ) -> dict[str, Any]:
-        """The skewness of k-occurrence (how lopsided the counts of items in the top-k
-        lists of ``queries`` are; 0 is none) and the ``top`` hubs, for each method that
-        can run (``none`` always; the others once a bank is set).
-
-        Without ``queries``, a random ``sample`` of the collection's own items ask
-        (all when there are fewer), each left out of its own list: the data set's own
-        hubness as Radovanovic et al. define it. A few hundred queries give a noisy
-        figure: even random top-k lists have a skewness well above 0 then.
-        """
+        """The k-occurrence skewness (0: no hubness) and ``top`` hubs of the top-k lists of
+        ``queries`` (default: a ``sample`` of the items, each left out of its own list),
+        per method that can run (``none``; the others once a bank is set)."""
         self._check_open()
         given = None if queries is None else self._searcher.query_vectors(queries, None)
         return fitting.hubness_report(
@@ -442,37 +354,22 @@ class Collection:
         *,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Fit how raw scores map to relevance, and save it in the collection.
-
-        With ``queries`` (texts or vectors) and ``judgements`` (for each query, the
-        ids of the items relevant to it: a set, a list, or a dict of id to grade,
-        where a grade above 0 is relevant), a per-query Platt model learns the
-        probability that a hit is relevant (see :mod:`simsearch.scoring.calibration`).
-        With neither, the unlabelled fallback is saved: relevance relative to each
-        query's own score distribution over the collection, comparable across
-        queries but not a probability. Every later search gives hits a
-        ``relevance`` and accepts ``min_relevance``. Returns a summary, with the
-        cutoff that maximised F1 on the judgements as ``threshold``.
-        """
+        """Fit and save how raw scores map to relevance: from ``queries`` and their
+        ``judgements`` (relevant ids per query: a set, list, or dict of id to grade > 0) a
+        per-query Platt model of the probability of relevance; with neither, relevance
+        against each query's own score distribution (:mod:`simsearch.scoring.calibration`).
+        Returns a summary; ``threshold`` is the F1-best cutoff."""
         self._check_open()
         if (queries is None) != (judgements is None):
             raise InvalidArgumentError("give queries and judgements together, or neither")
-        if self.config.metric is Metric.L2:
-            raise InvalidArgumentError("calibration works on cosine and dot collections, not l2")
+        fitting.refuse_l2(self.config, "calibration works on cosine and dot collections, not l2")
         given = None if queries is None else self._searcher.query_vectors(queries, progress)
         return fitting.calibrate(self._store, self._keeper, given, judgements)
 
     def calibration(self) -> dict[str, Any] | None:
-        """The calibration in force: its kind (``fitted`` or ``background``) and, when
-        fitted, the cutoff that maximised F1 on its judgements; ``None`` when uncalibrated."""
+        """The calibration in force (``kind`` and, fitted, its F1-best ``threshold``)."""
         self._check_open()
-        with self._store.snapshot() as snap:
-            calibrator = self._calibration.saved.get(snap, snap.state())
-        if calibrator is None:
-            return None
-        if calibrator.kind == "background":
-            return {"kind": "background"}
-        return {"kind": "fitted", "threshold": calibrator.threshold}
+        return self._calibration.summary(self._store)
 
     def uncalibrate(self) -> None:
         """Remove the saved calibration; hits carry no relevance afterwards."""
@@ -488,30 +385,12 @@ class Collection:
         min_margin: float | None = None,
         candidates: int = DEFAULT_K,
     ) -> list[DuplicatePair]:
-        """Near-duplicate pairs of items, mined with margin scoring, best margin first.
-
-        Each pair's similarity is compared with how similar each side is to its own
-        ``k`` nearest neighbours (see :mod:`simsearch.scoring.duplicates`); pairs below
-        ``min_margin`` are dropped. Compares every item with every other exactly, so it
-        suits collections up to a few hundred thousand items.
-        """
+        """Near-duplicate pairs, best margin first: each pair's similarity against how
+        similar each side is to its own ``k`` nearest neighbours (see
+        :mod:`simsearch.scoring.duplicates`); pairs below ``min_margin`` are dropped.
+        Exact, so it suits collections up to a few hundred thousand items."""
         self._check_open()
-        metric = self.config.metric
-        if metric is Metric.L2:
-            raise InvalidArgumentError("duplicate mining works on cosine and dot collections")
-        if min_margin is not None and (
-            isinstance(min_margin, bool) or not isinstance(min_margin, int | float)
-        ):
-            raise InvalidArgumentError(f"min_margin must be a number, got {min_margin!r}")
-        items = list(self.iter_items())
-        if not items:
-            return []
-        pairs = mine_pairs(
-            [i.id for i in items],
-            np.stack([i.vector for i in items]),
-            k=k,
-            candidates=candidates,
-            margin=margin,
-            metric=metric,
-        )
-        return [p for p in pairs if min_margin is None or p.margin >= min_margin]
+        return find_pairs(
+            self.iter_items(), self.config.metric, k=k, margin=margin,
+            min_margin=min_margin, candidates=candidates,
+        )  # fmt: skip

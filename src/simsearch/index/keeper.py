@@ -5,7 +5,7 @@ builds or loads it (a saved index is used only when it is this store's, intact,
 and agrees with the store, see :mod:`simsearch.index.persist`), applies the
 store's changes by sequence number (other processes' writes too), rebuilds it
 in a background thread once deletions or growth call for it, saves it, and
-decides which rows a filter allows (:class:`~simsearch.search.filter_cache.FilterCache`).
+decides which rows a filter allows (:class:`~simsearch.index.filter_cache.FilterCache`).
 
 Searches read the index at the same time as each other: :meth:`IndexKeeper.reading`
 brings the index up to the reader's snapshot and then holds it steady (a shared
@@ -27,10 +27,10 @@ import numpy as np
 from simsearch.config import HNSW, IVFPQ, CollectionConfig, Flat, IndexConfig
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array, VectorIndex
+from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
 from simsearch.index.quantized import QuantizedIndex
-from simsearch.search.filter_cache import FilterCache
 from simsearch.store import SQLiteStore
 from simsearch.store.reads import ReadTxn, StoreState
 from simsearch.types import Metric

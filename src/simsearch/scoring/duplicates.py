@@ -14,15 +14,16 @@ each item's ``k`` nearest neighbours, in both directions, deduplicated.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from simsearch.errors import InvalidArgumentError
 from simsearch.index.flat import FlatIndex
-from simsearch.types import FloatArray, Metric
+from simsearch.types import FloatArray, Item, Metric
 
-__all__ = ["DuplicatePair", "mine_pairs"]
+__all__ = ["DuplicatePair", "find_pairs", "mine_pairs"]
 
 #: The paper's neighbourhood size.
 DEFAULT_K = 4
@@ -91,3 +92,33 @@ def mine_pairs(
         out.append(DuplicatePair(ids[a], ids[b], sim, value))
     out.sort(key=lambda p: (-p.margin, -p.similarity, p.a, p.b))
     return out
+
+
+def find_pairs(
+    items: Iterable[Item],
+    metric: Metric,
+    *,
+    k: int,
+    margin: str,
+    min_margin: float | None,
+    candidates: int,
+) -> list[DuplicatePair]:
+    """Near-duplicate pairs among ``items`` at or above ``min_margin``, best first."""
+    if metric is Metric.L2:
+        raise InvalidArgumentError("duplicate mining works on cosine and dot collections")
+    if min_margin is not None and (
+        isinstance(min_margin, bool) or not isinstance(min_margin, int | float)
+    ):
+        raise InvalidArgumentError(f"min_margin must be a number, got {min_margin!r}")
+    listed = list(items)
+    if not listed:
+        return []
+    pairs = mine_pairs(
+        [i.id for i in listed],
+        np.stack([i.vector for i in listed]),
+        k=k,
+        candidates=candidates,
+        margin=margin,
+        metric=metric,
+    )
+    return [p for p in pairs if min_margin is None or p.margin >= min_margin]

@@ -18,6 +18,7 @@ from simsearch.config import CollectionConfig
 from simsearch.errors import InvalidArgumentError
 from simsearch.index.base import VectorIndex
 from simsearch.scoring.calibration import Background, Calibrator
+from simsearch.store import SQLiteStore
 from simsearch.store.reads import ReadTxn, StoreState
 from simsearch.store.saved import Saved
 from simsearch.types import Metric
@@ -77,6 +78,16 @@ class CalibrationState:
         self.saved: Saved[Calibrator] = Saved(CALIBRATION_KEY, Calibrator.from_json)
         # The saved calibrator with its background refreshed, and what it was refreshed from.
         self._refreshed: tuple[Calibrator, Calibrator] | None = None
+
+    def summary(self, store: SQLiteStore) -> dict[str, Any] | None:
+        """The calibration in force: its kind and, when fitted, its F1-best threshold."""
+        with store.snapshot() as snap:
+            calibrator = self.saved.get(snap, snap.state())
+        if calibrator is None:
+            return None
+        if calibrator.kind == "background":
+            return {"kind": "background"}
+        return {"kind": "fitted", "threshold": calibrator.threshold}
 
     def calibrator(
         self, snap: ReadTxn, state: StoreState, index: VectorIndex, config: CollectionConfig

@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from simsearch.config import CollectionConfig
-from simsearch.errors import CorruptCollectionError, NotACollectionError
+from simsearch.errors import CorruptCollectionError, ItemNotFoundError, NotACollectionError
 from simsearch.filters import SqlFilter
-from simsearch.types import FloatArray
+from simsearch.types import FloatArray, Item, parse_stored_metadata
 
 __all__ = [
     "REVISION_PREFIX",
@@ -53,6 +53,11 @@ class StoredRow:
     vector: FloatArray
     text: str | None
     metadata_json: str
+
+    def item(self) -> Item:
+        return Item(
+            self.id, self.vector, self.text, parse_stored_metadata(self.metadata_json, self.id)
+        )
 
 
 @dataclass(frozen=True)
@@ -401,6 +406,24 @@ class ReadTxn:
             ):
                 out[id_] = StoredRow(row, id_, self._one_vector(row, id_, blob, dim), text, meta)
         return out
+
+    def items(self, ids: Sequence[str]) -> list[Item]:
+        """The items with ``ids``, in that order; a missing id raises ItemNotFoundError."""
+        dim = self.config().dim
+        found = self.get(ids, dim) if dim is not None else {}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ItemNotFoundError(f"no item with id {shown}{more}")
+        return [found[i].item() for i in ids]
+
+    def iter_items(self, batch: int = 1000) -> Iterator[Item]:
+        """Every item in row (insertion) order."""
+        dim = self.config().dim
+        if dim is not None:
+            for row in self.iter_rows(dim, batch):
+                yield row.item()
 
     def iter_rows(self, dim: int, batch: int = 1000) -> Iterator[StoredRow]:
         """Every item in row order."""

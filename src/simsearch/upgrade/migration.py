@@ -65,6 +65,21 @@ class Upgrades:
     def current(self, snap: ReadTxn, state: StoreState) -> Migration | None:
         return self.saved.get(snap, state)
 
+    def summary(self, snap: ReadTxn, state: StoreState) -> dict[str, Any] | None:
+        """The upgrade in progress as ``info()`` shows it: where to, the map, how many items
+        still lack a new vector; ``None`` when none runs."""
+        current = self.current(snap, state)
+        if current is None:
+            return None
+        return {
+            "to": current.to.name if current.to else None,
+            "dim": current.dim,
+            "method": current.mapping.method,
+            "held_out_recall": current.mapping.held_out_recall,
+            "blend": current.blend if current.to is not None else None,
+            "remaining": snap.count_without_pending(),
+        }
+
     def current_now(self) -> Migration | None:
         with self._store.snapshot() as snap:
             return self.current(snap, snap.state())

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from simsearch.config import CollectionConfig
 from simsearch.errors import DimensionMismatchError, InvalidArgumentError
 from simsearch.index.flat import normalize
 from simsearch.index.keeper import IndexKeeper
@@ -23,7 +24,13 @@ from simsearch.types import FloatArray, Metric
 from simsearch.upgrade.migration import sample_rows
 from simsearch.validation import check_k
 
-__all__ = ["calibrate", "hubness_report", "set_hubness_bank"]
+__all__ = ["calibrate", "hubness_report", "refuse_l2", "set_hubness_bank"]
+
+
+def refuse_l2(config: CollectionConfig, message: str) -> None:
+    """Raise ``message`` for an l2 collection (the scoring models assume similarities)."""
+    if config.metric is Metric.L2:
+        raise InvalidArgumentError(message)
 
 
 def set_hubness_bank(
