@@ -109,6 +109,11 @@ class SqlFilter:
     params: list[Any]
 
     @property
+    def key(self) -> str:
+        """A text naming this filter exactly (its SQL and parameters), for caches."""
+        return self.sql + "\x00" + json.dumps(self.params)
+
+    @property
     def matches_all(self) -> bool:
         """True for the empty filter, which matches every item."""
         return self.sql == "1"

@@ -10,7 +10,6 @@ has changed.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 
 import numpy as np
@@ -37,7 +36,7 @@ class FilterCache:
 
     def rows(self, snap: ReadTxn, flt: SqlFilter, seq: int, total: int) -> Int64Array:
         """Rows matching ``flt`` in the snapshot ``snap`` at sequence number ``seq``."""
-        key = flt.sql + "\x00" + json.dumps(flt.params)
+        key = flt.key
         cached = self._entries.get(key)
         if cached is not None and cached[0] == seq:
             self._entries.move_to_end(key)

@@ -22,14 +22,20 @@ __all__ = ["FlatIndex"]
 
 BLOCK = 16384
 QUERY_CHUNK = 1024
+#: Up to this many scores (queries x vectors) a search computes in one product.
+ONE_PASS = 4_000_000
 #: Compact the arrays once this share of the slots is dead.
 COMPACT_FRACTION = 0.25
 
 
+_TINY = np.finfo(np.float32).tiny
+
+
 def normalize(x: FloatArray) -> FloatArray:
     """Rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.maximum(norms, np.finfo(np.float32).tiny, out=norms)
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    np.maximum(norms, _TINY, out=norms)
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
@@ -54,6 +60,7 @@ class FlatIndex:
         self._alive = np.empty(0, dtype=bool)
         self._n = 0
         self._dead = 0
+        self._dead_cache: Int64Array | None = None
 
     def __len__(self) -> int:
         return self._n - self._dead
@@ -96,6 +103,7 @@ class FlatIndex:
         return pos, found
 
     def apply(self, changes: Changes) -> None:
+        self._dead_cache = None
         if len(changes.rows):
             vecs = self._prepare(changes.vectors)
             pos, found = self._positions(changes.rows)
@@ -179,11 +187,15 @@ class FlatIndex:
             pos, found = self._positions(np.asarray(allowed_rows, dtype=np.int64))
             positions = pos[found]
             positions = positions[self._alive[positions]]
-        scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        best = np.full((nq, k), -1, dtype=np.int64)
-        for start in range(0, nq, QUERY_CHUNK):
-            chunk = slice(start, min(start + QUERY_CHUNK, nq))
-            scores[chunk], best[chunk] = self._search_chunk(queries[chunk], k, positions)
+        total = self._n if positions is None else len(positions)
+        if nq * total <= ONE_PASS:
+            scores, best = self._search_one_pass(queries, k, positions)
+        else:
+            scores = np.full((nq, k), -np.inf, dtype=np.float32)
+            best = np.full((nq, k), -1, dtype=np.int64)
+            for start in range(0, nq, QUERY_CHUNK):
+                chunk = slice(start, min(start + QUERY_CHUNK, nq))
+                scores[chunk], best[chunk] = self._search_chunk(queries[chunk], k, positions)
         if self.metric is Metric.L2:
             # The ranking key was 2 q.x - |x|^2 = |q|^2 - d^2; report -d.
             qn = np.einsum("ij,ij->i", queries, queries)[:, None]
@@ -206,13 +218,48 @@ class FlatIndex:
             s -= self._sqnorms[idx]
         return s
 
+    def _search_one_pass(
+        self, q: FloatArray, k: int, positions: Int64Array | None
+    ) -> tuple[FloatArray, Int64Array]:
+        """Every score at once, then each query's top ``k`` (ties by position): the path of
+        a few queries, where the streaming merge would cost more than the products."""
+        nq = len(q)
+        if positions is None:
+            s = self._block_scores(q, slice(0, self._n))
+            s[:, self._dead_positions()] = -np.inf
+            cols = None
+        else:
+            s = self._block_scores(q, positions)
+            cols = positions
+        best_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        best_p = np.full((nq, k), -1, dtype=np.int64)
+        width = s.shape[1]
+        for i in range(nq):
+            row = s[i]
+            if width > k:
+                cut = np.partition(row, width - k)[width - k]
+                pick = np.flatnonzero(row >= max(cut, -np.finfo(np.float32).max))
+            else:
+                pick = np.flatnonzero(row > -np.inf)
+            at = pick if cols is None else cols[pick]
+            order = np.lexsort((at, -row[pick]))[:k]
+            best_s[i, : len(order)] = row[pick[order]]
+            best_p[i, : len(order)] = at[order]
+        return best_s, best_p
+
+    def _dead_positions(self) -> Int64Array:
+        """Positions of deleted or replaced entries, kept until the arrays change."""
+        if self._dead_cache is None:
+            self._dead_cache = np.flatnonzero(~self._alive[: self._n])
+        return self._dead_cache
+
     def _search_chunk(
         self, q: FloatArray, k: int, positions: Int64Array | None
     ) -> tuple[FloatArray, Int64Array]:
         nq = len(q)
         best_s = np.full((nq, k), -np.inf, dtype=np.float32)
         best_p = np.full((nq, k), -1, dtype=np.int64)
-        dead = None if positions is not None else np.flatnonzero(~self._alive[: self._n])
+        dead = None if positions is not None else self._dead_positions()
         total = self._n if positions is None else len(positions)
         buffer = np.empty((nq, min(BLOCK, max(total, 1))), dtype=np.float32)
         for start in range(0, total, BLOCK):

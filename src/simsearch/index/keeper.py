@@ -31,6 +31,7 @@ from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
 from simsearch.index.quantized import QuantizedIndex
+from simsearch.index.subsets import SubsetCache
 from simsearch.store import SQLiteStore
 from simsearch.store.reads import ReadTxn, StoreState
 from simsearch.types import Metric
@@ -131,6 +132,17 @@ class Pinned:
     allowed: Int64Array | None  # rows a filter allows (all live when None)
     state: StoreState
     config: CollectionConfig
+    version: int  # changes whenever the index does
+    subsets: SubsetCache
+    filter_key: str | None
+
+    def exact_flat(self, rows: Int64Array, filtered: bool) -> FlatIndex | None:
+        """A flat copy of ``rows`` (all live rows, or the filter's), reused while the index
+        holds still; ``None`` where no copy fits (see :mod:`simsearch.index.subsets`)."""
+        if self.index is None:
+            return None
+        key = self.filter_key if filtered else None
+        return self.subsets.flat(self.index, self.version, key, rows)
 
 
 class IndexKeeper:
@@ -146,6 +158,8 @@ class IndexKeeper:
         self.rebuild: threading.Thread | None = None  # an index being rebuilt meanwhile
         self._failed_rebuild: VectorIndex | None = None
         self.filters = FilterCache()
+        self.subsets = SubsetCache()
+        self.version = 0  # bumped at every change of the index, so copies of it expire
         self._lock = threading.RLock()  # decisions about the index, one thread at a time
         self._gate = _Gate()
         self.closed = False
@@ -176,6 +190,7 @@ class IndexKeeper:
             )
             if fresh or seq != self.applied_seq:
                 with self._gate.changing():
+                    self.version += 1
                     if fresh:
                         self.index = self._loaded_or_new(snap, config, config.dim)
                         self._kind = config.index
@@ -199,7 +214,8 @@ class IndexKeeper:
             allowed = None
             if index is not None and flt is not None and not flt.matches_all:
                 allowed = self.filters.rows(snap, flt, self.applied_seq, len(index))
-            pinned = Pinned(index, allowed, state, config)
+            key = None if flt is None or flt.matches_all else flt.key
+            pinned = Pinned(index, allowed, state, config, self.version, self.subsets, key)
             hold = self._gate.reading()
             hold.__enter__()  # taken before the lock goes, so no change slips in between
         try:
@@ -295,6 +311,7 @@ class IndexKeeper:
                         fresh.apply(changes)
                     self.applied_seq = snap.current_seq()
                     self.index = fresh
+                    self.version += 1
                 self.saved_seq = -1
 
         self.rebuild = threading.Thread(
@@ -321,6 +338,7 @@ class IndexKeeper:
             state, config = self.catch_up(snap, rebuild_later=False)
             seq = state.seq
             with self._gate.changing():
+                self.version += 1
                 if isinstance(self.index, HNSWIndex) and self.index.dead:
                     self.index.rebuild()
                     self.saved_seq = -1

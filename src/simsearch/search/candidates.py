@@ -8,6 +8,7 @@ vectors, or, for an index of codes, the store's a block at a time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,11 @@ class Ranked:
     relevance: np.ndarray | None = None
 
 
+#: ``exact_flat(rows, filtered)``: a reusable flat copy of ``rows`` (see
+#: :mod:`simsearch.index.subsets`), or ``None``.
+ExactFlat = Callable[[Int64Array, bool], FlatIndex | None]
+
+
 def candidates(
     index: VectorIndex,
     config: CollectionConfig,
@@ -47,6 +53,7 @@ def candidates(
     allowed: Int64Array | None,
     knobs: Knobs,
     exact: bool,
+    exact_flat: ExactFlat | None = None,
 ) -> Ranked:
     """The ``k`` best rows per query among ``allowed`` (every live row when ``None``)."""
     if isinstance(index, FlatIndex):
@@ -78,6 +85,9 @@ def candidates(
         except RuntimeError:
             pass  # the walk found fewer than k items (a graph cut by deletions): go exact
     rows = index.live_rows() if allowed is None else index.keep_live(allowed)
+    copy = exact_flat(rows, allowed is not None) if exact_flat is not None else None
+    if copy is not None:
+        return Ranked(*copy.search(queries, k))
     vectors = index.exact_vectors(rows)
     if vectors is not None:
         return Ranked(*FlatIndex.from_arrays(config.metric, rows, vectors).search(queries, k))

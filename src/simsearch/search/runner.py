@@ -163,7 +163,9 @@ class Searcher:
             # No query can have more hits than there are items: results are sized by the
             # smaller of the two, so a huge k costs nothing.
             k = max(1, min(request.k, len(index)))
-            ctx = SearchContext(snap, index, config, pinned.allowed, request.knobs, request.exact)
+            ctx = SearchContext(
+                snap, index, config, pinned.allowed, request.knobs, request.exact, pinned.exact_flat
+            )
             calibrator = self._calibration.calibrator(snap, state, index, config)
             if calibrator is None and request.wants_relevance:
                 raise NotCalibratedError(

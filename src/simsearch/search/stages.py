@@ -18,7 +18,7 @@ from simsearch.index.base import Int64Array, VectorIndex
 from simsearch.index.flat import normalize
 from simsearch.scoring.calibration import EXPECTED_DEPTH, WINDOW, Calibrator, expected_f1_prefix
 from simsearch.scoring.hubness import HubnessTerms
-from simsearch.search.candidates import Ranked, candidates
+from simsearch.search.candidates import ExactFlat, Ranked, candidates
 from simsearch.search.request import Knobs
 from simsearch.store.reads import ReadTxn
 from simsearch.types import FloatArray, Metric
@@ -43,11 +43,20 @@ class SearchContext:
     allowed: Int64Array | None
     knobs: Knobs
     exact: bool
+    exact_flat: ExactFlat | None = None
 
     def candidates(self, queries: FloatArray, k: int, *, filtered: bool = True) -> Ranked:
         allowed = self.allowed if filtered else None
         return candidates(
-            self.index, self.config, self.snap, queries, k, allowed, self.knobs, self.exact
+            self.index,
+            self.config,
+            self.snap,
+            queries,
+            k,
+            allowed,
+            self.knobs,
+            self.exact,
+            self.exact_flat,
         )
 
     def space(self, queries: FloatArray) -> FloatArray:

@@ -69,6 +69,7 @@ class StoreState:
     seq: int
     config_text: str | None
     revisions: dict[str, str]
+    keys: frozenset[str]  # every value saved beside the data
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def _config_from_text(text: str) -> CollectionConfig:
 
 #: Rows whose metadata SQLite's JSON functions cannot read.
 _BAD_JSON = "NOT json_valid(metadata)"
+#: Up to this many rows are described with one parameter each.
+DESCRIBE_INLINE = 200
 #: Rows per statement when vectors are fetched by row number.
 _VECTOR_CHUNK = 65536
 
@@ -134,17 +137,21 @@ class ReadTxn:
 
     def state(self) -> StoreState:
         """The sequence number, config text and saved values' revisions, in one statement."""
-        seq, config, revisions = 0, None, {}
+        seq, config, revisions, keys = 0, None, {}, set()
+        # Large values (a calibration, an upgrade's map) stay unread: only their names come.
         for key, value in self._conn.execute(
-            "SELECT key, value FROM meta WHERE key IN ('seq', 'config') OR key GLOB 'rev:*'"
+            "SELECT key, CASE WHEN key IN ('seq', 'config') OR key GLOB 'rev:*' THEN value END "
+            "FROM meta"
         ):
             if key == "seq":
                 seq = int(value)
             elif key == "config":
                 config = value
-            else:
+            elif key.startswith(REVISION_PREFIX):
                 revisions[key[len(REVISION_PREFIX) :]] = value
-        return StoreState(seq, config, revisions)
+            else:
+                keys.add(key)
+        return StoreState(seq, config, revisions, frozenset(keys))
 
     def read_config(self) -> CollectionConfig | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()
@@ -303,12 +310,17 @@ class ReadTxn:
 
     def describe_rows(self, rows: Sequence[int]) -> dict[int, tuple[str, str | None, str]]:
         """``row -> (id, text, metadata_json)`` for the given rows."""
-        # One statement for any number of rows: the list travels as one JSON parameter.
-        cur = self._conn.execute(
-            "SELECT row, id, text, metadata FROM items "
-            "WHERE row IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(rows)),),
-        )
+        if len(rows) <= DESCRIBE_INLINE:  # a search's hits: a short list of parameters
+            marks = ",".join("?" * len(rows))
+            cur = self._conn.execute(
+                f"SELECT row, id, text, metadata FROM items WHERE row IN ({marks})", list(rows)
+            )
+        else:  # one statement for any number of rows: the list travels as one JSON text
+            cur = self._conn.execute(
+                "SELECT row, id, text, metadata FROM items "
+                "WHERE row IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(rows)),),
+            )
         return {row: (id_, text, meta) for row, id_, text, meta in cur}
 
     def vectors_of_rows(self, rows: Int64Array, dim: int) -> FloatArray:

@@ -43,6 +43,9 @@ class Saved(Generic[T]):
         revision = state.revisions.get(self.key)
         if revision is not None and revision == self._revision:
             return self._value
+        if self.key not in state.keys:
+            self._revision, self._text, self._value = revision, None, None
+            return None
         text = snap.read_meta(self.key)
         if text != self._text or self._text is None:
             value = None if text is None else self._parse(text)
