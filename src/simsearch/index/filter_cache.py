@@ -34,6 +34,11 @@ class FilterCache:
         self.full_scans = 0
         self.patches = 0
 
+    def cached(self, flt: SqlFilter, seq: int) -> Int64Array | None:
+        """The rows ``flt`` matched at ``seq``, when they are kept; else ``None``."""
+        found = self._entries.get(flt.key)
+        return found[1] if found is not None and found[0] == seq else None
+
     def rows(self, snap: ReadTxn, flt: SqlFilter, seq: int, total: int) -> Int64Array:
         """Rows matching ``flt`` in the snapshot ``snap`` at sequence number ``seq``."""
         key = flt.key

@@ -27,6 +27,7 @@ import numpy as np
 from simsearch.config import HNSW, IVFPQ, CollectionConfig, Flat, IndexConfig
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array, VectorIndex
+from simsearch.index.described import DescribedRows
 from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
@@ -159,6 +160,7 @@ class IndexKeeper:
         self._failed_rebuild: VectorIndex | None = None
         self.filters = FilterCache()
         self.subsets = SubsetCache()
+        self.described = DescribedRows()
         self.version = 0  # bumped at every change of the index, so copies of it expire
         self._lock = threading.RLock()  # decisions about the index, one thread at a time
         self._gate = _Gate()
@@ -194,11 +196,14 @@ class IndexKeeper:
                     if fresh:
                         self.index = self._loaded_or_new(snap, config, config.dim)
                         self._kind = config.index
+                        self.described.clear()
                     if seq != self.applied_seq:
                         assert self.index is not None
                         self.index.reserve(snap.count_since(self.applied_seq))
                         for changes in snap.changes_since(self.applied_seq, config.dim):
                             self.index.apply(changes)
+                            self.described.forget(changes.rows.tolist())
+                            self.described.forget(changes.deleted.tolist())
                         self.applied_seq = seq
             if rebuild_later:
                 self._rebuild_if_wanted(config)
@@ -222,6 +227,39 @@ class IndexKeeper:
             yield pinned
         finally:
             hold.__exit__(None, None, None)
+
+    @contextmanager
+    def quick_reading(
+        self, state: StoreState, config: CollectionConfig, flt: SqlFilter | None
+    ) -> Iterator[Pinned | None]:
+        """The index held steady as :meth:`reading` does, without a snapshot: only when it
+        is already at ``state`` (the store unchanged since), holds float vectors, and has
+        the filter's rows at hand; else ``None`` (the caller takes the snapshot path)."""
+        hold = None
+        with self._lock:
+            index = self.index
+            pinned = None
+            if (
+                index is not None
+                and not isinstance(index, QuantizedIndex)
+                and config.dim is not None
+                and state.seq == self.applied_seq
+                and self._kind == config.index
+                and index.dim == config.dim
+            ):
+                key = None if flt is None or flt.matches_all else flt.key
+                allowed = (
+                    None if key is None or flt is None else self.filters.cached(flt, state.seq)
+                )
+                if key is None or allowed is not None:
+                    pinned = Pinned(index, allowed, state, config, self.version, self.subsets, key)
+                    hold = self._gate.reading()
+                    hold.__enter__()
+        try:
+            yield pinned
+        finally:
+            if hold is not None:
+                hold.__exit__(None, None, None)
 
     def _loaded_or_new(self, snap: ReadTxn, config: CollectionConfig, dim: int) -> VectorIndex:
         """The saved index when it is this store's, intact, and agrees with the store; else

@@ -47,7 +47,7 @@ ExactFlat = Callable[[Int64Array, bool], FlatIndex | None]
 def candidates(
     index: VectorIndex,
     config: CollectionConfig,
-    snap: ReadTxn,
+    snap: ReadTxn | None,
     queries: FloatArray,
     k: int,
     allowed: Int64Array | None,
@@ -68,6 +68,7 @@ def candidates(
     if not plan.exact:
         try:
             if isinstance(index, QuantizedIndex):
+                assert snap is not None  # rescoring reads the store
                 factor = knobs.rescore or index.config.rescore
                 _, found = index.search(
                     queries, k * factor, allowed, ef=knobs.ef, nprobe=knobs.nprobe
@@ -93,6 +94,7 @@ def candidates(
         return Ranked(*FlatIndex.from_arrays(config.metric, rows, vectors).search(queries, k))
     # An index of codes holds no floats: read them from the store a block at a time (the
     # collection may not fit in memory) and keep the best k of every block.
+    assert snap is not None
     best_s: list[FloatArray] = [np.full((len(queries), k), -np.inf, dtype=np.float32)]
     best_r: list[Int64Array] = [np.full((len(queries), k), -1, dtype=np.int64)]
     for start in range(0, len(rows), EXACT_BLOCK):

@@ -20,13 +20,13 @@ from simsearch.errors import DimensionMismatchError, InvalidArgumentError, NotCa
 from simsearch.index.keeper import IndexKeeper
 from simsearch.scoring.calibration import Calibrator
 from simsearch.scoring.hubness import HubnessBank, HubnessTerms
-from simsearch.scoring.relevance import CalibrationState
+from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.candidates import Ranked
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext, cut, hubness_rerank, with_relevance
 from simsearch.store import SQLiteStore
 from simsearch.types import FloatArray, Results
-from simsearch.upgrade.migration import Upgrades
+from simsearch.upgrade.migration import MIGRATION_KEY, Upgrades
 from simsearch.validation import as_vector_batch, check_query_texts
 
 __all__ = ["InCollectionSpace", "Searcher", "query_texts", "rank_stages"]
@@ -141,8 +141,12 @@ class Searcher:
             embedded_for = (migration.text if migration else None, config.encoder)
         else:  # checked against the space of the snapshot below
             queries = as_vector_batch(query, None, what="query vectors")
+            quick = self._quick(queries, request)
+            if quick is not None:
+                return quick
         with self._store.snapshot() as snap, self._keeper.reading(snap, request.filter) as pinned:
             state, config = pinned.state, pinned.config
+            self._store.remember(snap, state)
             migration = self._upgrades.current(snap, state)
             now = (migration.text if migration else None, config.encoder)
             if texts is not None and now != embedded_for:
@@ -182,4 +186,39 @@ class Searcher:
             ranked = rank_stages(request, ctx, queries, k, calibrator, terms)
             rows = ranked.rows
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
+            self._keeper.described.keep(described)  # while the index holds still
         return Results._from_search(request.k, ranked.scores, rows, described, ranked.relevance)
+
+    def _quick(self, queries: FloatArray, request: SearchRequest) -> Results | None:
+        """A plain search of the user's vectors with no store read at all, when nothing was
+        committed since this thread's last search, the index is at that state, and every
+        hit is described in memory; else ``None`` and the snapshot path runs. (What a
+        server repeats most: the one-query-per-call path.)"""
+        if request.hubness.method != "none" or request.wants_relevance:
+            return None
+        state = self._store.quick_state()
+        if state is None or MIGRATION_KEY in state.keys or CALIBRATION_KEY in state.keys:
+            return None  # an upgrade maps queries, a calibration adds relevance
+        config = self._store.config_of(state)
+        if config is None or config.dim != queries.shape[1]:
+            return None
+        with self._keeper.quick_reading(state, config, request.filter) as pinned:
+            if pinned is None or pinned.index is None:
+                return None
+            k = max(1, min(request.k, len(pinned.index)))
+            ctx = SearchContext(
+                None, pinned.index, config, pinned.allowed, request.knobs, request.exact,
+                pinned.exact_flat,
+            )  # fmt: skip
+            ranked = ctx.candidates(queries, k)
+            rows = ranked.rows
+            described, missing = self._keeper.described.get(np.unique(rows[rows >= 0]).tolist())
+            if missing:
+                # Read outside a transaction; it saw ``state`` if nothing was committed by
+                # the time it returned (else the snapshot path answers instead).
+                fetched = self._store.describe_now(missing)
+                if self._store.quick_state() is not state or len(fetched) != len(missing):
+                    return None
+                self._keeper.described.keep(fetched)  # while the index holds still
+                described.update(fetched)
+        return Results._from_search(request.k, ranked.scores, rows, described)

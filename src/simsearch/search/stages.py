@@ -37,7 +37,7 @@ ItemTerms = Callable[[HubnessTerms, Int64Array], F64]
 class SearchContext:
     """What one search reads, fixed for its length."""
 
-    snap: ReadTxn
+    snap: ReadTxn | None  # None on the quick path, which reads nothing from the store
     index: VectorIndex
     config: CollectionConfig
     allowed: Int64Array | None

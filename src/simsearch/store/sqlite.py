@@ -32,8 +32,9 @@ from pathlib import Path
 
 from simsearch.config import CollectionConfig
 from simsearch.errors import CorruptCollectionError, NotACollectionError, StoreBusyError
-from simsearch.store.reads import Changes, Int64Array, ReadTxn, StoredRow
+from simsearch.store.reads import Changes, Int64Array, ReadTxn, StoredRow, StoreState
 from simsearch.store.writes import WriteTxn
+from simsearch.types import Described
 
 __all__ = [
     "DB_FILENAME",
@@ -355,6 +356,40 @@ class SQLiteStore:
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()
+
+    def remember(self, snap: ReadTxn, state: StoreState) -> None:
+        """Note ``state`` as this thread's snapshot saw it, with the database's version then,
+        so :meth:`quick_state` can tell whether anything was committed since."""
+        if self._writer == threading.get_ident():
+            return
+        version = snap.query("PRAGMA data_version").fetchone()[0]
+        self._local.remembered = (version, state)
+
+    def quick_state(self) -> StoreState | None:
+        """The state this thread last noted, if no connection has committed since (one
+        statement, no transaction); else ``None``."""
+        remembered = getattr(self._local, "remembered", None)
+        depth: int = getattr(self._local, "depth", 0)
+        if remembered is None or depth or self._closed:
+            return None
+        conn = self._local.conn
+        try:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return None
+        state: StoreState = remembered[1]
+        return state if version == remembered[0] else None
+
+    def describe_now(self, rows: list[int]) -> Described:
+        """``row -> (id, text, metadata_json)`` read on this thread's connection outside a
+        transaction (see :meth:`quick_state` for telling whether it saw the noted state)."""
+        return ReadTxn(self._local.conn, self.collection).describe_rows(rows)
+
+    def config_of(self, state: StoreState) -> CollectionConfig | None:
+        """The config ``state`` names (parsed once per text)."""
+        if state.config_text is None:
+            return None
+        return ReadTxn(self._conn, self.collection).parse_config(state.config_text)
 
     def read_config(self) -> CollectionConfig | None:
         with self.snapshot() as snap:
