@@ -40,6 +40,9 @@ from simsearch.types import Metric
 __all__ = ["INDEX_DIR", "IndexKeeper", "Pinned"]
 
 INDEX_DIR = "index"
+#: Rows a catch-up applies at a time: large enough that a graph builds them with every
+#: thread busy, small enough that a bulk load holds one chunk of vectors at once.
+CATCH_UP_CHUNK = 32_768
 #: Saved vectors compared with the store's when a graph is loaded.
 SPOT_CHECK = 32
 
@@ -137,7 +140,7 @@ class Pinned:
     subsets: SubsetCache
     filter_key: str | None
 
-    def exact_flat(self, rows: Int64Array, filtered: bool) -> FlatIndex | None:
+    def exact_flat(self, rows: Callable[[], Int64Array], filtered: bool) -> FlatIndex | None:
         """A flat copy of ``rows`` (all live rows, or the filter's), reused while the index
         holds still; ``None`` where no copy fits (see :mod:`simsearch.index.subsets`)."""
         if self.index is None:
@@ -200,7 +203,9 @@ class IndexKeeper:
                     if seq != self.applied_seq:
                         assert self.index is not None
                         self.index.reserve(snap.count_since(self.applied_seq))
-                        for changes in snap.changes_since(self.applied_seq, config.dim):
+                        for changes in snap.changes_since(
+                            self.applied_seq, config.dim, chunk=CATCH_UP_CHUNK
+                        ):
                             self.index.apply(changes)
                             self.described.forget(changes.rows.tolist())
                             self.described.forget(changes.deleted.tolist())

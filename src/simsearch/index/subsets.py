@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from simsearch.index.base import Int64Array, VectorIndex
 from simsearch.index.flat import FlatIndex
@@ -37,10 +37,11 @@ class SubsetCache:
         self._owner: VectorIndex | None = None
 
     def flat(
-        self, index: VectorIndex, version: int, key: Hashable, rows: Int64Array
+        self, index: VectorIndex, version: int, key: Hashable, rows_of: Callable[[], Int64Array]
     ) -> FlatIndex | None:
-        """A flat index over ``rows`` of ``index`` as of ``version``, or ``None`` when the
-        index keeps no float vectors or the set does not fit the budget."""
+        """A flat index over the rows ``rows_of()`` names (asked only when no copy is kept)
+        of ``index`` as of ``version``, or ``None`` when the index keeps no float vectors or
+        the set does not fit the budget."""
         with self._lock:
             if self._owner is not index:
                 self._entries.clear()
@@ -49,6 +50,7 @@ class SubsetCache:
             if found is not None:
                 self._entries.move_to_end((key, version))
                 return found
+        rows = rows_of()
         budget = max(BUDGET_SHARE * len(index) * index.dim, MIN_BUDGET)
         if len(rows) * index.dim > budget:
             return None

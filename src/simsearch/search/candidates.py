@@ -39,9 +39,9 @@ class Ranked:
     relevance: np.ndarray | None = None
 
 
-#: ``exact_flat(rows, filtered)``: a reusable flat copy of ``rows`` (see
+#: ``exact_flat(rows, filtered)``: a reusable flat copy of the rows ``rows()`` names (see
 #: :mod:`simsearch.index.subsets`), or ``None``.
-ExactFlat = Callable[[Int64Array, bool], FlatIndex | None]
+ExactFlat = Callable[[Callable[[], Int64Array], bool], FlatIndex | None]
 
 
 def candidates(
@@ -85,10 +85,14 @@ def candidates(
             return Ranked(*index.search(queries, k, allowed, ef=knobs.ef))
         except RuntimeError:
             pass  # the walk found fewer than k items (a graph cut by deletions): go exact
-    rows = index.live_rows() if allowed is None else index.keep_live(allowed)
-    copy = exact_flat(rows, allowed is not None) if exact_flat is not None else None
+
+    def rows_searched() -> Int64Array:
+        return index.live_rows() if allowed is None else index.keep_live(allowed)
+
+    copy = exact_flat(rows_searched, allowed is not None) if exact_flat is not None else None
     if copy is not None:
         return Ranked(*copy.search(queries, k))
+    rows = rows_searched()
     vectors = index.exact_vectors(rows)
     if vectors is not None:
         return Ranked(*FlatIndex.from_arrays(config.metric, rows, vectors).search(queries, k))
