@@ -50,6 +50,8 @@ class DescribedRows:
 
     def forget(self, rows: Iterable[int]) -> None:
         with self._lock:
+            if not self._rows:
+                return  # a bulk load into a collection nobody searched yet
             for row in rows:
                 self._rows.pop(row, None)
 

@@ -116,11 +116,13 @@ class FlatIndex:
             self._dead -= revived
             new = ~found
             if new.any():
+                # A bulk load is all new rows: no masked copy of the chunk then.
+                fresh = vecs if not hit.size else vecs[new]
                 new_rows = changes.rows[new]
                 self._reserve(len(new_rows))
                 start, end = self._n, self._n + len(new_rows)
-                self._vecs[start:end] = vecs[new]
-                self._sqnorms[start:end] = np.einsum("ij,ij->i", vecs[new], vecs[new])
+                self._vecs[start:end] = fresh
+                self._sqnorms[start:end] = np.einsum("ij,ij->i", fresh, fresh)
                 self._rows[start:end] = new_rows
                 self._alive[start:end] = True
                 self._n = end

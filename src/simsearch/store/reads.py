@@ -111,11 +111,22 @@ def _vectors_from_blobs(blobs: Sequence[bytes], dim: int) -> FloatArray:
 def _damaged(blobs: Sequence[Any], dim: int) -> list[int]:
     """Positions of the blobs that are not ``dim`` float32 values (a cut or foreign write)."""
     want = 4 * dim
-    if sum(len(b) if isinstance(b, bytes) else -1 for b in blobs) == want * len(blobs) and all(
-        isinstance(b, bytes) for b in blobs
-    ):
-        return []
     return [i for i, b in enumerate(blobs) if not isinstance(b, bytes) or len(b) != want]
+
+
+def _whole(blobs: Sequence[Any], dim: int) -> FloatArray | None:
+    """The blobs as one array when every one is ``dim`` float32 values, else ``None``; one
+    pass in C on the path every catch-up takes."""
+    try:
+        joined = b"".join(blobs)
+    except TypeError:  # a value stored as text or a number
+        return None
+    want = 4 * dim
+    if len(joined) != want * len(blobs):
+        return None
+    if not (np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) == want).all():
+        return None
+    return np.frombuffer(joined, dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
 
 
 class ReadTxn:
@@ -193,6 +204,9 @@ class ReadTxn:
 
     def _decode(self, rows: list[int], blobs: list[Any], dim: int) -> tuple[list[int], FloatArray]:
         """The rows whose blobs are whole vectors, and those vectors (others are warned of)."""
+        whole = _whole(blobs, dim) if blobs else None
+        if whole is not None:
+            return rows, whole
         bad = _damaged(blobs, dim)
         if bad:
             if len(bad) == len(blobs) and len(blobs) >= 8 and len({len(b) for b in blobs}) == 1:
