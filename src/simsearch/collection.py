@@ -16,7 +16,7 @@ from simsearch import fitting
 from simsearch.config import CollectionConfig, IndexConfig, index_name
 from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
-from simsearch.errors import CollectionClosedError, InvalidArgumentError
+from simsearch.errors import CollectionClosedError, InvalidArgumentError, SimsearchError
 from simsearch.index.keeper import IndexKeeper
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
@@ -106,7 +106,10 @@ class Collection:
         it), then release the database; later calls raise ``CollectionClosedError``."""
         if self._closed:
             return
-        config = self.config
+        try:
+            config = self.config
+        except SimsearchError:  # a damaged config: close all the same
+            config = self._last_config
         self._closed = True
         try:
             self._keeper.close(config)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from simsearch.config import HNSW, IVFPQ, CollectionConfig, Flat, IndexConfig
+from simsearch.errors import CollectionClosedError
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array, VectorIndex
 from simsearch.index.described import DescribedRows
@@ -116,8 +117,11 @@ class _Gate:
     def changing(self) -> Iterator[None]:
         with self._cond:
             self._waiting += 1
-            self._cond.wait_for(lambda: not self._changing and not self._readers)
-            self._waiting -= 1
+            try:
+                self._cond.wait_for(lambda: not self._changing and not self._readers)
+            finally:
+                self._waiting -= 1
+                self._cond.notify_all()
             self._changing = True
         try:
             yield
@@ -179,6 +183,8 @@ class IndexKeeper:
         the index never holds rows the reader cannot see. Returns the snapshot's state
         and config."""
         with self._lock:
+            if self.closed:
+                raise CollectionClosedError(f"the collection at {self._store.collection} is closed")
             state = snap.state()
             if state.seq < self.applied_seq:
                 snap.renew()
@@ -245,7 +251,8 @@ class IndexKeeper:
             index = self.index
             pinned = None
             if (
-                index is not None
+                not self.closed
+                and index is not None
                 and not isinstance(index, QuantizedIndex)
                 and config.dim is not None
                 and state.seq == self.applied_seq
@@ -352,6 +359,10 @@ class IndexKeeper:
                 with self._store.snapshot() as snap, self._gate.changing():
                     for changes in snap.changes_since(seq, fresh.dim):
                         fresh.apply(changes)
+                        # The old index applied these too, but a row rewritten while the
+                        # build ran may have been described since: drop it again.
+                        self.described.forget(changes.rows.tolist())
+                        self.described.forget(changes.deleted.tolist())
                     self.applied_seq = snap.current_seq()
                     self.index = fresh
                     self.version += 1
@@ -368,9 +379,14 @@ class IndexKeeper:
             thread.join()
 
     def _quantized_from_store(self, config: CollectionConfig) -> tuple[VectorIndex, int]:
-        # The store's connection for this thread reads beside the writers (WAL).
-        with self._store.snapshot() as snap:
-            return index_from_store(snap, config), snap.current_seq()
+        # A store of its own: the read lasts the whole training, and closing the collection
+        # must not wait for it (WAL lets it read beside the writers).
+        store = SQLiteStore.open(self._store.collection)
+        try:
+            with store.snapshot() as snap:
+                return index_from_store(snap, config), snap.current_seq()
+        finally:
+            store.close()
 
     # -- optimize, save, close -----------------------------------------------------------------
     def optimize(self, snap: ReadTxn) -> None:

@@ -171,8 +171,9 @@ class HubnessBank:
 
     def __init__(self) -> None:
         self.saved: Saved[tuple[FloatArray, FloatArray]] = Saved(HUBNESS_KEY, banks_from_text)
-        self._terms: dict[tuple[str, int], float] = {}
-        self._terms_for: tuple[FloatArray, FloatArray] | None = None
+        # (the banks the terms belong to, the terms), replaced whole when the banks change.
+        self._terms: tuple[tuple[FloatArray, FloatArray] | None, dict[tuple[str, int], float]]
+        self._terms = (None, {})
 
     def has_bank(self, snap: ReadTxn, state: StoreState) -> bool:
         return self.saved.get(snap, state) is not None
@@ -192,9 +193,10 @@ class HubnessBank:
             raise NotCalibratedError(
                 "hubness reduction needs a query bank: call set_hubness_bank() first"
             )
-        if self._terms_for is not banks:
-            self._terms, self._terms_for = {}, banks
-        cache = self._terms
+        owner, cache = self._terms
+        if owner is not banks:
+            cache = {}
+            self._terms = (banks, cache)
         method = correction.method
         missing = np.array([r for r in rows.tolist() if (method, r) not in cache], dtype=np.int64)
         if len(missing):

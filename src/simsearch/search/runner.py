@@ -190,12 +190,16 @@ class Searcher:
         return Results._from_search(request.k, ranked.scores, rows, described, ranked.relevance)
 
     def _quick(self, queries: FloatArray, request: SearchRequest) -> Results | None:
+        if request.hubness.method != "none" or request.wants_relevance:
+            return None
+        with self._store.quick_reads() as possible:
+            return self._quick_reads(queries, request) if possible else None
+
+    def _quick_reads(self, queries: FloatArray, request: SearchRequest) -> Results | None:
         """A plain search of the user's vectors with no store read at all, when nothing was
         committed since this thread's last search, the index is at that state, and every
         hit is described in memory; else ``None`` and the snapshot path runs. (What a
         server repeats most: the one-query-per-call path.)"""
-        if request.hubness.method != "none" or request.wants_relevance:
-            return None
         state = self._store.quick_state()
         if state is None or MIGRATION_KEY in state.keys or CALIBRATION_KEY in state.keys:
             return None  # an upgrade maps queries, a calibration adds relevance

@@ -34,31 +34,33 @@ class Saved(Generic[T]):
     def __init__(self, key: str, parse: Callable[[str], T]) -> None:
         self.key = key
         self._parse = parse
-        self._revision: str | None = None
-        self._text: str | None = None
-        self._value: T | None = None
+        # (revision, text, value), replaced whole: threads on other snapshots never see a
+        # revision paired with another revision's value.
+        self._held: tuple[str | None, str | None, T | None] = (None, None, None)
 
     def get(self, snap: ReadTxn, state: StoreState) -> T | None:
         """The value as of ``snap`` (whose :meth:`ReadTxn.state` is ``state``), or None."""
         revision = state.revisions.get(self.key)
-        if revision is not None and revision == self._revision:
-            return self._value
+        held_revision, held_text, held_value = self._held
+        if revision is not None and revision == held_revision:
+            return held_value
         if self.key not in state.keys:
-            self._revision, self._text, self._value = revision, None, None
+            self._held = (revision, None, None)
             return None
         text = snap.read_meta(self.key)
-        if text != self._text or self._text is None:
-            value = None if text is None else self._parse(text)
-            self._text, self._value = text, value
-        # A value saved without a revision (by an older simsearch) is read every time.
-        self._revision = revision
-        return self._value
+        # A value saved without a revision (by an older simsearch) is read every time and
+        # parsed again only when its text changed.
+        value = held_value if text == held_text and text is not None else None
+        if value is None and text is not None:
+            value = self._parse(text)
+        self._held = (revision, text, value)
+        return value
 
     def text(self, snap: ReadTxn, state: StoreState) -> str | None:
         """The saved text itself (read through the same cache)."""
         self.get(snap, state)
-        return self._text
+        return self._held[1]
 
     def forget(self) -> None:
         """Drop the cached value (after this process changed it)."""
-        self._revision = self._text = self._value = None
+        self._held = (None, None, None)

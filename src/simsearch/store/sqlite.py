@@ -26,12 +26,18 @@ import sqlite3
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from simsearch.config import CollectionConfig
-from simsearch.errors import CorruptCollectionError, NotACollectionError, StoreBusyError
+from simsearch.errors import (
+    CollectionClosedError,
+    CorruptCollectionError,
+    NotACollectionError,
+    StoreBusyError,
+)
 from simsearch.store.reads import Changes, Int64Array, ReadTxn, StoredRow, StoreState
 from simsearch.store.writes import WriteTxn
 from simsearch.types import Described
@@ -55,7 +61,7 @@ PAGE_SIZE = 16384
 WAL_CHECKPOINT_PAGES = 2048  # 32 MiB
 #: Page cache of the writing connection, and of each thread's reading one (MiB).
 WRITER_CACHE_MIB = 64
-READER_CACHE_MIB = 16
+READER_CACHE_MIB = 64
 STORE_ID_KEY = "store_id"
 
 _SCHEMA = """
@@ -141,6 +147,32 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
+class _Reader:
+    """One thread's reading connection, how deep its snapshots nest, and the state it last
+    noted (see ``SQLiteStore.remember``)."""
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.depth = 0
+        self.remembered: tuple[int, StoreState] | None = None
+
+
+def _forget_reader(
+    readers: dict[int, sqlite3.Connection], idle: threading.Condition, conn: sqlite3.Connection
+) -> None:
+    # Runs once the thread that owned ``conn`` has ended: nothing uses the connection now.
+    with idle:
+        if readers.pop(id(conn), None) is not None:
+            conn.close()
+
+
+class _InWrite(ReadTxn):
+    """Reads inside this thread's write transaction: already the latest state."""
+
+    def renew(self) -> None:
+        return None
+
+
 class SQLiteStore:
     """Durable storage of one collection in a single SQLite database."""
 
@@ -151,9 +183,9 @@ class SQLiteStore:
         # The writing connection, shared by threads: a write holds this from BEGIN to its end.
         self._guard = threading.RLock()
         self._writer: int | None = None  # the thread inside a write transaction
-        self._local = threading.local()  # each thread's reading connection and nesting
-        self._readers: dict[int, sqlite3.Connection] = {}
-        self._active = 0  # read snapshots open now, in any thread
+        self._local = threading.local()  # each thread's _Reader
+        self._readers: dict[int, sqlite3.Connection] = {}  # every reading connection open
+        self._active = 0  # reads under way now (snapshots, quick reads), in any thread
         self._idle = threading.Condition()
         self._closed = False
         self.store_id = ""
@@ -249,28 +281,59 @@ class SQLiteStore:
         self.store_id = store_id
 
     def close(self) -> None:
-        """Close every connection, once the read snapshots open in other threads end."""
-        with self._guard, self._idle:
+        """Close every connection once the reads other threads have under way end (waiting
+        at most ``BUSY_TIMEOUT_S``); a read of this thread still open (a generator's) fails
+        from then on with ``CollectionClosedError``."""
+        mine = 1 if self._thread().depth else 0
+        with self._idle:
             self._closed = True
-            self._idle.wait_for(lambda: self._active == 0)
-            for conn in self._readers.values():
-                conn.close()
+            self._idle.wait_for(lambda: self._active <= mine, timeout=BUSY_TIMEOUT_S)
+            readers = list(self._readers.values())
             self._readers.clear()
+        with self._guard:
+            for conn in readers:
+                conn.close()
             self._conn.close()
 
+    def _closed_error(self) -> CollectionClosedError:
+        return CollectionClosedError(f"the collection at {self.collection} is closed")
+
+    def _thread(self) -> _Reader:
+        """This thread's reading state (its connection is made on first read)."""
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = _Reader()
+            self._local.reader = reader
+        return reader
+
     def _reader(self) -> sqlite3.Connection:
-        """This thread's reading connection (made on first use)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        """This thread's reading connection; it is closed once the thread has ended (its
+        thread-local state is collected), whatever started the thread."""
+        reader = self._thread()
+        if reader.conn is None:
             conn = _connect(self.path, READER_CACHE_MIB)
             with self._idle:
-                # Connections of threads that have ended are closed as new threads come.
-                alive = {t.ident for t in threading.enumerate()}
-                for ident in [i for i in self._readers if i not in alive]:
-                    self._readers.pop(ident).close()
-                self._readers[threading.get_ident()] = conn
-            self._local.conn = conn
-        return conn
+                if self._closed:
+                    conn.close()
+                    raise self._closed_error()
+                self._readers[id(conn)] = conn
+            reader.conn = conn
+            weakref.finalize(reader, _forget_reader, self._readers, self._idle, conn)
+        return reader.conn
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """A read under way: ``close()`` waits for it."""
+        with self._idle:
+            if self._closed:
+                raise self._closed_error()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
     # -- transactions ----------------------------------------------------------
     @contextmanager
@@ -291,11 +354,11 @@ class SQLiteStore:
     @contextmanager
     def write(self) -> Iterator[WriteTxn]:
         """One write transaction; it takes the database's write lock at once."""
+        if self._thread().depth or self._writer == threading.get_ident():
+            raise RuntimeError("a write cannot start inside a read snapshot or a write")
         with self._guard, self._mapped_errors():
-            if getattr(self._local, "depth", 0) or self._writer is not None:
-                raise RuntimeError("a write cannot start inside a read snapshot or a write")
             if self._closed:
-                raise RuntimeError("the store is closed")
+                raise self._closed_error()
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -319,69 +382,77 @@ class SQLiteStore:
 
     @contextmanager
     def snapshot(self) -> Iterator[ReadTxn]:
-        """A consistent read of the database on this thread's own connection. Nested on
-        one thread, the inner snapshot reads in the outer one; inside a write, it reads
-        the write's transaction."""
+        """A consistent read of the database on this thread's own connection. Inside a
+        write it reads the write's transaction; nested in another snapshot of this thread
+        (a search inside a loop over ``iter_items``, say), it reads on a connection of its
+        own, so the outer one keeps its view."""
         if self._writer == threading.get_ident():
             with self._mapped_errors():
-                yield ReadTxn(self._conn, self.collection)
+                yield _InWrite(self._conn, self.collection)
             return
-        depth = getattr(self._local, "depth", 0)
-        if depth:
-            self._local.depth = depth + 1
+        reader = self._thread()
+        with self._counted(), self._mapped_errors():
+            if reader.depth:
+                conn = _connect(self.path, READER_CACHE_MIB)
+                owned = True
+            else:
+                conn, owned = self._reader(), False
+            reader.depth += 1
             try:
-                with self._mapped_errors():
-                    yield ReadTxn(self._local.conn, self.collection)
-            finally:
-                self._local.depth = depth
-            return
-        with self._idle:
-            if self._closed:
-                raise RuntimeError("the store is closed")
-            self._active += 1
-        try:
-            with self._mapped_errors():
-                conn = self._reader()
                 conn.execute("BEGIN")
-                self._local.depth = 1
                 try:
                     yield ReadTxn(conn, self.collection)
                 finally:
-                    self._local.depth = 0
                     if conn.in_transaction:
                         conn.execute("COMMIT")
-        finally:
-            with self._idle:
-                self._active -= 1
-                self._idle.notify_all()
+            except sqlite3.ProgrammingError:
+                if self._closed:
+                    raise self._closed_error() from None
+                raise
+            finally:
+                reader.depth -= 1
+                if owned:
+                    conn.close()
 
     def remember(self, snap: ReadTxn, state: StoreState) -> None:
-        """Note ``state`` as this thread's snapshot saw it, with the database's version then,
-        so :meth:`quick_state` can tell whether anything was committed since."""
-        if self._writer == threading.get_ident():
+        """Note ``state`` as this thread's own snapshot saw it, with the database's version
+        then, so :meth:`quick_state` can tell whether anything was committed since."""
+        reader = self._thread()
+        if reader.conn is None or snap._conn is not reader.conn:
+            return  # a write's or a nested snapshot: another connection's versions
+        reader.remembered = (snap.query("PRAGMA data_version").fetchone()[0], state)
+
+    @contextmanager
+    def quick_reads(self) -> Iterator[bool]:
+        """Reads outside a transaction on this thread's connection, counted like a snapshot;
+        yields False (read nothing) where they cannot be had: inside another read, or
+        before this thread has noted a state."""
+        reader = self._thread()
+        if reader.depth or reader.remembered is None or reader.conn is None:
+            yield False
             return
-        version = snap.query("PRAGMA data_version").fetchone()[0]
-        self._local.remembered = (version, state)
+        with self._counted():
+            yield True
 
     def quick_state(self) -> StoreState | None:
-        """The state this thread last noted, if no connection has committed since (one
-        statement, no transaction); else ``None``."""
-        remembered = getattr(self._local, "remembered", None)
-        depth: int = getattr(self._local, "depth", 0)
-        if remembered is None or depth or self._closed:
+        """Inside :meth:`quick_reads`: the state this thread last noted, if no connection
+        has committed since (one statement, no transaction); else ``None``."""
+        reader = self._thread()
+        if reader.remembered is None or reader.conn is None:
             return None
-        conn = self._local.conn
         try:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            version = reader.conn.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return None
-        state: StoreState = remembered[1]
-        return state if version == remembered[0] else None
+        version_then, state = reader.remembered
+        return state if version == version_then else None
 
     def describe_now(self, rows: list[int]) -> Described:
         """``row -> (id, text, metadata_json)`` read on this thread's connection outside a
         transaction (see :meth:`quick_state` for telling whether it saw the noted state)."""
-        return ReadTxn(self._local.conn, self.collection).describe_rows(rows)
+        conn = self._thread().conn
+        assert conn is not None  # inside quick_reads
+        return ReadTxn(conn, self.collection).describe_rows(rows)
 
     def config_of(self, state: StoreState) -> CollectionConfig | None:
         """The config ``state`` names (parsed once per text)."""
