@@ -516,3 +516,13 @@ def test_check_blames_a_changed_config_not_the_items(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "the config is damaged, not the items" in result.output
     assert "delete or rewrite" not in result.output
+
+
+def test_another_index_setting_rebuilds_without_a_warning(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    path = tmp_path / "c"
+    filled(path, 300, GRAPH)
+    with simsearch.Collection.open(path, index=simsearch.HNSW(m=12, exact_below=0)) as col:
+        assert len(col.search(vectors(1), k=5)[0]) == 5
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -27,7 +27,7 @@ from simsearch.encoders.base import require
 from simsearch.index.base import Int64Array
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw_file import check_graph_file
-from simsearch.index.persist import check_folder, replace_folder
+from simsearch.index.persist import OtherSettingsError, check_folder, replace_folder
 from simsearch.store import Changes
 from simsearch.types import FloatArray, Metric
 
@@ -298,7 +298,7 @@ class HNSWIndex:
             dim,
             [config.m, config.ef_construction],
         ):
-            raise ValueError("the saved graph was built with other settings")
+            raise OtherSettingsError("the saved graph was built with other settings")
         saved = check_graph_file(directory / GRAPH_FILE, dim, config.m, config.ef_construction)
         labels = np.load(directory / LABELS_FILE, allow_pickle=False)
         live = saved.labels[~saved.deleted]

@@ -32,6 +32,7 @@ from simsearch.index.described import DescribedRows
 from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
+from simsearch.index.persist import OtherSettingsError
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.subsets import SubsetCache
 from simsearch.store import SQLiteStore
@@ -293,8 +294,8 @@ class IndexKeeper:
             if seq > snap.current_seq():
                 raise ValueError("the saved index is ahead of the store")
             _spot_check(index, snap, config, seq)
-        except FileNotFoundError:
-            return empty_index(config, dim)  # never saved: built from the store
+        except (FileNotFoundError, OtherSettingsError):
+            return empty_index(config, dim)  # never saved, or for other settings: built anew
         except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as exc:
             warnings.warn(
                 f"the saved index of {self._store.collection} was not used ({exc}); it is "

@@ -24,9 +24,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["MANIFEST_FILE", "check_folder", "replace_folder"]
+__all__ = ["MANIFEST_FILE", "OtherSettingsError", "check_folder", "replace_folder"]
 
 MANIFEST_FILE = "manifest.json"
+
+
+class OtherSettingsError(ValueError):
+    """The saved index is sound but was built with other settings than those asked for
+    now (the user changed the index): it is rebuilt without a warning."""
+
+
 _BLOCK = 1 << 20
 
 

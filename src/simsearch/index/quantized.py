@@ -38,7 +38,7 @@ import numpy as np
 from simsearch.config import HNSW, IVFPQ
 from simsearch.index.base import Int64Array
 from simsearch.index.flat import FlatIndex, normalize
-from simsearch.index.persist import check_folder, replace_folder
+from simsearch.index.persist import OtherSettingsError, check_folder, replace_folder
 from simsearch.store import Changes
 from simsearch.types import FloatArray, Metric
 
@@ -393,7 +393,7 @@ class QuantizedIndex:
             dim,
             index._settings(),
         ):
-            raise ValueError("the saved index was built with other settings")
+            raise OtherSettingsError("the saved index was built with other settings")
         faiss = index._faiss
         path = str(directory / INDEX_FILE)
         loaded = (
