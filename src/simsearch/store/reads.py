@@ -12,7 +12,7 @@ import functools
 import json
 import sqlite3
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,17 @@ def _config_from_text(text: str) -> CollectionConfig:
 
 #: Rows whose metadata SQLite's JSON functions cannot read.
 _BAD_JSON = "NOT json_valid(metadata)"
+
+
+def require_all(ids: Sequence[str], found: Container[str]) -> None:
+    """Raise :class:`~simsearch.ItemNotFoundError` naming the ``ids`` not ``found``."""
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(repr(i) for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ItemNotFoundError(f"no item with id {shown}{more}")
+
+
 #: Up to this many rows are described with one parameter each.
 DESCRIBE_INLINE = 200
 #: Rows per statement when vectors are fetched by row number.
@@ -437,11 +448,7 @@ class ReadTxn:
         """The items with ``ids``, in that order; a missing id raises ItemNotFoundError."""
         dim = self.config().dim
         found = self.get(ids, dim) if dim is not None else {}
-        missing = [i for i in ids if i not in found]
-        if missing:
-            shown = ", ".join(repr(i) for i in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise ItemNotFoundError(f"no item with id {shown}{more}")
+        require_all(ids, found)
         return [found[i].item() for i in ids]
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:

@@ -19,13 +19,13 @@ import numpy as np
 from simsearch.config import check_index_fits
 from simsearch.embedding import AUTO_PROGRESS_MIN, Embedder, Progress, encode, resolve_encoder, spec
 from simsearch.encoders import Encoder, ProgressCallback
-from simsearch.errors import ConfigMismatchError, InvalidArgumentError, ItemNotFoundError
+from simsearch.errors import ConfigMismatchError, InvalidArgumentError
 from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
 from simsearch.scoring.hubness import HUBNESS_KEY
 from simsearch.scoring.relevance import CALIBRATION_KEY
 from simsearch.store import SQLiteStore
-from simsearch.store.reads import ReadTxn, StoreState
+from simsearch.store.reads import ReadTxn, StoreState, require_all
 from simsearch.store.saved import Saved
 from simsearch.upgrade.compat import Migration, fit_map, migration_encoder
 from simsearch.validation import as_vector_batch, check_ids
@@ -39,11 +39,7 @@ MIGRATION_KEY = "migration"
 def rows_of(snap: ReadTxn, ids: list[str]) -> Int64Array:
     """The rows of ``ids``, in their order; a missing id raises ItemNotFoundError."""
     found = snap.row_by_id(ids)
-    missing = [i for i in ids if i not in found]
-    if missing:
-        shown = ", ".join(repr(i) for i in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ItemNotFoundError(f"no item with id {shown}{more}")
+    require_all(ids, found)
     return np.array([found[i] for i in ids], dtype=np.int64)
 
 
