@@ -1,0 +1,88 @@
+"""Commands that read a collection: search, info, check."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from simsearch.check import check_collection
+from simsearch.cli.common import CollectionArg, JsonOpt, app, errors, out, parse_where
+from simsearch.collection import Collection
+
+
+@app.command()
+def search(
+    collection: CollectionArg,
+    query: Annotated[str, typer.Argument(help="Text to search for.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many hits.")] = 10,
+    where: Annotated[
+        str | None, typer.Option(help='Metadata filter as JSON, e.g. \'{"lang": "en"}\'.')
+    ] = None,
+    min_relevance: Annotated[
+        float | None,
+        typer.Option(help="Keep hits with at least this calibrated relevance (0-1)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the K items most similar to QUERY."""
+    with errors(), Collection.open(collection, create=False) as col:
+        hits = col.search(query, k=k, where=parse_where(where), min_relevance=min_relevance)[0]
+        if as_json:
+            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+            return
+        table = Table(title=f"{query!r} in {collection}", title_justify="left")
+        calibrated = bool(hits) and hits[0].relevance is not None
+        columns = ("#", "score", "relevance", "id", "text", "metadata")
+        for name in columns if calibrated else tuple(c for c in columns if c != "relevance"):
+            table.add_column(name, overflow="fold" if name == "text" else "ellipsis")
+        for rank, h in enumerate(hits, 1):
+            text = (h.text or "")[:160] + ("…" if h.text and len(h.text) > 160 else "")
+            meta = json.dumps(h.metadata, ensure_ascii=False)[:60]
+            relevance = [f"{h.relevance:.3f}"] if calibrated else []
+            table.add_row(str(rank), f"{h.score:.4f}", *relevance, h.id, text, meta)
+        out.print(table)
+
+
+@app.command()
+def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
+    """Describe a collection: size, metric, dimension, encoder."""
+    with errors(), Collection.open(collection, create=False) as col:
+        data = col.info()
+        if as_json:
+            print(json.dumps(data))
+            return
+        table = Table(show_header=False)
+        for key, value in data.items():
+            shown = f"{value['name']} ({value['version']})" if key == "encoder" and value else value
+            table.add_row(key, str(shown))
+        out.print(table)
+
+
+@app.command()
+def check(
+    collection: CollectionArg,
+    repair: Annotated[
+        bool,
+        typer.Option(help="Mend derived data: the sequence counter, the saved index."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check COLLECTION's data: SQLite's integrity check, then simsearch's own (config,
+    vectors, metadata, sequence counter, saved index). Exits 1 while problems remain."""
+    with errors():
+        report = check_collection(collection, repair=repair)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}, ensure_ascii=False))
+    else:
+        for line in report.repaired:
+            out.print(f"repaired: {line}", highlight=False)
+        for line in report.problems:
+            out.print(f"[bold red]problem:[/] {line}", highlight=False, markup=True)
+        if report.ok:
+            out.print(f"{collection}: {report.items} items, no problems found", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
