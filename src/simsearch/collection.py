@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from simsearch import fitting
 from simsearch.config import CollectionConfig, IndexConfig, index_name
@@ -25,6 +25,7 @@ from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
 from simsearch.store import SQLiteStore
+from simsearch.transfer import check_target, export_store, import_dump, read_dump
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.upgrade.compat import DEFAULT_BLEND
 from simsearch.upgrade.migration import Upgrades
@@ -229,6 +230,35 @@ class Collection:
         self._check_open()
         with self._store.snapshot() as snap:
             yield from snap.iter_items(batch)
+
+    # -- moving whole collections (see simsearch.transfer) ----------------------------------
+    def export(
+        self, target: str | Path | IO[str], *, format: str | None = None, vectors: bool = True
+    ) -> int:
+        """Write every item (id, vector, text, metadata) and the config and saved scoring
+        state to ``target`` as of one snapshot: ``format`` ``"jsonl"`` (a path or an open
+        text stream) or ``"parquet"`` (a path; needs the ``parquet`` extra), by default
+        from the suffix. :meth:`import_` builds the same collection from it. Returns how
+        many items were written."""
+        self._check_open()
+        return export_store(self._store, target, format=format, vectors=vectors)
+
+    @classmethod
+    def import_(
+        cls, source: str | Path, path: str | Path, *, format: str | None = None
+    ) -> Collection:
+        """Create the collection at ``path`` (new, or an empty folder) from an
+        :meth:`export` file, without embedding anything, and open it. The whole file is
+        checked first; a bad one raises naming its line and writes nothing."""
+        check_target(Path(path))
+        import_dump(read_dump(source, format=format), Path(path))
+        return cls.open(path, create=False)
+
+    def backup(self, path: str | Path) -> None:
+        """Copy the collection as of one moment into the new folder ``path`` while writers
+        go on (SQLite's online backup); the copy opens as a collection of its own."""
+        self._check_open()
+        self._store.backup(Path(path))
 
     def search(
         self,

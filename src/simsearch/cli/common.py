@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,10 +32,23 @@ CollectionArg = Annotated[Path, typer.Argument(help="Folder of the collection.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush at exit does not
+    fail again on the closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 @contextmanager
 def errors() -> Iterator[None]:
+    """Print a simsearch or OS error as one line on stderr and exit 1; a reader that
+    stopped early (``simsearch export COL | head``) ends the command quietly with 0."""
     try:
         yield
+    except BrokenPipeError:
+        _quiet_stdout()
+        raise typer.Exit(0) from None
     except SimsearchError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

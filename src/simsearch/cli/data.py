@@ -1,11 +1,9 @@
-"""Commands that put items in and take them out: ingest, delete, export."""
+"""Commands that put items in and take them out: ingest, delete."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -81,25 +79,3 @@ def delete(
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(str(exc).replace("all=True", "--all")) from None
         out.print(f"{n} deleted")
-
-
-@app.command()
-def export(
-    collection: CollectionArg,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
-    ] = None,
-    vectors: Annotated[bool, typer.Option(help="Include the vectors.")] = True,
-) -> None:
-    """Write every item as JSONL: id, text, metadata and (by default) vector."""
-    with errors(), Collection.open(collection, create=False) as col:
-        sink = output.open("w", encoding="utf-8") if output else sys.stdout
-        try:
-            for item in col.iter_items():
-                row: dict[str, Any] = {"id": item.id, "text": item.text, "metadata": item.metadata}
-                if vectors:
-                    row["vector"] = [float(x) for x in item.vector]
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-        finally:
-            if output:
-                sink.close()
