@@ -21,7 +21,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("upgrade.compat", "embedding"),
     ("upgrade",),
     ("search",),
-    ("writes", "fitting", "opening", "transfer", "browse"),
+    ("writes", "fitting", "opening", "transfer", "browse", "updates"),
     ("collection",),
     ("check", "ingest", "sources", "eval", "plots", "client", "__init__"),
     ("server", "cli"),

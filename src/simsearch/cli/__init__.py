@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 # Imported for their commands, which register themselves on ``app``.
-from simsearch.cli import data, look, quality, serve, transfer  # noqa: F401
+from simsearch.cli import browse, data, look, quality, serve, transfer  # noqa: F401
 from simsearch.cli.common import app
 
 __all__ = ["app", "main"]

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from simsearch.errors import InvalidArgumentError, SimsearchError
 
@@ -73,3 +74,21 @@ def parse_where(where: str | None) -> Any:
 def batched(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def item_table(title: str, *, score: bool = False, relevance: bool = False,
+               vectors: bool = False) -> Table:  # fmt: skip
+    """A table of items (or hits) that uses the terminal's whole width: long texts and
+    metadata wrap instead of being cut."""
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("#", justify="right")
+    if score:
+        table.add_column("score")
+    if relevance:
+        table.add_column("relevance")
+    table.add_column("id", overflow="fold")
+    table.add_column("text", overflow="fold", ratio=3)
+    table.add_column("metadata", overflow="fold", ratio=2)
+    if vectors:
+        table.add_column("vector", overflow="fold", ratio=2)
+    return table

@@ -10,8 +10,11 @@ import typer
 from rich.table import Table
 
 from simsearch.check import check_collection
-from simsearch.cli.common import CollectionArg, JsonOpt, app, errors, out, parse_where
+from simsearch.cli.common import CollectionArg, JsonOpt, app, errors, item_table, out, parse_where
 from simsearch.collection import Collection
+
+#: A hit's text is shown up to this many characters (a table row per hit, not a page).
+TEXT_SHOWN = 500
 
 
 @app.command()
@@ -26,22 +29,26 @@ def search(
         float | None,
         typer.Option(help="Keep hits with at least this calibrated relevance (0-1)."),
     ] = None,
+    offset: Annotated[
+        int, typer.Option(min=0, help="Skip the best OFFSET hits (the next page).")
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the K items most similar to QUERY."""
     with errors(), Collection.open(collection, create=False) as col:
-        hits = col.search(query, k=k, where=parse_where(where), min_relevance=min_relevance)[0]
+        hits = col.search(
+            query, k=k, where=parse_where(where), min_relevance=min_relevance, offset=offset
+        )[0]
         if as_json:
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
             return
-        table = Table(title=f"{query!r} in {collection}", title_justify="left")
         calibrated = bool(hits) and hits[0].relevance is not None
-        columns = ("#", "score", "relevance", "id", "text", "metadata")
-        for name in columns if calibrated else tuple(c for c in columns if c != "relevance"):
-            table.add_column(name, overflow="fold" if name == "text" else "ellipsis")
-        for rank, h in enumerate(hits, 1):
-            text = (h.text or "")[:160] + ("…" if h.text and len(h.text) > 160 else "")
-            meta = json.dumps(h.metadata, ensure_ascii=False)[:60]
+        table = item_table(f"{query!r} in {collection}", score=True, relevance=calibrated)
+        for rank, h in enumerate(hits, offset + 1):
+            text = (h.text or "")[:TEXT_SHOWN] + (
+                "…" if h.text and len(h.text) > TEXT_SHOWN else ""
+            )
+            meta = json.dumps(h.metadata, ensure_ascii=False)
             relevance = [f"{h.relevance:.3f}"] if calibrated else []
             table.add_row(str(rank), f"{h.score:.4f}", *relevance, h.id, text, meta)
         out.print(table)
