@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import simsearch
 from simsearch.encoders import get_encoder
+from simsearch.errors import TextTruncatedWarning
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +41,29 @@ def test_semantics_are_sensible(minilm: simsearch.Encoder) -> None:
 
 
 def test_long_texts_are_truncated_not_rejected(minilm: simsearch.Encoder) -> None:
-    v = minilm.encode(["word " * 5000, "", "émoji 🚀 and 中文"])
+    with pytest.warns(TextTruncatedWarning, match="1 of 3 texts are longer than the model's 256"):
+        v = minilm.encode(["word " * 5000, "", "émoji 🚀 and 中文"])
     assert np.isfinite(v).all()
+
+
+def test_a_warning_names_how_many_texts_were_cut(minilm: simsearch.Encoder) -> None:
+    # 254 words and the two special tokens fill the 256 exactly; one more word is cut.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        minilm.encode(["word " * 254, "short"])
+    with pytest.warns(TextTruncatedWarning) as caught:
+        minilm.encode(["short", "word " * 255, "word " * 254, "word " * 1000])
+    (warning,) = caught
+    assert "2 of 4 texts" in str(warning.message)
+    assert "text 1," in str(warning.message)
+
+
+def test_adding_a_long_text_warns_and_stores_it_whole(tmp_path: Path) -> None:
+    long_text = "word " * 400
+    with simsearch.Collection.open(tmp_path / "c") as col:
+        with pytest.warns(TextTruncatedWarning):
+            col.add(["long"], texts=[long_text])
+        assert col.get(["long"])[0].text == long_text
 
 
 def test_progress_callback_counts_every_text(minilm: simsearch.Encoder) -> None:

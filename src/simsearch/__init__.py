@@ -46,8 +46,10 @@ from simsearch.errors import (
     NotCalibratedError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    ServerUnavailableError,
     SimsearchError,
     StoreBusyError,
+    TextTruncatedWarning,
 )
 from simsearch.types import Hit, Item, Metric, Results
 
@@ -103,8 +105,10 @@ __all__ = [
     "PermissionDeniedError",
     "RemoteCollection",
     "Results",
+    "ServerUnavailableError",
     "SimsearchError",
     "StoreBusyError",
+    "TextTruncatedWarning",
     "__version__",
     "available_encoders",
     "check_collection",

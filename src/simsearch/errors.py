@@ -28,7 +28,11 @@ them in one handler and a client can rebuild the same class from the code.
     ├── AuthenticationError (PermissionError, 401) no API key, or an unknown one
     ├── PermissionDeniedError (PermissionError, 403) a key without the right scope
     ├── PayloadTooLargeError (ValueError, 413) a request body over the server's limit
-    └── MissingDependencyError (ImportError, 501) an optional extra is not installed
+    ├── MissingDependencyError (ImportError, 501) an optional extra is not installed
+    └── ServerUnavailableError (ConnectionError, 503) the client cannot reach the server
+
+Warnings: ``TextTruncatedWarning`` (a ``UserWarning``) when a text is longer than
+the encoder's token limit and only its start is embedded.
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ __all__ = [
     "NotCalibratedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "ServerUnavailableError",
     "SimsearchError",
     "StoreBusyError",
+    "TextTruncatedWarning",
     "error_class_for_code",
 ]
 
@@ -223,6 +229,17 @@ class MissingDependencyError(SimsearchError, ImportError):
 
     http_status = 501
     code = "missing_dependency"
+
+
+class ServerUnavailableError(SimsearchError, ConnectionError):
+    """The client could not connect to the server, or it did not answer in time."""
+
+    http_status = 503
+    code = "server_unavailable"
+
+
+class TextTruncatedWarning(UserWarning):
+    """Texts longer than the encoder's token limit were cut: only their start is embedded."""
 
 
 def _all_subclasses(cls: type[SimsearchError]) -> list[type[SimsearchError]]:

