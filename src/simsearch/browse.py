@@ -60,16 +60,17 @@ def _filter(where: Any) -> SqlFilter | None:
 def _items(snap: ReadTxn, rows: list[int], parts: frozenset[str]) -> dict[int, Item]:
     """``row -> Item`` of live ``rows``, with only the ``parts`` asked for."""
     described = snap.describe_rows(rows)
-    vectors: dict[int, Any] = {}
+    vectors: dict[str, Any] = {}
     dim = snap.config().dim
     if "vector" in parts and rows and dim is not None:
-        ordered = np.array(sorted(rows), dtype=np.int64)
-        vectors = dict(zip(ordered.tolist(), snap.vectors_of_rows(ordered, dim), strict=True))
+        # Read by id, so that a damaged vector is named by its item's id.
+        stored = snap.get([id_ for id_, _, _ in described.values()], dim)
+        vectors = {id_: row.vector for id_, row in stored.items()}
     out = {}
     for row, (id_, text, meta) in described.items():
         out[row] = Item(
             id_,
-            vectors.get(row),
+            vectors.get(id_),
             text if "text" in parts else None,
             parse_stored_metadata(meta, id_) if "metadata" in parts else {},
         )

@@ -21,8 +21,10 @@ app = typer.Typer(
     name="simsearch",
     help="Embedding similarity search: build durable collections and search them.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish and PowerShell.
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console()
 err = Console(stderr=True)
@@ -92,3 +94,35 @@ def item_table(title: str, *, score: bool = False, relevance: bool = False,
     if vectors:
         table.add_column("vector", overflow="fold", ratio=2)
     return table
+
+
+def interactive() -> bool:
+    """Whether a person is at the keyboard (standard input and error are a terminal)."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` on a terminal unless ``yes``; a "no" ends the command with 1 and
+    changes nothing. Without a terminal (a script, a pipe) nobody can answer: go on."""
+    if yes or not interactive():
+        return
+    if not typer.confirm(question, default=False, err=True):
+        err.print("nothing changed", highlight=False)
+        raise typer.Exit(1)
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def human_size(n: int) -> str:
+    """A byte count as a person reads it.
+
+    >>> [human_size(n) for n in (512, 1536, 5 * 1024**3)]
+    ['512 B', '1.5 KiB', '5.0 GiB']
+    """
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from simsearch.check import check_collection
-from simsearch.cli.common import CollectionArg, JsonOpt, app, errors, item_table, out, parse_where
+from simsearch.cli.common import (
+    CollectionArg,
+    JsonOpt,
+    app,
+    errors,
+    human_size,
+    item_table,
+    out,
+    parse_where,
+)
 from simsearch.collection import Collection
 
 #: A hit's text is shown up to this many characters (a table row per hit, not a page).
@@ -54,19 +63,75 @@ def search(
         out.print(table)
 
 
+def info_table(data: dict[str, Any]) -> Table:
+    """A collection's summary for a person: sizes in KiB/MiB, no internal counters."""
+    table = Table(show_header=False)
+    encoder = data.get("encoder")
+    rows = {
+        "path": data["path"],
+        "items": f"{data['count']:,}",
+        "metric": data["metric"],
+        "dimension": str(data["dim"] or "- (set by the first vectors)"),
+        "encoder": f"{encoder['name']} ({encoder['version']})"
+        if encoder
+        else "none (vectors only)",
+        "index": data["index"],
+        "size on disk": human_size(int(data["size_bytes"])),
+    }
+    migration = data.get("migration")
+    if migration:
+        rows["model upgrade"] = (
+            f"to {migration['to'] or 'your vectors'} ({migration['method']}), "
+            f"{migration['remaining']:,} items still to re-embed"
+        )
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def fields_table(fields: Any) -> Table:
+    """The metadata fields the collection's items hold, with their types and counts."""
+    table = Table(title="metadata fields", title_justify="left")
+    entries = fields.items() if isinstance(fields, dict) else ((f.get("name"), f) for f in fields)
+    columns: list[str] = []
+    rows = []
+    for name, about in entries:
+        about = about if isinstance(about, dict) else {"value": about}
+        for key in about:
+            if key != "name" and key not in columns:
+                columns.append(key)
+        rows.append((str(name), about))
+    table.add_column("field")
+    for column in columns:
+        table.add_column(column)
+    for name, about in rows:
+        table.add_row(name, *(_shown(about.get(c)) for c in columns))
+    return table
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_shown(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(_shown, value))
+    return "" if value is None else str(value)
+
+
 @app.command()
 def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
-    """Describe a collection: size, metric, dimension, encoder."""
+    """Describe a collection: items, metric, dimension, encoder, index, size, and its
+    metadata fields (--json gives every figure, internal ones too)."""
     with errors(), Collection.open(collection, create=False) as col:
         data = col.info()
         if as_json:
             print(json.dumps(data))
             return
-        table = Table(show_header=False)
-        for key, value in data.items():
-            shown = f"{value['name']} ({value['version']})" if key == "encoder" and value else value
-            table.add_row(key, str(shown))
-        out.print(table)
+        out.print(info_table(data))
+        fields = data.get("fields")
+        if fields:
+            out.print(fields_table(fields))
 
 
 @app.command()
