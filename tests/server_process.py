@@ -61,11 +61,18 @@ class Server:
 
 @contextmanager
 def running_server(
-    data_dir: Path, *, keys: Path | None = None, extra: list[str] | None = None
+    data_dir: Path,
+    *,
+    keys: Path | None = None,
+    extra: list[str] | None = None,
+    create: bool = True,
 ) -> Iterator[Server]:
+    """`simsearch serve data_dir` (with --create unless told not to) until the block ends."""
     port = free_port()
     log = data_dir.parent / f"server-{port}.log"
     args = [sys.executable, "-m", "simsearch.cli", "serve", str(data_dir), "--port", str(port)]
+    if create:
+        args.append("--create")
     if keys is not None:
         args += ["--api-keys", str(keys)]
     with log.open("wb") as sink:

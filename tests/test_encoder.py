@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -114,3 +117,31 @@ def test_optional_encoders_embed_or_name_their_extra(name: str, module: str) -> 
     assert sum(calls) == 3
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_the_command_line_says_when_texts_were_cut(tmp_path: Path) -> None:
+    source = tmp_path / "long.jsonl"
+    source.write_text(
+        json.dumps({"id": "long", "text": "word " * 400})
+        + "\n"
+        + json.dumps({"id": "short", "text": "a short text"})
+        + "\n"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simsearch.cli",
+            "ingest",
+            str(source),
+            "--into",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    message = "warning: 1 of 2 texts are longer than the model's 256 tokens and were cut"
+    assert message in " ".join(run.stderr.split())
+    assert "TextTruncatedWarning" not in run.stderr

@@ -26,6 +26,7 @@ from simsearch.errors import (
     AuthenticationError,
     InvalidArgumentError,
     InvalidInputError,
+    ServerUnavailableError,
     SimsearchError,
     error_class_for_code,
 )
@@ -60,15 +61,35 @@ class Client:
         url: the server's base URL, e.g. ``http://127.0.0.1:8000``.
         api_key: sent as ``Authorization: Bearer``; ``None`` for a server without keys.
         timeout: seconds per request.
+
+    A server that cannot be reached, or does not answer within ``timeout``, raises
+    :class:`~simsearch.ServerUnavailableError` naming the URL.
     """
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 120.0) -> None:
         httpx: Any = require("httpx", "server")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._httpx = httpx
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        response = self._http.request(method, path, json=body)
+        """Send one request; the server's error comes back as its simsearch class."""
+        httpx = self._httpx
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.TimeoutException:
+            raise ServerUnavailableError(
+                f"the simsearch server at {self.url} did not answer within {self.timeout:g} s "
+                f"({method} {path}); pass Client(timeout=...) for longer work"
+            ) from None
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ServerUnavailableError(
+                f"cannot reach the simsearch server at {self.url}: {reason} "
+                "(is `simsearch serve` running there?)"
+            ) from exc
         _raise_for(response)
         return response.json() if response.content else None
 

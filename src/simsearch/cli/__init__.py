@@ -6,6 +6,7 @@ package holds one group of commands and registers them on the shared typer ``app
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ import typer
 
 # Imported for their commands, which register themselves on ``app``.
 from simsearch.cli import browse, data, look, quality, serve, transfer  # noqa: F401
-from simsearch.cli.common import app, out
+from simsearch.cli.common import app, out, show_warning
 
 __all__ = ["app", "main"]
 
@@ -40,5 +41,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``simsearch`` command."""
+    # A warning (a text cut at the model's token limit, an index rebuilt) reads as one line.
+    warnings.showwarning = show_warning
     command: Callable[..., Any] = app
     command(args=argv, prog_name="simsearch")

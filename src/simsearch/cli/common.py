@@ -62,6 +62,18 @@ def errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as one ``warning:`` line (``warnings.showwarning`` for the CLI)."""
+    err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def parse_where(where: str | None) -> Any:
     if where is None:
         return None

@@ -1,15 +1,25 @@
-"""The ``serve`` command: the HTTP server over a folder of collections."""
+"""The ``serve`` command: the HTTP server over a folder of collections.
+
+The port is bound before anything is announced, so a port in use is one clear
+error line and exit status 1, and ``Serving ...`` names the port truly bound
+(``--port 0`` picks a free one).
+"""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import logging
+import socket
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from simsearch.cli.common import app, err, errors
-from simsearch.errors import InvalidArgumentError
+from simsearch.errors import InvalidArgumentError, NotACollectionError
+from simsearch.store import DB_FILENAME
 
 
 def _is_loopback(host: str) -> bool:
@@ -45,9 +55,17 @@ def serve(
     max_response_mb: Annotated[
         float, typer.Option(min=0.001, help="Largest answer to a search or get.")
     ] = 64.0,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create DATA_DIR if it does not exist.")
+    ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(help="Log one line per request on stderr: method, path, status, time."),
+    ] = True,
 ) -> None:
-    """Serve the collections in DATA_DIR over HTTP, with a search page at /."""
+    """Serve the collections in DATA_DIR over HTTP, with a web page at / and the API at /docs."""
     with errors():
+        _check_data_dir(data_dir, create=create)
         from simsearch.encoders.base import require
 
         require("fastapi", "server")
@@ -71,10 +89,73 @@ def serve(
             max_texts=max_texts,
             max_text_chars=max_text_chars,
             max_response_bytes=int(max_response_mb * 1024 * 1024),
+            access_log=access_log,
         )
+        server_app = create_app(settings)
+        sock = _bind(host, port)
+        if create:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        if access_log:
+            _log_requests_to_stderr()
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
         err.print(
-            f"Serving {data_dir} on http://{host}:{port} "
+            f"Serving {data_dir} on http://{shown}:{bound} "
             f"({'API keys required' if keys else 'no API keys'})",
             highlight=False,
+            soft_wrap=True,
         )
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        config = uvicorn.Config(server_app, log_level="warning", access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def _check_data_dir(data_dir: Path, *, create: bool) -> None:
+    """Refuse a folder that is missing (a typo would serve an empty one) or is a collection."""
+    if (data_dir / DB_FILENAME).is_file():
+        raise NotACollectionError(
+            f"{data_dir} is a collection; serve the folder that holds it: "
+            f"simsearch serve {data_dir.resolve().parent}"
+        )
+    if data_dir.exists() and not data_dir.is_dir():
+        raise NotACollectionError(f"{data_dir} is not a folder")
+    if not data_dir.exists() and not create:
+        raise NotACollectionError(
+            f"no folder {data_dir}: pass --create to start with an empty one, "
+            "or name the folder that holds your collections"
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or a clear error when it cannot be."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise InvalidArgumentError(f"cannot bind {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    if sys.platform != "win32":  # as uvicorn does: a restarted server may reuse the port at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidArgumentError(
+                f"port {port} on {host} is in use: stop what serves it, or pass --port "
+                "with another port (--port 0 picks a free one)"
+            ) from None
+        raise InvalidArgumentError(f"cannot bind {host} port {port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _log_requests_to_stderr() -> None:
+    from simsearch.server.access import ACCESS_LOGGER
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -32,6 +32,7 @@ from simsearch.errors import (
     PayloadTooLargeError,
     SimsearchError,
 )
+from simsearch.server.access import AccessLog
 from simsearch.server.asgi import (
     Gate,
     JSONRoute,
@@ -42,6 +43,7 @@ from simsearch.server.asgi import (
 )
 from simsearch.server.auth import ApiKey, Right
 from simsearch.server.caller import Caller
+from simsearch.server.docs_ui import add_docs_pages
 from simsearch.server.items import add_item_routes
 from simsearch.server.registry import CollectionRegistry
 from simsearch.server.schemas import (
@@ -145,11 +147,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         + settings.limits(),
         lifespan=lifespan,
         responses=ERRORS,
+        docs_url=None,  # add_docs_pages serves them from local assets, with no CDN
+        redoc_url=None,
     )
     app.router.route_class = JSONRoute
     # The last added runs first: metrics see every request, the gate's refusals too.
     app.add_middleware(Gate, keys=settings.keys, limit=settings.max_body_bytes)
     app.add_middleware(Metrics, routes=app.router.routes, counts=counts, latency=latency)
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     app.state.settings = settings
     _document_errors_only(app)
 
@@ -233,11 +239,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
         check_texts(texts)
 
     # -- service -----------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    add_docs_pages(app)
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simsearch.errors import AuthenticationError, PayloadTooLargeError, SimsearchError
+from simsearch.server.access import serve_noting_status
 from simsearch.server.auth import KeyRing
 
 __all__ = [
@@ -42,6 +43,8 @@ KEY_SCOPE = "simsearch.api_key"
 OPEN_PATHS = frozenset(
     {"/", "/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
+#: Folders of assets served without a key: the web page's and the API documentation's.
+OPEN_PREFIXES = ("/static/", "/docs-assets/")
 #: An error message is cut to this many characters: it may quote what the request sent.
 MAX_MESSAGE = 1_000
 #: Methods counted under their own name in /metrics; any other one counts as OTHER.
@@ -76,7 +79,7 @@ def presented_key(headers: Headers) -> str | None:
 
 
 def _is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path == "/static" or path.startswith("/static/")
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path == "/static"
 
 
 class Gate:
@@ -172,21 +175,14 @@ class Metrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500  # unless a response starts: an exception becomes a 500 further out
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
+        def count(status: int) -> None:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
             label = f"{method} {self._path(scope)}"
             self.counts[f"{label} {status}"] += 1
             self.latency[label] += time.perf_counter() - start
+
+        await serve_noting_status(self.app, scope, receive, send, count)
 
 
 class _JSONRequest(Request):

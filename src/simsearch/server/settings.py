@@ -30,6 +30,8 @@ class ServerSettings:
             embed.
         max_response_bytes: the largest answer (about) a search or get may build; a request
             whose hits would hold more is refused with 413 before the answer is built.
+        access_log: log one line per request (method, path, status, time) to the
+            ``simsearch.access`` logger; ``simsearch serve`` turns it on.
     """
 
     data_dir: Path
@@ -40,6 +42,7 @@ class ServerSettings:
     max_texts: int = 1_000
     max_text_chars: int = 1_000_000
     max_response_bytes: int = 64 * 1024 * 1024
+    access_log: bool = False
 
     def limits(self) -> str:
         """The request limits in one sentence, for the API's documentation."""

@@ -1,0 +1,226 @@
+"""The server's edges: offline API docs, one error shape, the access log, `serve` start-up
+(bind before announcing, a missing folder), and a client that names an unreachable server."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+import simsearch
+from server_process import KEYS, free_port, key_file, running_server
+from simsearch.server.app import create_app
+from simsearch.server.auth import KeyRing
+from simsearch.server.settings import ServerSettings
+
+EXTERNAL = re.compile(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[TestClient]:
+    keys = KeyRing.from_file(key_file(tmp_path / "keys.json"))
+    app = create_app(ServerSettings(data_dir=tmp_path / "data", keys=keys, access_log=True))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def _assets(html: str) -> list[str]:
+    return re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html) + re.findall(
+        r"""url:\s*['"]([^'"]+)['"]""", html
+    )
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+def test_the_api_docs_name_no_other_host_and_their_assets_are_served(
+    local: TestClient, page: str
+) -> None:
+    r = local.get(page)  # no key: the documentation is open, as the page is
+    assert r.status_code == 200
+    assert not EXTERNAL.search(r.text), EXTERNAL.findall(r.text)
+    for asset in _assets(r.text):
+        assert asset.startswith("/"), asset
+        fetched = local.get(asset)
+        assert fetched.status_code == 200, asset
+        assert len(fetched.content) > 100, asset
+
+
+def test_swagger_ui_script_is_the_full_bundle(local: TestClient) -> None:
+    (script,) = [a for a in _assets(local.get("/docs").text) if a.endswith(".js")]
+    body = local.get(script).text
+    assert "SwaggerUIBundle" in body
+    assert len(body) > 500_000
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nowhere"),
+        ("GET", "/docs-assets/nothing.js"),
+        ("POST", "/docs-assets/swagger-ui.css"),
+        ("POST", "/docs"),
+        ("POST", "/health"),
+        ("DELETE", "/"),
+        ("GET", "/static/nothing.css"),
+        ("PUT", "/collections/docs"),
+        ("GET", "/collections/docs/search"),
+        ("PATCH", "/collections"),
+        ("POST", "/collections/docs/search"),
+    ],
+)
+def test_every_refusal_is_in_the_error_shape(local: TestClient, method: str, path: str) -> None:
+    headers = {"Authorization": f"Bearer {KEYS['admin']}"}
+    r = local.request(method, path, headers=headers)
+    assert r.status_code >= 400
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+
+
+def test_the_page_answers_head(local: TestClient) -> None:
+    assert local.head("/").status_code == 200
+
+
+def test_the_access_log_has_one_line_per_request_and_no_key(
+    local: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = KEYS["admin"]
+    with caplog.at_level(logging.INFO, logger="simsearch.access"):
+        local.get("/health")
+        local.get("/collections", headers={"Authorization": f"Bearer {secret}"})
+        local.get("/collections", headers={"X-API-Key": secret})
+        local.get(f"/collections?api_key={secret}")  # no key taken from here: 401
+        local.get("/a%0Aforged 200 line")  # a decoded newline may not start a line
+    lines = [r.getMessage() for r in caplog.records if r.name == "simsearch.access"]
+    assert len(lines) == 5, lines
+    assert re.fullmatch(r"\S+ GET /health 200 \d+\.\d ms", lines[0]), lines[0]
+    assert " GET /collections 200 " in lines[1]
+    assert " GET /collections 200 " in lines[2]
+    assert " GET /collections 401 " in lines[3]
+    assert "\n" not in lines[4]
+    assert "/a\\nforged" in lines[4]
+    assert all(secret not in line for line in lines)
+
+
+def test_the_access_log_is_off_unless_asked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        TestClient(create_app(ServerSettings(data_dir=tmp_path))) as client,
+        caplog.at_level(logging.INFO, logger="simsearch.access"),
+    ):
+        client.get("/health")
+    assert not [r for r in caplog.records if r.name == "simsearch.access"]
+
+
+def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "simsearch.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_serve_logs_each_request_unless_told_not_to(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    with running_server(tmp_path / "data", create=False) as server:
+        httpx.get(server.url + "/health").raise_for_status()
+        httpx.get(server.url + "/nowhere")
+        # A line is written once its response has gone out: give the server a moment.
+        deadline = time.monotonic() + 10
+        while "/nowhere" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        output = server.output()
+    assert f"Serving {tmp_path / 'data'} on {server.url} (no API keys)" in output
+    assert re.search(r"GET /health 200 \d+\.\d ms", output), output
+    assert "GET /nowhere 404" in output
+    with running_server(tmp_path / "data", extra=["--no-access-log"]) as quiet:
+        httpx.get(quiet.url + "/health").raise_for_status()
+        assert "GET /health" not in quiet.output()
+
+
+def test_serve_on_a_port_in_use_says_so_without_announcing(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = _serve(str(tmp_path / "data"), "--port", str(port))
+    assert run.returncode == 1
+    assert "Serving" not in run.stderr + run.stdout
+    assert f"port {port}" in run.stderr
+    assert "in use" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_serve_refuses_a_missing_folder_unless_told_to_create_it(tmp_path: Path) -> None:
+    missing = tmp_path / "typo"
+    run = _serve(str(missing), "--port", str(free_port()))
+    assert run.returncode == 1
+    assert "--create" in run.stderr
+    assert "Serving" not in run.stderr
+    assert not missing.exists()
+    with running_server(missing, create=True) as server:
+        assert httpx.get(server.url + "/collections").json() == []
+    assert missing.is_dir()
+
+
+def test_serve_points_from_a_collection_to_the_folder_that_holds_it(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "data" / "docs", dim=2):
+        pass
+    run = _serve(str(tmp_path / "data" / "docs"), "--port", str(free_port()))
+    assert run.returncode == 1
+    assert "is a collection" in run.stderr
+    assert str(tmp_path / "data") in run.stderr.replace("\n", "")
+
+
+def test_the_client_names_a_server_that_is_not_running() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    client = simsearch.Client(url)
+    with pytest.raises(simsearch.ServerUnavailableError, match="cannot reach") as caught:
+        client.health()
+    assert url in str(caught.value)
+    assert isinstance(caught.value, ConnectionError)
+    with pytest.raises(simsearch.ServerUnavailableError):
+        client.collection("docs").search([0.1, 0.2], k=1)
+
+
+def test_the_client_names_a_server_that_does_not_answer_in_time() -> None:
+    # A socket that accepts connections and never answers them.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        with pytest.raises(simsearch.ServerUnavailableError, match="did not answer") as caught:
+            simsearch.Client(url, timeout=0.5).health()
+        assert url in str(caught.value)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        silent.close()
