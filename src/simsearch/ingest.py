@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simsearch.chunking import chunk_text
 from simsearch.collection import Collection
 from simsearch.config import IndexConfig
+from simsearch.encoders import DEFAULT_ENCODER, Encoder, get_encoder
 from simsearch.errors import (
     DuplicateIdError,
     InvalidArgumentError,
@@ -32,7 +34,7 @@ from simsearch.sources import BadRecord, Record, read_records
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.validation import check_ids, check_metadata, check_texts
 
-__all__ = ["ON_ERROR", "IngestReport", "ingest", "prepare"]
+__all__ = ["CHUNK_FIELDS", "ON_ERROR", "IngestReport", "chunked", "ingest", "prepare"]
 
 #: What ingest does with a bad record: stop before writing anything, or leave it out.
 ON_ERROR = ("fail", "skip")
@@ -121,6 +123,50 @@ class IngestReport:
         return out
 
 
+#: The metadata fields that link a chunk to its record.
+CHUNK_FIELDS = ("source_id", "chunk")
+
+
+def _text_encoder(into: Path, name: str | None) -> Encoder:
+    """The encoder whose tokens measure the chunks: the one asked for, the collection's
+    own, or the default."""
+    if name is None and (into / DB_FILENAME).is_file():
+        store = SQLiteStore.open(into)
+        try:
+            saved = store.read_config()
+        finally:
+            store.close()
+        name = saved.encoder.name if saved is not None and saved.encoder is not None else None
+    return get_encoder(name or DEFAULT_ENCODER)
+
+
+def chunked(
+    records: Iterable[Record | BadRecord], max_tokens: int, encoder: Encoder, skip_bad: bool
+) -> Iterator[Record | BadRecord]:
+    """Each record as pieces of at most ``max_tokens`` of ``encoder``'s tokens: items
+    ``ID#0``, ``ID#1``, ... whose metadata is the record's plus ``source_id`` (the
+    record's id) and ``chunk`` (0, 1, ...)."""
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidArgumentError(f"--chunk-tokens must be at least 1, got {max_tokens!r}")
+    for record in records:
+        if isinstance(record, BadRecord):
+            yield record
+            continue
+        taken = [f for f in CHUNK_FIELDS if f in record.metadata]
+        if taken:
+            message = (
+                f"{record.where}: metadata field {taken[0]!r} is taken: --chunk-tokens links "
+                f"each piece to its record in {' and '.join(CHUNK_FIELDS)}"
+            )
+            if not skip_bad:
+                raise InvalidInputError(message)
+            yield BadRecord(record.where, message)
+            continue
+        for i, piece in enumerate(chunk_text(record.text, max_tokens, encoder)):
+            meta = {**record.metadata, "source_id": record.id, "chunk": i}
+            yield Record(f"{record.id}#{i}", piece, meta, record.where, record.line)
+
+
 def prepare(
     source: Path,
     into: Path,
@@ -131,6 +177,8 @@ def prepare(
     skip_existing: bool = False,
     on_error: str = "fail",
     infer: bool = True,
+    chunk_tokens: int | None = None,
+    encoder: str | None = None,
     report: IngestReport | None = None,
 ) -> list[Record]:
     """Every record of ``source``, checked against the rules of a write into ``into``.
@@ -140,7 +188,9 @@ def prepare(
     id the collection already holds. With ``on_error="skip"`` bad records (and the later
     repeats of an id) are left out and listed in ``report.bad`` instead; with
     ``skip_existing`` ids the collection holds are left out and listed in
-    ``report.existing``. Reads the collection, writes nothing.
+    ``report.existing``. With ``chunk_tokens``, each record becomes pieces of at most
+    that many of the encoder's tokens (see :func:`chunked`). Reads the collection,
+    writes nothing.
     """
     if on_error not in ON_ERROR:
         raise InvalidArgumentError(
@@ -154,9 +204,11 @@ def prepare(
     skip_bad = on_error == "skip"
     records: list[Record] = []
     first: dict[str, Record] = {}
-    read = read_records(
+    read: Iterable[Record | BadRecord] = read_records(
         source, id_field=id_field, text_fields=text_fields, skip_bad=skip_bad, infer=infer
     )
+    if chunk_tokens is not None:
+        read = chunked(read, chunk_tokens, _text_encoder(into, encoder), skip_bad)
     for record in read:
         try:
             if isinstance(record, BadRecord):
@@ -257,6 +309,7 @@ def ingest(
     skip_existing: bool = False,
     on_error: str = "fail",
     infer: bool = True,
+    chunk_tokens: int | None = None,
     note: Callable[[str], None] = lambda _: None,
 ) -> IngestReport:
     """Check every record of ``source``, then store them in ``into`` (created if missing).
@@ -270,7 +323,8 @@ def ingest(
     report = IngestReport(source, into)
     records = prepare(
         source, into, id_field=id_field, text_fields=text_fields, upsert=upsert,
-        skip_existing=skip_existing, on_error=on_error, infer=infer, report=report,
+        skip_existing=skip_existing, on_error=on_error, infer=infer,
+        chunk_tokens=chunk_tokens, encoder=encoder, report=report,
     )  # fmt: skip
     exists = (into / DB_FILENAME).is_file()
     if not records:  # everything was skipped: nothing to write, nothing to create

@@ -21,9 +21,9 @@ __all__ = ["app", "main"]
 
 def _version(show: bool) -> None:
     if show:
-        from simsearch import __version__
+        import simsearch
 
-        out.print(f"simsearch {__version__}", highlight=False)
+        out.print(f"simsearch {simsearch.__version__}", highlight=False)
         raise typer.Exit()
 
 

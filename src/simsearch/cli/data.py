@@ -70,6 +70,15 @@ def ingest(
             "typed, and an empty cell is a missing field).",
         ),
     ] = False,
+    chunk_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-tokens",
+            min=1,
+            help="Split each text into pieces of at most N of the encoder's tokens (254 "
+            "fill MiniLM's 256): items ID#0, ID#1, ... with metadata source_id and chunk.",
+        ),
+    ] = None,
 ) -> None:
     """Embed the texts of SOURCE and store them, with every other field as metadata.
 
@@ -92,6 +101,7 @@ def ingest(
             skip_existing=skip_existing,
             on_error=on_error,
             infer=not no_infer,
+            chunk_tokens=chunk_tokens,
             note=lambda line: err.print(
                 f"note: {line}", markup=False, highlight=False, soft_wrap=True
             ),
