@@ -92,6 +92,8 @@ def test_info_is_for_people(tmp_path: Path) -> None:
     assert "seq" not in shown.output
     assert "size_bytes" not in shown.output
     assert "items" in shown.output
+    assert "metadata fields" in shown.output
+    assert "integer: 6" in shown.output  # the field n, held by all six items
     data = json.loads(runner.invoke(app, ["info", str(col), "--json"]).stdout)
     assert {"seq", "size_bytes"} <= set(data)  # machines still get every figure
 

@@ -26,6 +26,7 @@ from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
 from simsearch.store import SQLiteStore
+from simsearch.store.catalogue import field_summaries
 from simsearch.transfer import check_target, export_store, import_dump, read_dump
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.updates import update_items
@@ -150,13 +151,15 @@ class Collection:
 
     def info(self) -> dict[str, Any]:
         """A summary: path, item count, metric, dimension, encoder, index kind, last sequence
-        number, size, and the model upgrade in progress (where to, the map, how many items
-        still lack a new vector)."""
+        number, size, the model upgrade in progress (where to, the map, how many items
+        still lack a new vector), and the metadata fields items hold (``fields``: each
+        one's path as filters write it, how many items hold it, of which JSON types)."""
         self._check_open()
         with self._store.snapshot() as snap:
             state = snap.state()
             config, count = snap.config(state), snap.count()
             migration = self._upgrades.summary(snap, state)
+            fields = snap.fields()
         encoder = config.encoder
         return {
             "path": str(self.path),
@@ -168,6 +171,7 @@ class Collection:
             "seq": state.seq,
             "size_bytes": self._store.size_bytes(),
             "migration": migration,
+            "fields": field_summaries(fields),
         }
 
     # -- writes ------------------------------------------------------------------------------
@@ -276,11 +280,9 @@ class Collection:
     def export(
         self, target: str | Path | IO[str], *, format: str | None = None, vectors: bool = True
     ) -> int:
-        """Write every item (id, vector, text, metadata) and the config and saved scoring
-        state to ``target`` as of one snapshot: ``format`` ``"jsonl"`` (a path or an open
-        text stream) or ``"parquet"`` (a path; needs the ``parquet`` extra), by default
-        from the suffix. :meth:`import_` builds the same collection from it. Returns how
-        many items were written."""
+        """Write the whole collection, config and calibration included, as of one snapshot
+        (:mod:`simsearch.transfer`): ``"jsonl"`` (a path or text stream) or ``"parquet"``
+        (a path), by default from the suffix. Returns how many items were written."""
         self._check_open()
         return export_store(self._store, target, format=format, vectors=vectors)
 
@@ -288,9 +290,8 @@ class Collection:
     def import_(
         cls, source: str | Path, path: str | Path, *, format: str | None = None
     ) -> Collection:
-        """Create the collection at ``path`` (new, or an empty folder) from an
-        :meth:`export` file, without embedding anything, and open it. The whole file is
-        checked first; a bad one raises naming its line and writes nothing."""
+        """Create the collection at ``path`` (new, or an empty folder) from an :meth:`export`
+        file, embedding nothing, and open it; a bad file raises and writes nothing."""
         check_target(Path(path))
         import_dump(read_dump(source, format=format), Path(path))
         return cls.open(path, create=False)

@@ -89,23 +89,15 @@ def info_table(data: dict[str, Any]) -> Table:
     return table
 
 
-def fields_table(fields: Any) -> Table:
-    """The metadata fields the collection's items hold, with their types and counts."""
+def fields_table(fields: list[dict[str, Any]]) -> Table:
+    """The metadata fields the collection's items hold: how many items hold each, and
+    of which JSON types (from ``info()["fields"]``)."""
     table = Table(title="metadata fields", title_justify="left")
-    entries = fields.items() if isinstance(fields, dict) else ((f.get("name"), f) for f in fields)
-    columns: list[str] = []
-    rows = []
-    for name, about in entries:
-        about = about if isinstance(about, dict) else {"value": about}
-        for key in about:
-            if key != "name" and key not in columns:
-                columns.append(key)
-        rows.append((str(name), about))
-    table.add_column("field")
-    for column in columns:
-        table.add_column(column)
-    for name, about in rows:
-        table.add_row(name, *(_shown(about.get(c)) for c in columns))
+    table.add_column("field", overflow="fold")
+    table.add_column("items", justify="right")
+    table.add_column("types")
+    for entry in fields:
+        table.add_row(str(entry["field"]), _shown(entry["count"]), _shown(entry["types"]))
     return table
 
 
