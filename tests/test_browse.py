@@ -79,6 +79,10 @@ def test_count_with_and_without_a_filter(filled: Any) -> None:
     assert filled.count() == N
     assert filled.count({"n": {"$lt": 10}}) == 10
     assert filled.count({"even": True, "n": {"$gte": 20}}) == 5
+    with pytest.raises(InvalidFilterError, match="did you mean 'even'"):
+        filled.count({"evn": True})  # a misspelled field is an error, not a count of 0
+    with pytest.raises(InvalidFilterError, match="did you mean 'even'"):
+        filled.get(where={"evn": True})
 
 
 def test_search_pages_join_into_the_deeper_search(filled: Any) -> None:

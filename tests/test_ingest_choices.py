@@ -101,6 +101,7 @@ def test_only_bad_records_with_skip_creates_nothing(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     assert "stored 0 items" in done.output
     assert "skipped 2 bad records" in done.output
+    assert "was not created" in done.output
     assert not (tmp_path / "col").exists()
 
 

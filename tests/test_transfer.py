@@ -235,7 +235,7 @@ def test_backup_while_a_writer_runs_is_consistent(tmp_path: Path) -> None:
             assert len(batches) == 1 + 20 * (len(batches) // 20)
             last = max(batches)
             assert sorted(set(batches)) == list(range(-1, last + 1))
-            assert copy.search([1.0, 0.0], k=1)[0][0].id == "seed" or last >= 0
+            assert len(copy.search([1.0, 0.0], k=5)[0]) == min(5, len(batches))  # searchable
     with pytest.raises(CollectionExistsError):
         col.backup(tmp_path / "copy")
     col.close()

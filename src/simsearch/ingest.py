@@ -94,7 +94,7 @@ class IngestReport:
     source: Path
     into: Path
     stored: int = 0
-    held: int = 0  # items the collection holds afterwards
+    held: int | None = None  # items the collection holds afterwards (None: none exists)
     first: str = ""  # place of the first and last record stored
     last: str = ""
     existing: list[str] = field(default_factory=list)  # ids skipped as already stored
@@ -119,7 +119,10 @@ class IngestReport:
             out.extend(f"  {b.message}" for b in self.bad[:SHOWN_BAD])
             if len(self.bad) > SHOWN_BAD:
                 out.append(f"  ... and {len(self.bad) - SHOWN_BAD} more")
-        out.append(f"{self.into} holds {self.held} items")
+        if self.held is None:
+            out.append(f"nothing to store: {self.into} was not created")
+        else:
+            out.append(f"{self.into} holds {self.held} items")
         return out
 
 
@@ -328,7 +331,7 @@ def ingest(
     )  # fmt: skip
     exists = (into / DB_FILENAME).is_file()
     if not records:  # everything was skipped: nothing to write, nothing to create
-        report.held = _count(into) if exists else 0
+        report.held = _count(into) if exists else None
         return report
     stored = 0
 
