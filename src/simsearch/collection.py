@@ -13,12 +13,8 @@ from types import TracebackType
 from typing import IO, Any
 
 from simsearch import fitting
-<<<<<<< HEAD
-from simsearch.config import CollectionConfig, FieldIndexSpec, IndexConfig, index_name
-=======
 from simsearch.browse import count_items, get_items
-from simsearch.config import CollectionConfig, IndexConfig, index_name
->>>>>>> main
+from simsearch.config import CollectionConfig, FieldIndexSpec, IndexConfig, index_name
 from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
 from simsearch.errors import CollectionClosedError, InvalidArgumentError, SimsearchError
