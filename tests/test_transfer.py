@@ -330,3 +330,14 @@ def test_backup_while_another_process_writes(tmp_path: Path) -> None:
             assert batches == sorted(b for b in range(max(batches) + 1) for _ in range(50))
             sizes.append(len(batches))
     assert sizes[0] >= 200
+
+
+def test_import_from_standard_input(tmp_path: Path) -> None:
+    _build(tmp_path / "a", n=6).close()
+    exported = runner.invoke(app, ["export", str(tmp_path / "a")]).stdout
+    done = runner.invoke(app, ["import", "-", "--into", str(tmp_path / "b")], input=exported)
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(app, ["export", str(tmp_path / "b")]).stdout == exported
+    bad = runner.invoke(app, ["import", "-", "--into", str(tmp_path / "c")], input="{}\n")
+    assert bad.exit_code == 1
+    assert "<stdin>:1: not a simsearch export" in bad.output
