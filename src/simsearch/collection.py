@@ -19,6 +19,8 @@ from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
 from simsearch.errors import CollectionClosedError, InvalidArgumentError, SimsearchError
 from simsearch.field_admin import declare_field_index, drop_field_index, explain_filter
+from simsearch.filters import SqlFilter
+from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
@@ -28,6 +30,7 @@ from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
 from simsearch.store import SQLiteStore
 from simsearch.store.catalogue import field_summaries
+from simsearch.store.reads import ReadTxn
 from simsearch.transfer import check_target, export_store, import_dump, read_dump
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.updates import update_items
@@ -264,13 +267,16 @@ class Collection:
         self._check_open()
         return get_items(
             self._store, ids, where=where, limit=limit, offset=offset, include=include,
-            missing=missing,
+            missing=missing, rows_of=self._filtered_rows,
         )  # fmt: skip
 
     def count(self, where: Any = None) -> int:
         """How many items match the filter ``where`` (every item when ``None``)."""
         self._check_open()
-        return count_items(self._store, where)
+        return count_items(self._store, where, self._filtered_rows)
+
+    def _filtered_rows(self, snap: ReadTxn, flt: SqlFilter) -> Int64Array:
+        return self._keeper.allowed_rows(snap, flt)[0]
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         """Every item in insertion order (for export); reads one consistent snapshot."""
