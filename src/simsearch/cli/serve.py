@@ -146,6 +146,9 @@ def _bind(host: str, port: int) -> socket.socket:
                 "with another port (--port 0 picks a free one)"
             ) from None
         raise InvalidArgumentError(f"cannot bind {host} port {port}: {exc.strerror}") from None
+    # Listening at once: a client that connects between the announcement and the server's
+    # start waits in the backlog instead of being refused.
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
