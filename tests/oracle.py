@@ -65,11 +65,38 @@ def matches(meta: dict[str, Any], where: dict[str, Any]) -> bool:
                     ok &= not any(_eq(v, y) for y in x)
                 elif op == "$exists":
                     ok &= (v is not MISSING) == x
+                elif op == "$contains":
+                    ok &= isinstance(v, list) and any(_eq(e, x) for e in v)
+                elif op == "$all":
+                    ok &= isinstance(v, list) and all(any(_eq(e, y) for e in v) for y in x)
                 else:
                     ok &= _cmp(v, x, op)
         if not ok:
             return False
     return True
+
+
+_POSITIVE = {"$eq", "$gt", "$gte", "$lt", "$lte", "$in", "$contains", "$all"}
+
+
+def required_fields(where: dict[str, Any]) -> set[str]:
+    """Fields a match must hold: compared positively, reached through $and alone."""
+    found: set[str] = set()
+    for key, cond in where.items():
+        if key == "$and":
+            for c in cond:
+                found |= required_fields(c)
+        elif not key.startswith("$") and (not isinstance(cond, dict) or _POSITIVE & set(cond)):
+            found.add(key)
+    return found
+
+
+def names_unknown_field(metas: list[dict[str, Any]], where: dict[str, Any] | None) -> bool:
+    """Whether simsearch must refuse ``where`` as a likely typo: items hold some fields,
+    but none holds a field every match needs."""
+    if not where or not any(metas):
+        return False
+    return any(all(lookup(m, f) is MISSING for m in metas) for f in required_fields(where))
 
 
 class Oracle:
@@ -78,6 +105,9 @@ class Oracle:
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self.items: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+
+    def refuses(self, where: dict[str, Any] | None) -> bool:
+        return names_unknown_field([m for _, m in self.items.values()], where)
 
     def search(
         self, query: np.ndarray, k: int, where: dict[str, Any] | None

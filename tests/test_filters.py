@@ -34,6 +34,8 @@ def field_op() -> st.SearchStrategy[dict[str, Any]]:
         st.builds(lambda v: {"$in": v}, st.lists(SCALAR, min_size=1, max_size=4)),
         st.builds(lambda v: {"$nin": v}, st.lists(SCALAR, min_size=1, max_size=4)),
         st.builds(lambda v: {"$exists": v}, st.booleans()),
+        st.builds(lambda v: {"$contains": v}, SCALAR),
+        st.builds(lambda v: {"$all": v}, st.lists(SCALAR, min_size=1, max_size=3)),
     )
     return st.builds(lambda f, op: {f: op}, FIELD, st.one_of(ops, SCALAR))
 
@@ -71,15 +73,16 @@ ROWS = [
     {"lang": "en", "year": 2001, "flag": True, "author": {"name": "Ada"}},
     {"lang": "de", "year": 1999.5, "flag": False, "author": {"name": "Bob"}},
     {"lang": "en", "year": "2001", "extra": None},
-    {"lang": "fr"},
+    {"lang": "fr", "tags": ["a", 1, True, None]},
+    {"tags": ["b", 1.0], "lang": ["en"]},
 ]
 
 
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
-        ({}, [0, 1, 2, 3]),
-        ({"lang": "en"}, [0, 2]),
+        ({}, [0, 1, 2, 3, 4]),
+        ({"lang": "en"}, [0, 2]),  # ["en"] is a list, not "en"
         ({"year": 2001}, [0]),  # the string "2001" is not the number 2001
         ({"year": 2001.0}, [0]),  # integers and floats compare by value
         ({"flag": True}, [0]),
@@ -89,15 +92,24 @@ ROWS = [
         ({"year": {"$gt": "2"}}, [2]),  # only the text "2001" compares with text
         ({"lang": {"$gt": "en"}}, [3]),
         ({"lang": {"$in": ["de", "fr"]}}, [1, 3]),
-        ({"lang": {"$nin": ["de", "fr"]}}, [0, 2]),
-        ({"year": {"$ne": 2001}}, [1, 2, 3]),  # missing fields match $ne
+        ({"lang": {"$nin": ["de", "fr"]}}, [0, 2, 4]),
+        ({"year": {"$ne": 2001}}, [1, 2, 3, 4]),  # missing fields match $ne
         ({"extra": None}, [2]),
         ({"extra": {"$exists": True}}, [2]),  # a JSON null exists
-        ({"flag": {"$exists": False}}, [2, 3]),
+        ({"flag": {"$exists": False}}, [2, 3, 4]),
         ({"author.name": "Ada"}, [0]),
         ({"author.name": {"$exists": True}, "lang": "de"}, [1]),
         ({"$or": [{"lang": "fr"}, {"flag": False}]}, [1, 3]),
-        ({"$not": {"lang": "en"}}, [1, 3]),
+        ({"$not": {"lang": "en"}}, [1, 3, 4]),
+        ({"tags": {"$contains": "a"}}, [3]),
+        ({"tags": {"$contains": 1}}, [3, 4]),  # 1 and 1.0 are one number
+        ({"tags": {"$contains": True}}, [3]),  # true is not 1
+        ({"tags": {"$contains": None}}, [3]),
+        ({"lang": {"$contains": "en"}}, [4]),  # only a list holds; "en" itself does not
+        ({"lang": {"$contains": "e"}}, []),  # no substrings
+        ({"tags": {"$all": ["a", 1]}}, [3]),
+        ({"tags": {"$all": [1]}}, [3, 4]),
+        ({"$not": {"tags": {"$contains": "a"}}}, [0, 1, 2, 4]),
         ({"$and": [{"lang": "en"}, {"$not": {"flag": True}}]}, [2]),
     ],
 )

@@ -95,6 +95,10 @@ class CollectionMachine(RuleBasedStateMachine):
     def delete_where(self, where: dict[str, Any]) -> None:
         from oracle import matches
 
+        if self.oracle.refuses(where):
+            with pytest.raises(simsearch.InvalidFilterError, match="no item has a field"):
+                self.col.delete(where=where)
+            return
         doomed = [i for i, (_, m) in self.oracle.items.items() if matches(m, where)]
         assert self.col.delete(where=where) == len(doomed)
         for i in doomed:
@@ -103,6 +107,10 @@ class CollectionMachine(RuleBasedStateMachine):
     @rule(q=VECTOR, k=st.integers(1, 12), where=WHERE)
     def search(self, q: list[int], k: int, where: dict[str, Any] | None) -> None:
         if self.col.config.dim is None:
+            return
+        if self.oracle.refuses(where):
+            with pytest.raises(simsearch.InvalidFilterError, match="no item has a field"):
+                self.col.search(np.array(q, dtype=np.float32), k=k, where=where)
             return
         got = self.col.search(np.array(q, dtype=np.float32), k=k, where=where)[0]
         want = self.oracle.search(np.array(q), k, where)

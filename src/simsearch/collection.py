@@ -25,6 +25,7 @@ from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
 from simsearch.store import SQLiteStore
+from simsearch.store.catalogue import field_summaries
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.upgrade.compat import DEFAULT_BLEND
 from simsearch.upgrade.migration import Upgrades
@@ -148,13 +149,15 @@ class Collection:
 
     def info(self) -> dict[str, Any]:
         """A summary: path, item count, metric, dimension, encoder, index kind, last sequence
-        number, size, and the model upgrade in progress (where to, the map, how many items
-        still lack a new vector)."""
+        number, size, the model upgrade in progress (where to, the map, how many items
+        still lack a new vector), and the metadata fields items hold (``fields``: each
+        one's path as filters write it, how many items hold it, of which JSON types)."""
         self._check_open()
         with self._store.snapshot() as snap:
             state = snap.state()
             config, count = snap.config(state), snap.count()
             migration = self._upgrades.summary(snap, state)
+            fields = snap.fields()
         encoder = config.encoder
         return {
             "path": str(self.path),
@@ -166,6 +169,7 @@ class Collection:
             "seq": state.seq,
             "size_bytes": self._store.size_bytes(),
             "migration": migration,
+            "fields": field_summaries(fields),
         }
 
     # -- writes ------------------------------------------------------------------------------

@@ -19,11 +19,16 @@ operator   operand                                      a missing field
 ``$in``    non-empty list of str, number, bool, null    does not match
 ``$nin``   non-empty list of str, number, bool, null    matches
 ``$exists`` bool                                        matches ``false``
+``$contains`` str, number, bool or null: the field is a  does not match
+           list holding it
+``$all``   non-empty list: the field is a list holding  does not match
+           every one
 ========== ============================================ ==========================
 
 Comparisons are typed: ``1`` never equals ``"1"`` or ``true``; numbers compare
 with numbers and strings with strings (by code point). Integers and floats
-compare by value. Values inside arrays are not searched.
+compare by value. Values inside lists are reached only by ``$contains`` and
+``$all`` (``{"tags": "a"}`` does not match ``{"tags": ["a"]}``).
 
 Field paths name every key metadata may hold. A backslash escapes the next
 character: ``\.`` is a dot inside a key (``"a\.b"`` is the key ``a.b``, not
@@ -64,7 +69,8 @@ import json
 import math
 import sqlite3
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from simsearch.errors import InvalidFilterError
@@ -77,12 +83,16 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_IN_VALUES",
     "MAX_VALUES",
+    "FilterLeaf",
+    "FilterNode",
     "SqlFilter",
     "compile_filter",
     "field_path",
 ]
 
-FIELD_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
+FIELD_OPERATORS = (
+    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$contains", "$all",
+)  # fmt: skip
 LOGICAL_OPERATORS = ("$and", "$or", "$not")
 
 #: Levels of nested filter objects (``$and``/``$or``/``$not`` each add one).
@@ -102,11 +112,55 @@ _CHAIN = 32
 
 
 @dataclass(frozen=True)
+class FilterLeaf:
+    """One comparison of a filter's tree: the field's keys (outermost first), the operation
+    (``eq``, ``gt``, ``gte``, ``lt``, ``lte``, ``in``, ``exists``, ``contains``) and its
+    operand (a scalar; a tuple of scalars for ``in``; a bool for ``exists``)."""
+
+    keys: tuple[str, ...]
+    op: str
+    operand: Any
+
+
+@dataclass(frozen=True)
+class FilterNode:
+    """``and``/``or`` of its parts, ``not`` of its one part, or ``all`` (no parts: every
+    item). ``$ne`` and ``$nin`` are ``not`` of ``eq`` and ``in``: a missing field matches."""
+
+    op: str
+    parts: tuple[FilterLeaf | FilterNode, ...] = ()
+
+
+FilterTree = FilterLeaf | FilterNode
+
+
+def _required(tree: FilterTree) -> Iterator[FilterLeaf]:
+    """The comparisons every matching item must pass (reached from the root through
+    ``and`` alone)."""
+    if isinstance(tree, FilterLeaf):
+        yield tree
+    elif tree.op == "and":
+        for part in tree.parts:
+            yield from _required(part)
+
+
+@dataclass(frozen=True)
 class SqlFilter:
-    """A compiled filter: a SQL boolean expression over ``column`` and its parameters."""
+    """A compiled filter: a SQL boolean expression over ``column`` and its parameters, and
+    the same filter as a tree (which payload indexes evaluate without SQL)."""
 
     sql: str
     params: list[Any]
+    tree: FilterTree = field(default=FilterNode("all"), compare=False, repr=False)
+
+    @property
+    def required_fields(self) -> frozenset[tuple[str, ...]]:
+        """The fields (as key tuples) an item must hold to match: those compared by a
+        condition every match passes. A filter requiring a field no item holds matches
+        nothing, which is almost always a typo. ``$exists`` tests are left out (naming a
+        field to test its presence is deliberate), as are fields under ``$or``, ``$not``,
+        ``$ne`` and ``$nin``, which a missing field can pass."""
+        return frozenset(leaf.keys for leaf in _required(self.tree) if leaf.op != "exists")
 
     @property
     def key(self) -> str:
@@ -138,7 +192,7 @@ def compile_filter(where: Any, *, column: str = "metadata") -> SqlFilter:
     compiled = _Compiler(column).filter(where, "", 0)
     params = list(compiled.params)
     _check_sqlite_accepts(compiled.sql, params, column)
-    return SqlFilter(sql=compiled.sql, params=params)
+    return SqlFilter(sql=compiled.sql, params=params, tree=compiled.tree)
 
 
 def field_path(*keys: str) -> str:
@@ -244,9 +298,10 @@ class _Sql:
     sql: str
     params: tuple[Any, ...]
     nesting: int
+    tree: FilterTree
 
 
-_ALL = _Sql("1", (), 0)
+_ALL = _Sql("1", (), 0, FilterNode("all"))
 
 
 def _join(parts: list[_Sql], joiner: str) -> _Sql:
@@ -258,12 +313,14 @@ def _join(parts: list[_Sql], joiner: str) -> _Sql:
     """
     if len(parts) == 1:
         return parts[0]
+    tree = FilterNode("and" if joiner == " AND " else "or", tuple(p.tree for p in parts))
     parts = sorted(parts, key=lambda p: -p.nesting)
     while len(parts) > _CHAIN:
         groups = -(-len(parts) // _CHAIN)
         size = -(-len(parts) // groups)
         parts = [_chain(parts[i : i + size], joiner) for i in range(0, len(parts), size)]
-    return _chain(parts, joiner)
+    joined = _chain(parts, joiner)
+    return _Sql(joined.sql, joined.params, joined.nesting, tree)
 
 
 def _chain(parts: list[_Sql], joiner: str) -> _Sql:
@@ -271,12 +328,23 @@ def _chain(parts: list[_Sql], joiner: str) -> _Sql:
         return parts[0]
     sql = "(" + joiner.join(p.sql for p in parts) + ")"
     params = tuple(v for p in parts for v in p.params)
-    return _Sql(sql, params, parts[0].nesting + 1)
+    return _Sql(sql, params, parts[0].nesting + 1, parts[0].tree)  # tree set by _join
 
 
 def _negate(part: _Sql) -> _Sql:
     # Parts are 0, 1 or NULL (a missing field); a negation matches all but 1.
-    return _Sql(f"({part.sql} IS NOT 1)", part.params, part.nesting + 1)
+    return _Sql(
+        f"({part.sql} IS NOT 1)", part.params, part.nesting + 1, FilterNode("not", (part.tree,))
+    )
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A field a comparison reads: as the user wrote it, as a JSON path, and as keys."""
+
+    name: str
+    path: str
+    keys: tuple[str, ...]
 
 
 class _Compiler:
@@ -333,7 +401,7 @@ class _Compiler:
         )
 
     def field(self, name: str, value: Any) -> _Sql:
-        path = _json_path(name)
+        at = _Field(name, _json_path(name), tuple(_field_keys(name)))
         if isinstance(value, dict):
             if not value:
                 raise InvalidFilterError(f"operator object at {name} is empty")
@@ -345,17 +413,21 @@ class _Compiler:
                         f"'{name}.{op}' to reach nested fields, or an operator"
                     )
                 self.count(name)
-                parts.append(self.operator(op, operand, name, path))
+                parts.append(self.operator(op, operand, at))
             return _join(parts, " AND ")
         if isinstance(value, list):
-            raise InvalidFilterError(f"{name} compares with a list; use {{'$in': [...]}}")
+            raise InvalidFilterError(
+                f"{name} compares with a list; use {{'$in': [...]}} for one of several values, "
+                "or $contains/$all to look inside a list field"
+            )
         self.count(name)
-        return self.operator("$eq", value, name, path)
+        return self.operator("$eq", value, at)
 
     # -- typed comparisons -------------------------------------------------
-    def leaf(self, template: str, *params: Any) -> _Sql:
+    def leaf(self, tree: FilterLeaf, template: str, *params: Any) -> _Sql:
         """One comparison: ``template`` with ``TYPE`` and ``VALUE`` for the JSON type and
-        value at a path (each takes the path as its parameter, in order)."""
+        value at a path and ``EACH`` for the elements of the list there (each takes the
+        path as its parameter, in order)."""
         self.values += len(params)
         if self.values > MAX_VALUES:
             raise InvalidFilterError(
@@ -363,31 +435,40 @@ class _Compiler:
                 "per $in/$nin value); split it"
             )
         sql = template.replace("TYPE", f"json_type({self.col}, ?)")
-        return _Sql(sql.replace("VALUE", f"json_extract({self.col}, ?)"), params, 1)
+        sql = sql.replace("EACH", f"json_each({self.col}, ?)")
+        return _Sql(sql.replace("VALUE", f"json_extract({self.col}, ?)"), params, 1, tree)
 
-    def eq(self, path: str, value: Any) -> _Sql:
+    def eq(self, at: _Field, value: Any) -> _Sql:
+        tree = FilterLeaf(at.keys, "eq", value)
         if value is None:
-            return self.leaf("(TYPE = 'null')", path)
+            return self.leaf(tree, "(TYPE = 'null')", at.path)
         if isinstance(value, bool):
-            return self.leaf(f"(TYPE = '{'true' if value else 'false'}')", path)
+            return self.leaf(tree, f"(TYPE = '{'true' if value else 'false'}')", at.path)
         kinds = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
-        return self.leaf(f"(TYPE IN {kinds} AND VALUE = ?)", path, path, value)
+        return self.leaf(tree, f"(TYPE IN {kinds} AND VALUE = ?)", at.path, at.path, value)
 
-    def compare(self, sql_op: str, path: str, value: Any, name: str, op: str) -> _Sql:
+    def compare(self, op: str, at: _Field, value: Any) -> _Sql:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise InvalidFilterError(
-                f"{op} at {name} compares with {type(value).__name__}; expected a number or str"
+                f"{op} at {at.name} compares with {type(value).__name__}; expected a number or str"
             )
+        sql_op = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
         kinds = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
-        return self.leaf(f"(TYPE IN {kinds} AND VALUE {sql_op} ?)", path, path, value)
+        tree = FilterLeaf(at.keys, op[1:], value)
+        sql = f"(TYPE IN {kinds} AND VALUE {sql_op} ?)"
+        return self.leaf(tree, sql, at.path, at.path, value)
 
-    def in_list(self, path: str, values: Any, name: str, op: str) -> _Sql:
+    def scalars(self, values: Any, at: _Field, op: str) -> list[Any]:
         if not isinstance(values, list) or not values:
-            raise InvalidFilterError(f"{op} at {name} takes a non-empty list")
+            raise InvalidFilterError(f"{op} at {at.name} takes a non-empty list")
         if len(values) > MAX_IN_VALUES:
-            raise InvalidFilterError(f"{op} at {name} holds more than {MAX_IN_VALUES} values")
+            raise InvalidFilterError(f"{op} at {at.name} holds more than {MAX_IN_VALUES} values")
         for v in values:
-            _check_scalar(v, name, op)
+            _check_scalar(v, at.name, op)
+        return values
+
+    def in_list(self, at: _Field, values: Any, op: str) -> _Sql:
+        values = self.scalars(values, at, op)
         # One IN per JSON type keeps the expression shallow whatever the list length.
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         texts = [v for v in values if isinstance(v, str)]
@@ -396,31 +477,52 @@ class _Compiler:
             if group:
                 marks = ", ".join("?" for _ in group)
                 sql = f"(TYPE IN {kinds} AND VALUE IN ({marks}))"
-                parts.append(self.leaf(sql, path, path, *group))
+                tree = FilterLeaf(at.keys, "in", tuple(group))
+                parts.append(self.leaf(tree, sql, at.path, at.path, *group))
         for special in (True, False, None):
             if any(v is special for v in values):
-                parts.append(self.eq(path, special))
+                parts.append(self.eq(at, special))
         return _join(parts, " OR ")
 
-    def operator(self, op: str, operand: Any, name: str, path: str) -> _Sql:
+    def contains(self, at: _Field, value: Any) -> _Sql:
+        """The field is a list holding ``value`` (typed as ``$eq`` compares)."""
+        tree = FilterLeaf(at.keys, "contains", value)
+        params: tuple[Any, ...] = ()
+        if value is None or isinstance(value, bool):
+            kind = "null" if value is None else ("true" if value else "false")
+            element = f"e.type = '{kind}'"
+        else:
+            kinds = "('integer', 'real')" if isinstance(value, int | float) else "('text')"
+            element, params = f"e.type IN {kinds} AND e.value = ?", (value,)
+        sql = f"(TYPE = 'array' AND EXISTS (SELECT 1 FROM EACH AS e WHERE {element}))"
+        return self.leaf(tree, sql, at.path, at.path, *params)
+
+    def operator(self, op: str, operand: Any, at: _Field) -> _Sql:
+        name = at.name
         if op == "$eq":
             _check_scalar(operand, name, op)
-            return self.eq(path, operand)
+            return self.eq(at, operand)
         if op == "$ne":
             _check_scalar(operand, name, op)
-            return _negate(self.eq(path, operand))
+            return _negate(self.eq(at, operand))
         if op in ("$gt", "$gte", "$lt", "$lte"):
             _check_scalar(operand, name, op)
-            sql_op = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
-            return self.compare(sql_op, path, operand, name, op)
+            return self.compare(op, at, operand)
         if op == "$in":
-            return self.in_list(path, operand, name, op)
+            return self.in_list(at, operand, op)
         if op == "$nin":
-            return _negate(self.in_list(path, operand, name, op))
+            return _negate(self.in_list(at, operand, op))
         if op == "$exists":
             if not isinstance(operand, bool):
                 raise InvalidFilterError(f"$exists at {name} takes true or false")
-            return self.leaf(f"(TYPE IS {'NOT ' if operand else ''}NULL)", path)
+            tree = FilterLeaf(at.keys, "exists", operand)
+            return self.leaf(tree, f"(TYPE IS {'NOT ' if operand else ''}NULL)", at.path)
+        if op == "$contains":
+            _check_scalar(operand, name, op)
+            return self.contains(at, operand)
+        if op == "$all":
+            values = self.scalars(operand, at, op)
+            return _join([self.contains(at, v) for v in values], " AND ")
         raise InvalidFilterError(
             f"unknown operator {op!r} at {name}; valid operators are: {', '.join(FIELD_OPERATORS)}"
         )

@@ -77,6 +77,12 @@ class CollectionInfo(BaseModel):
     migration: dict[str, Any] | None = Field(
         default=None, description="the model upgrade in progress, if any"
     )
+    fields: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="the metadata fields items hold, the most common first: each with "
+        "'field' (its path as filters write it), 'count' (items holding it) and 'types' "
+        "(items per JSON type)",
+    )
     error: ErrorDetail | None = Field(
         default=None,
         description="why the collection cannot be opened (listing only); the other fields "

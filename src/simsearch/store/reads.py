@@ -22,7 +22,8 @@ import numpy.typing as npt
 
 from simsearch.config import CollectionConfig
 from simsearch.errors import CorruptCollectionError, ItemNotFoundError, NotACollectionError
-from simsearch.filters import SqlFilter
+from simsearch.filters import SqlFilter, field_path
+from simsearch.store.catalogue import FieldInfo, check_fields, read_catalogue
 from simsearch.types import FloatArray, Item, parse_stored_metadata
 
 __all__ = [
@@ -279,9 +280,37 @@ class ReadTxn:
             deleted=np.asarray(deleted, dtype=np.int64),
         )
 
+    def fields(self) -> list[FieldInfo]:
+        """The metadata fields stored items hold (see :mod:`simsearch.store.catalogue`)."""
+        return read_catalogue(self._conn)
+
+    def check_filter_fields(self, flt: SqlFilter) -> None:
+        """Raise :class:`~simsearch.errors.InvalidFilterError` when ``flt`` can match nothing
+        because it requires a field no stored item holds (a typo), naming the close ones."""
+        named = flt.required_fields
+        if not named:
+            return
+        fields = self.fields()
+        known = {f.keys for f in fields}
+        if named <= known:
+            return
+        for keys in named - known:
+            # Not catalogued (a key holding '['): ask the items themselves.
+            path = "$" + "".join(f'."{json.dumps(k, ensure_ascii=False)[1:-1]}"' for k in keys)
+            found = self._conn.execute(
+                "SELECT 1 FROM items WHERE json_valid(metadata) AND "
+                "json_type(metadata, ?) IS NOT NULL LIMIT 1",
+                (path,),
+            ).fetchone()
+            if found:
+                known.add(keys)
+        check_fields(named, known, {k: field_path(*k) for k in known})
+
     def filter_rows(self, flt: SqlFilter, *, since: int | None = None) -> Int64Array:
         """Rows whose metadata matches ``flt``, ascending; with ``since``, only among the
-        rows written after that sequence number."""
+        rows written after that sequence number. A filter requiring a field no item holds
+        raises (see :meth:`check_filter_fields`)."""
+        self.check_filter_fields(flt)
         try:
             return self._filter_rows(flt, since, "1")
         except sqlite3.OperationalError as exc:

@@ -38,6 +38,7 @@ from simsearch.errors import (
     NotACollectionError,
     StoreBusyError,
 )
+from simsearch.store.catalogue import CATALOGUE_SCHEMA, fill_catalogue
 from simsearch.store.reads import Changes, Int64Array, ReadTxn, StoredRow, StoreState
 from simsearch.store.writes import WriteTxn
 from simsearch.types import Described
@@ -54,7 +55,8 @@ __all__ = [
 
 DB_FILENAME = "simsearch.sqlite3"
 #: 3: every collection carries a random ``store_id`` that its saved indexes name.
-SCHEMA_VERSION = 3
+#: 4: the catalogue of metadata fields, kept by triggers (see ``store/catalogue.py``).
+SCHEMA_VERSION = 4
 #: How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 60.0
 PAGE_SIZE = 16384
@@ -140,6 +142,13 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    had_catalogue = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='fields'"
+    ).fetchone()
+    for statement in CATALOGUE_SCHEMA:
+        conn.execute(statement)
+    if not had_catalogue:
+        fill_catalogue(conn)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', '0')")
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (STORE_ID_KEY, uuid.uuid4().hex)
