@@ -115,6 +115,7 @@ def test_public_api_is_curated() -> None:
         "available_encoders",
         "check_collection",
         "get_encoder",
+        "list_collections",
         "register_encoder",
     ]
     for name in simsearch.__all__:

@@ -14,14 +14,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "simsearch"
 
 #: Lowest first. A module not named here belongs to its package's floor.
 FLOORS: list[tuple[str, ...]] = [
-    ("errors", "types", "config", "validation", "filters", "progress", "encoders"),
+    ("errors", "types", "config", "validation", "filters", "progress", "encoders", "chunking"),
     ("store",),
     ("index",),
     ("scoring",),
     ("upgrade.compat", "embedding"),
     ("upgrade",),
     ("search",),
-    ("writes", "fitting", "opening"),
+    ("writes", "fitting", "opening", "transfer", "browse", "updates"),
     ("collection",),
     ("check", "ingest", "sources", "eval", "plots", "client", "__init__"),
     ("server", "cli"),

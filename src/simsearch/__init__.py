@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from simsearch.browse import list_collections
 from simsearch.check import CheckReport, check_collection
 from simsearch.collection import Collection
 from simsearch.config import HNSW, IVFPQ, CollectionConfig, EncoderSpec, Flat
@@ -112,5 +113,6 @@ __all__ = [
     "available_encoders",
     "check_collection",
     "get_encoder",
+    "list_collections",
     "register_encoder",
 ]

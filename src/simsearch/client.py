@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from simsearch.browse import check_include
 from simsearch.encoders.base import require
 from simsearch.errors import (
     AuthenticationError,
@@ -222,18 +223,67 @@ class RemoteCollection:
             body["all"] = True
         return int(self._client.request("POST", f"{self._base}/delete", body)["deleted"])
 
-    def get(self, ids: Sequence[str] | str) -> list[Item]:
-        """Items by id, in order; a missing id raises :class:`~simsearch.ItemNotFoundError`."""
-        data = self._client.request("POST", f"{self._base}/get", {"ids": check_ids(ids)})
+    def get(
+        self,
+        ids: Sequence[str] | str | None = None,
+        *,
+        where: Any = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include: Sequence[str] = ("metadata", "text", "vector"),
+        missing: str = "error",
+    ) -> list[Item]:
+        """Items by id and/or filter, paged; see :meth:`simsearch.Collection.get` (a server
+        sends at most 10,000 items an answer)."""
+        parts = sorted(check_include(include))
+        body: dict[str, Any] = {"offset": offset, "include": parts, "missing": missing}
+        if ids is not None:
+            body["ids"] = check_ids(ids)
+        if where is not None:
+            body["where"] = where
+        if limit is not None:
+            body["limit"] = limit
+        data = self._client.request("POST", f"{self._base}/get", body)
         return [
             Item(
                 id=i["id"],
-                vector=np.asarray(i["vector"], dtype=np.float32),
-                text=i["text"],
-                metadata=i["metadata"],
+                vector=None if i.get("vector") is None else np.asarray(i["vector"], np.float32),
+                text=i.get("text"),
+                metadata=i.get("metadata") or {},
             )
             for i in data["items"]
         ]
+
+    def count(self, where: Any = None) -> int:
+        """How many items match ``where``; see :meth:`simsearch.Collection.count`."""
+        return int(self._client.request("POST", f"{self._base}/count", {"where": where})["count"])
+
+    def update(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        merge: bool = True,
+        texts: Sequence[str] | str | None = None,
+        vectors: Any = None,
+        progress: Any = None,
+    ) -> int:
+        """Change only what is given of existing items; see
+        :meth:`simsearch.Collection.update`."""
+        id_list = check_ids(ids)
+        n = len(id_list)
+        if metadata is None and texts is None and vectors is None:
+            raise InvalidArgumentError("give metadata, texts or vectors to change")
+        if not isinstance(merge, bool):
+            raise InvalidArgumentError(f"merge must be true or false, got {merge!r}")
+        body = {
+            "ids": id_list,
+            "metadata": check_metadata(metadata, n) if metadata is not None else None,
+            "merge": merge,
+            "texts": check_texts(texts, n) if texts is not None else None,
+            "vectors": _vectors(vectors),
+        }
+        return int(self._client.request("POST", f"{self._base}/update", body)["updated"])
 
     def search(
         self,
@@ -241,6 +291,7 @@ class RemoteCollection:
         *,
         k: int = 10,
         where: Any = None,
+        offset: int = 0,
         min_relevance: float | None = None,
         cutoff: str | None = None,
         progress: Any = None,
@@ -262,6 +313,7 @@ class RemoteCollection:
                 "query": payload,
                 "k": k,
                 "where": where,
+                **({"offset": offset} if offset else {}),
                 "min_relevance": min_relevance,
                 "cutoff": cutoff,
             },

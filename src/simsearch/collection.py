@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from simsearch import fitting
+from simsearch.browse import count_items, get_items
 from simsearch.config import CollectionConfig, IndexConfig, index_name
 from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
@@ -26,10 +27,11 @@ from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
 from simsearch.store import SQLiteStore
 from simsearch.store.catalogue import field_summaries
+from simsearch.transfer import check_target, export_store, import_dump, read_dump
 from simsearch.types import Item, JSONObject, Metric, Results
+from simsearch.updates import update_items
 from simsearch.upgrade.compat import DEFAULT_BLEND
 from simsearch.upgrade.migration import Upgrades
-from simsearch.validation import check_ids
 from simsearch.writes import delete_items, write_items
 
 __all__ = ["Collection"]
@@ -209,6 +211,27 @@ class Collection:
             replace_existing=True,
         )  # fmt: skip
 
+    def update(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        merge: bool = True,
+        texts: Sequence[str] | str | None = None,
+        vectors: Any = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Change only what is given of existing items, in one transaction (a missing id
+        raises :class:`~simsearch.ItemNotFoundError`, nothing written): ``metadata`` merged
+        into the stored one key by key (``merge=False``: replaces it), ``texts`` (embedded
+        again when the collection has an encoder and no ``vectors`` come with them),
+        ``vectors``. Returns how many items were updated."""
+        self._check_open()
+        return update_items(
+            self._store, self._embedder, self._upgrades, ids, metadata=metadata, merge=merge,
+            texts=texts, vectors=vectors, progress=progress,
+        )  # fmt: skip
+
     def delete(
         self, ids: Sequence[str] | str | None = None, *, where: Any = None, all: bool = False
     ) -> int:
@@ -220,13 +243,32 @@ class Collection:
         return delete_items(self._store, ids, where, all)
 
     # -- reads -------------------------------------------------------------------------------
-    def get(self, ids: Sequence[str] | str) -> list[Item]:
-        """The items with these ids, in the same order; a missing id raises
-        :class:`~simsearch.ItemNotFoundError`."""
+    def get(
+        self,
+        ids: Sequence[str] | str | None = None,
+        *,
+        where: Any = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include: Sequence[str] = ("metadata", "text", "vector"),
+        missing: str = "error",
+    ) -> list[Item]:
+        """Items by id (in the order asked), by filter (in insertion order), or both (those
+        of ``ids`` matching ``where``); with neither, every item. ``offset`` and ``limit``
+        page through them. ``include`` names the parts read besides the id (``metadata``,
+        ``text``, ``vector``; one left out is ``None``, or ``{}`` for metadata).
+        ``missing="error"`` (the default) raises :class:`~simsearch.ItemNotFoundError`
+        naming absent ids, ``"skip"`` leaves them out."""
         self._check_open()
-        id_list = check_ids(ids)
-        with self._store.snapshot() as snap:
-            return snap.items(id_list)
+        return get_items(
+            self._store, ids, where=where, limit=limit, offset=offset, include=include,
+            missing=missing,
+        )  # fmt: skip
+
+    def count(self, where: Any = None) -> int:
+        """How many items match the filter ``where`` (every item when ``None``)."""
+        self._check_open()
+        return count_items(self._store, where)
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         """Every item in insertion order (for export); reads one consistent snapshot."""
@@ -234,12 +276,39 @@ class Collection:
         with self._store.snapshot() as snap:
             yield from snap.iter_items(batch)
 
+    # -- moving whole collections (see simsearch.transfer) ----------------------------------
+    def export(
+        self, target: str | Path | IO[str], *, format: str | None = None, vectors: bool = True
+    ) -> int:
+        """Write the whole collection, config and calibration included, as of one snapshot
+        (:mod:`simsearch.transfer`): ``"jsonl"`` (a path or text stream) or ``"parquet"``
+        (a path), by default from the suffix. Returns how many items were written."""
+        self._check_open()
+        return export_store(self._store, target, format=format, vectors=vectors)
+
+    @classmethod
+    def import_(
+        cls, source: str | Path, path: str | Path, *, format: str | None = None
+    ) -> Collection:
+        """Create the collection at ``path`` (new, or an empty folder) from an :meth:`export`
+        file, embedding nothing, and open it; a bad file raises and writes nothing."""
+        check_target(Path(path))
+        import_dump(read_dump(source, format=format), Path(path))
+        return cls.open(path, create=False)
+
+    def backup(self, path: str | Path) -> None:
+        """Copy the collection as of one moment into the new folder ``path`` while writers
+        go on (SQLite's online backup); the copy opens as a collection of its own."""
+        self._check_open()
+        self._store.backup(Path(path))
+
     def search(
         self,
         query: Any,
         *,
         k: int = 10,
         where: Any = None,
+        offset: int = 0,
         ef: int | None = None,
         nprobe: int | None = None,
         rescore: int | None = None,
@@ -255,6 +324,8 @@ class Collection:
         Args:
             query: a string or list of strings (embedded), a vector, or a 2-D batch.
             k: hits per query (fewer only if fewer items exist or match).
+            offset: skip this many best hits first, for paging (``offset=10, k=10`` is the
+                second page of ten).
             where: a metadata filter (:mod:`simsearch.filters`), applied before ranking:
                 when at least ``k`` items match, ``k`` come back.
             ef, nprobe, rescore: an HNSW beam, IVFPQ lists to visit, and candidates per
@@ -273,7 +344,7 @@ class Collection:
         """
         self._check_open()
         request = SearchRequest.build(
-            k=k, where=where, ef=ef, nprobe=nprobe, rescore=rescore, exact=exact,
+            k=k, where=where, offset=offset, ef=ef, nprobe=nprobe, rescore=rescore, exact=exact,
             min_relevance=min_relevance, cutoff=cutoff, hubness=hubness,
         )  # fmt: skip
         return self._searcher.search(query, request, progress)

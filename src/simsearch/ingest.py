@@ -15,18 +15,29 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from simsearch.chunking import chunk_text
 from simsearch.collection import Collection
 from simsearch.config import IndexConfig
-from simsearch.errors import DuplicateIdError, InvalidArgumentError, SimsearchError
+from simsearch.encoders import DEFAULT_ENCODER, Encoder, get_encoder
+from simsearch.errors import (
+    DuplicateIdError,
+    InvalidArgumentError,
+    InvalidInputError,
+    SimsearchError,
+)
 from simsearch.progress import progress_bar
-from simsearch.sources import Record, read_records
+from simsearch.sources import BadRecord, Record, read_records
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.validation import check_ids, check_metadata, check_texts
 
-__all__ = ["ingest", "prepare"]
+__all__ = ["CHUNK_FIELDS", "ON_ERROR", "IngestReport", "chunked", "ingest", "prepare"]
+
+#: What ingest does with a bad record: stop before writing anything, or leave it out.
+ON_ERROR = ("fail", "skip")
 
 # The validators describe a batch ("id at position 0", "metadata[0].x"); a record is one
 # item of a batch of one, so its position says nothing and the file's line replaces it.
@@ -51,6 +62,15 @@ def _check(record: Record) -> None:
         raise type(exc)(f"{record.where}: {_about_record(str(exc))}") from None
 
 
+def _count(into: Path) -> int:
+    store = SQLiteStore.open(into)
+    try:
+        with store.snapshot() as snap:
+            return snap.count()
+    finally:
+        store.close()
+
+
 def _stored_ids(into: Path, ids: Sequence[str]) -> set[str]:
     """The ids among ``ids`` that the collection at ``into`` holds (none if it is new)."""
     if not (into / DB_FILENAME).is_file():
@@ -63,33 +83,166 @@ def _stored_ids(into: Path, ids: Sequence[str]) -> set[str]:
         store.close()
 
 
+#: Bad records a report names (the rest are counted).
+SHOWN_BAD = 5
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: how many items it stored, from where, and what it left out."""
+
+    source: Path
+    into: Path
+    stored: int = 0
+    held: int | None = None  # items the collection holds afterwards (None: none exists)
+    first: str = ""  # place of the first and last record stored
+    last: str = ""
+    existing: list[str] = field(default_factory=list)  # ids skipped as already stored
+    bad: list[BadRecord] = field(default_factory=list)  # records skipped as invalid
+
+    def lines(self) -> list[str]:
+        """The report for a person, one line a fact."""
+        out = [
+            f"stored {self.stored} items from {self.source}"
+            + (f" ({self.first} to {self.last})" if self.stored else "")
+        ]
+        if self.existing:
+            shown = ", ".join(repr(i) for i in self.existing[:SHOWN_BAD])
+            more = (
+                f" and {len(self.existing) - SHOWN_BAD} more"
+                if len(self.existing) > SHOWN_BAD
+                else ""
+            )
+            out.append(f"skipped {len(self.existing)} ids already in {self.into}: {shown}{more}")
+        if self.bad:
+            out.append(f"skipped {len(self.bad)} bad records:")
+            out.extend(f"  {b.message}" for b in self.bad[:SHOWN_BAD])
+            if len(self.bad) > SHOWN_BAD:
+                out.append(f"  ... and {len(self.bad) - SHOWN_BAD} more")
+        if self.held is None:
+            out.append(f"nothing to store: {self.into} was not created")
+        else:
+            out.append(f"{self.into} holds {self.held} items")
+        return out
+
+
+#: The metadata fields that link a chunk to its record.
+CHUNK_FIELDS = ("source_id", "chunk")
+
+
+def _text_encoder(into: Path, name: str | None) -> Encoder:
+    """The encoder whose tokens measure the chunks: the one asked for, the collection's
+    own, or the default."""
+    if name is None and (into / DB_FILENAME).is_file():
+        store = SQLiteStore.open(into)
+        try:
+            saved = store.read_config()
+        finally:
+            store.close()
+        name = saved.encoder.name if saved is not None and saved.encoder is not None else None
+    return get_encoder(name or DEFAULT_ENCODER)
+
+
+def chunked(
+    records: Iterable[Record | BadRecord], max_tokens: int, encoder: Encoder, skip_bad: bool
+) -> Iterator[Record | BadRecord]:
+    """Each record as pieces of at most ``max_tokens`` of ``encoder``'s tokens: items
+    ``ID#0``, ``ID#1``, ... whose metadata is the record's plus ``source_id`` (the
+    record's id) and ``chunk`` (0, 1, ...)."""
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidArgumentError(f"--chunk-tokens must be at least 1, got {max_tokens!r}")
+    for record in records:
+        if isinstance(record, BadRecord):
+            yield record
+            continue
+        taken = [f for f in CHUNK_FIELDS if f in record.metadata]
+        if taken:
+            message = (
+                f"{record.where}: metadata field {taken[0]!r} is taken: --chunk-tokens links "
+                f"each piece to its record in {' and '.join(CHUNK_FIELDS)}"
+            )
+            if not skip_bad:
+                raise InvalidInputError(message)
+            yield BadRecord(record.where, message)
+            continue
+        for i, piece in enumerate(chunk_text(record.text, max_tokens, encoder)):
+            meta = {**record.metadata, "source_id": record.id, "chunk": i}
+            yield Record(f"{record.id}#{i}", piece, meta, record.where, record.line)
+
+
 def prepare(
-    source: Path, into: Path, *, id_field: str, text_fields: Sequence[str], upsert: bool
+    source: Path,
+    into: Path,
+    *,
+    id_field: str,
+    text_fields: Sequence[str],
+    upsert: bool,
+    skip_existing: bool = False,
+    on_error: str = "fail",
+    infer: bool = True,
+    chunk_tokens: int | None = None,
+    encoder: str | None = None,
+    report: IngestReport | None = None,
 ) -> list[Record]:
     """Every record of ``source``, checked against the rules of a write into ``into``.
 
     Raises (naming ``file:line``) on the first record a write would refuse, on an id
-    that appears twice in the file, and, without ``upsert``, on an id the collection
-    already holds. Reads the collection, writes nothing.
+    that appears twice in the file, and, without ``upsert`` or ``skip_existing``, on an
+    id the collection already holds. With ``on_error="skip"`` bad records (and the later
+    repeats of an id) are left out and listed in ``report.bad`` instead; with
+    ``skip_existing`` ids the collection holds are left out and listed in
+    ``report.existing``. With ``chunk_tokens``, each record becomes pieces of at most
+    that many of the encoder's tokens (see :func:`chunked`). Reads the collection,
+    writes nothing.
     """
-    records = list(read_records(source, id_field=id_field, text_fields=text_fields))
-    if not records:
-        raise InvalidArgumentError(f"{source} holds no records")
+    if on_error not in ON_ERROR:
+        raise InvalidArgumentError(
+            f"--on-error must be one of {', '.join(ON_ERROR)}, not {on_error!r}"
+        )
+    if upsert and skip_existing:
+        raise InvalidArgumentError(
+            "--upsert replaces the items that exist and --skip-existing keeps them: give one"
+        )
+    report = report if report is not None else IngestReport(source, into)
+    skip_bad = on_error == "skip"
+    records: list[Record] = []
     first: dict[str, Record] = {}
-    for record in records:
-        _check(record)
-        earlier = first.setdefault(record.id, record)
-        if earlier is not record:
-            place = f"line {earlier.line}" if earlier.line is not None else earlier.where
-            raise InvalidArgumentError(f"{record.where}: id {record.id!r} also appears on {place}")
+    read: Iterable[Record | BadRecord] = read_records(
+        source, id_field=id_field, text_fields=text_fields, skip_bad=skip_bad, infer=infer
+    )
+    if chunk_tokens is not None:
+        read = chunked(read, chunk_tokens, _text_encoder(into, encoder), skip_bad)
+    for record in read:
+        try:
+            if isinstance(record, BadRecord):
+                raise InvalidInputError(record.message)
+            _check(record)
+            earlier = first.setdefault(record.id, record)
+            if earlier is not record:
+                place = f"line {earlier.line}" if earlier.line is not None else earlier.where
+                raise InvalidArgumentError(
+                    f"{record.where}: id {record.id!r} also appears on {place}"
+                )
+        except SimsearchError as exc:
+            if not skip_bad:
+                raise
+            where = record.where
+            report.bad.append(BadRecord(where, str(exc)))
+            continue
+        records.append(record)
+    if not records and not report.bad:
+        raise InvalidArgumentError(f"{source} holds no records")
     if not upsert:
         taken = _stored_ids(into, list(first))
-        if taken:
+        if taken and skip_existing:
+            report.existing = [r.id for r in records if r.id in taken]
+            records = [r for r in records if r.id not in taken]
+        elif taken:
             record = next(r for r in records if r.id in taken)
             more = f" (and {len(taken) - 1} more ids of {source})" if len(taken) > 1 else ""
             raise DuplicateIdError(
                 f"{record.where}: id {record.id!r} is already in {into}{more}; "
-                "pass --upsert to replace the items that exist"
+                "pass --upsert to replace the items that exist, or --skip-existing to keep them"
             )
     return records
 
@@ -109,7 +262,8 @@ def _failure(
     if stored:
         done = (
             f"{stored} of {len(records)} items were stored (through {records[stored - 1].where}),"
-            " the rest were not: rerun with --upsert to store them"
+            " the rest were not: rerun with --skip-existing to store the rest (or --upsert to"
+            " replace what is there)"
         )
     else:
         done = "nothing was stored"
@@ -155,17 +309,30 @@ def ingest(
     index: IndexConfig | None = None,
     batch_size: int = 256,
     upsert: bool = False,
+    skip_existing: bool = False,
+    on_error: str = "fail",
+    infer: bool = True,
+    chunk_tokens: int | None = None,
     note: Callable[[str], None] = lambda _: None,
-) -> tuple[int, int]:
+) -> IngestReport:
     """Check every record of ``source``, then store them in ``into`` (created if missing).
 
-    Returns ``(items stored, items the collection holds)``. ``note`` receives a line
-    to show when an unexpected error or an interrupt stops the writes part way.
+    Returns the report of what was stored and left out (see :func:`prepare` for the
+    choices). ``note`` receives a line to show when an unexpected error or an interrupt
+    stops the writes part way.
     """
     if batch_size < 1:
         raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
-    records = prepare(source, into, id_field=id_field, text_fields=text_fields, upsert=upsert)
+    report = IngestReport(source, into)
+    records = prepare(
+        source, into, id_field=id_field, text_fields=text_fields, upsert=upsert,
+        skip_existing=skip_existing, on_error=on_error, infer=infer,
+        chunk_tokens=chunk_tokens, encoder=encoder, report=report,
+    )  # fmt: skip
     exists = (into / DB_FILENAME).is_file()
+    if not records:  # everything was skipped: nothing to write, nothing to create
+        report.held = _count(into) if exists else None
+        return report
     stored = 0
 
     def count(n: int) -> None:
@@ -188,13 +355,16 @@ def ingest(
                 advance=advance,
                 on_stored=count,
             )
-            return stored, len(col)
+            report.stored, report.held = stored, len(col)
+            report.first, report.last = records[0].where, records[-1].where
+            return report
     except BaseException as exc:
         # Nothing is removed, even from a collection this run created: another writer may
         # have stored items in it meanwhile.
         if not isinstance(exc, SimsearchError) and 0 < stored < len(records):
             note(
                 f"{stored} of {len(records)} items were stored (through "
-                f"{records[stored - 1].where}); rerun with --upsert to store the rest"
+                f"{records[stored - 1].where}); rerun with --skip-existing to store the rest "
+                "(or --upsert to replace what is there)"
             )
         raise

@@ -16,6 +16,15 @@ What a field may hold:
   ``null`` and ``""`` count as absent; an object, a list or ``true``/``false``
   is refused, because turning them into a string would store Python's rendering
   of them (``"{'a': 1}"``) as the text to embed.
+
+CSV and TSV cells are all text; their metadata values are typed the way a person
+reads them (``infer=True``, the default; see :func:`typed_cell`): integers, decimal
+numbers, ``true``/``false``, and an empty cell as a missing field, so that
+``{"year": 2012}`` matches a ``year`` column. ``infer=False`` keeps every cell a string.
+
+With ``skip_bad=True`` a record the reader cannot make sense of comes out as a
+:class:`BadRecord` (its place and the reason) instead of stopping the read; a file
+that cannot be read at all (not UTF-8, a broken CSV header) still stops it.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +46,7 @@ from simsearch.errors import (
 )
 from simsearch.types import JSONObject
 
-__all__ = ["Record", "read_records"]
+__all__ = ["BadRecord", "Record", "read_records", "typed_cell"]
 
 TEXT_SUFFIXES = (".txt", ".md")
 
@@ -50,6 +60,44 @@ class Record:
     where: str = ""
     #: Its line in the file (where the record starts); ``None`` for one file of a folder.
     line: int | None = None
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that was left out, and why (the message names its place)."""
+
+    where: str
+    message: str
+
+
+#: Integers without a leading zero (``007`` is a code, not a number) and decimal numbers.
+_INT = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(
+    r"[+-]?(([0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|(0|[1-9][0-9]*)[eE][+-]?[0-9]+)"
+)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def typed_cell(cell: str) -> Any:
+    """A CSV cell as the JSON value it reads as: an integer, a decimal number, a boolean,
+    ``None`` for an empty cell (the field is then left out), else the text itself.
+
+    >>> [typed_cell(c) for c in ["2012", "-3.5", "1e3", "TRUE", "false", "", "007", "nan"]]
+    [2012, -3.5, 1000.0, True, False, None, '007', 'nan']
+    """
+    text = cell.strip()
+    if not text:
+        return None
+    if _INT.fullmatch(text):
+        value = int(text)
+        return value if _INT64[0] <= value <= _INT64[1] else cell
+    if _FLOAT.fullmatch(text):
+        number = float(text)
+        return number if math.isfinite(number) else cell
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return cell
 
 
 def _kind(value: Any) -> str:
@@ -97,6 +145,7 @@ def _from_mapping(
     id_field: str | None,
     text_fields: Sequence[str],
     n: int,
+    infer: bool = False,
 ) -> Record:
     missing = [f for f in text_fields if f not in row]
     if len(missing) == len(text_fields):
@@ -106,6 +155,8 @@ def _from_mapping(
     rid = _id_of(row.get(id_field), id_field, where) if id_field is not None else str(n)
     skip = {id_field, *text_fields}
     metadata = {k: v for k, v in row.items() if k not in skip}
+    if infer:
+        metadata = {k: t for k, v in metadata.items() if (t := typed_cell(v)) is not None}
     return Record(rid, text, metadata, where, n)
 
 
@@ -139,25 +190,48 @@ def _text_lines(path: Path, newline: str | None) -> Iterator[str]:
             raise _not_utf8(path) from None
 
 
-def _jsonl(path: Path, id_field: str | None, text_fields: Sequence[str]) -> Iterator[Record]:
+def _jsonl_record(
+    line: str, where: str, id_field: str | None, text_fields: Sequence[str], lineno: int
+) -> Record:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{where}: not valid JSON ({exc.msg})") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise InvalidInputError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInputError(f"{where}: the JSON is nested too deeply") from None
+    if not isinstance(row, dict):
+        raise InvalidInputError(f"{where}: each line must be a JSON object")
+    if lineno == 1 and row.get("simsearch") == "export":
+        raise InvalidArgumentError(
+            f"{where}: this is a simsearch export: load it with `simsearch import "
+            f"{str(where).rsplit(':', 1)[0]} --into COL`, which keeps its vectors, metadata "
+            "and config (ingest would embed the texts again)"
+        )
+    return _from_mapping(row, where, id_field, text_fields, lineno)
+
+
+def _jsonl(
+    path: Path, id_field: str | None, text_fields: Sequence[str], skip_bad: bool
+) -> Iterator[Record | BadRecord]:
     for lineno, line in enumerate(_text_lines(path, None), 1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{where}: not valid JSON ({exc.msg})") from None
-        except ValueError as exc:  # an integer of more digits than Python converts
-            raise InvalidInputError(f"{where}: not valid JSON ({exc})") from None
-        except RecursionError:
-            raise InvalidInputError(f"{where}: the JSON is nested too deeply") from None
-        if not isinstance(row, dict):
-            raise InvalidInputError(f"{where}: each line must be a JSON object")
-        yield _from_mapping(row, where, id_field, text_fields, lineno)
+            yield _jsonl_record(line, where, id_field, text_fields, lineno)
+        except InvalidArgumentError:
+            raise  # the whole file is of another kind
+        except InvalidInputError as exc:
+            if not skip_bad:
+                raise
+            yield BadRecord(where, str(exc))
 
 
-def _csv(path: Path, id_field: str | None, text_fields: Sequence[str]) -> Iterator[Record]:
+def _csv(
+    path: Path, id_field: str | None, text_fields: Sequence[str], skip_bad: bool, infer: bool
+) -> Iterator[Record | BadRecord]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.reader(_text_lines(path, ""), delimiter=delimiter)
     header: list[str] | None = None
@@ -182,14 +256,20 @@ def _csv(path: Path, id_field: str | None, text_fields: Sequence[str]) -> Iterat
                     raise InvalidInputError(f"{path}:{start}: column {name!r} appears twice")
                 seen.add(name)
             continue
-        if len(row) != len(header):
-            raise InvalidInputError(
-                f"{path}:{start}: the row has {len(row)} fields, the header (line "
-                f"{header_line}) has {len(header)}"
-            )
-        yield _from_mapping(
-            dict(zip(header, row, strict=True)), f"{path}:{start}", id_field, text_fields, start
-        )
+        try:
+            if len(row) != len(header):
+                raise InvalidInputError(
+                    f"{path}:{start}: the row has {len(row)} fields, the header (line "
+                    f"{header_line}) has {len(header)}"
+                )
+            yield _from_mapping(
+                dict(zip(header, row, strict=True)), f"{path}:{start}", id_field, text_fields,
+                start, infer,
+            )  # fmt: skip
+        except InvalidInputError as exc:
+            if not skip_bad:
+                raise
+            yield BadRecord(f"{path}:{start}", str(exc))
 
 
 def _lines(path: Path) -> Iterator[Record]:
@@ -216,15 +296,21 @@ def _folder(root: Path) -> Iterator[Record]:
 
 
 def read_records(
-    source: str | Path, *, id_field: str | None = "id", text_fields: Sequence[str] = ("text",)
-) -> Iterator[Record]:
+    source: str | Path,
+    *,
+    id_field: str | None = "id",
+    text_fields: Sequence[str] = ("text",),
+    skip_bad: bool = False,
+    infer: bool = True,
+) -> Iterator[Record | BadRecord]:
     """Records from ``source``, chosen by its suffix (``.jsonl``/``.json``,
     ``.csv``/``.tsv``, ``.txt``/``.md`` one item per line) or a folder (one item
     per ``.txt``/``.md`` file, its relative path as id).
 
     A record the reader cannot make sense of raises
-    :class:`~simsearch.InvalidInputError` naming ``file:line``; the records are
-    not checked against a collection's rules here (see :mod:`simsearch.ingest`).
+    :class:`~simsearch.InvalidInputError` naming ``file:line`` (with ``skip_bad``, comes
+    out as a :class:`BadRecord`); the records are not checked against a collection's
+    rules here (see :mod:`simsearch.ingest`). ``infer`` types CSV/TSV metadata cells.
     """
     path = Path(source)
     if path.is_dir():
@@ -233,9 +319,9 @@ def read_records(
         raise InvalidArgumentError(f"{path} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        return _jsonl(path, id_field, text_fields)
+        return _jsonl(path, id_field, text_fields, skip_bad)
     if suffix in (".csv", ".tsv"):
-        return _csv(path, id_field, text_fields)
+        return _csv(path, id_field, text_fields, skip_bad, infer)
     if suffix in TEXT_SUFFIXES:
         return _lines(path)
     raise InvalidArgumentError(

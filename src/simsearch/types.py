@@ -79,10 +79,11 @@ def parse_stored_metadata(text: str, item_id: str) -> JSONObject:
 
 @dataclass(frozen=True)
 class Item:
-    """One stored item, as ``Collection.get`` returns it."""
+    """One stored item, as ``Collection.get`` returns it (``vector`` is ``None`` when it
+    was not asked for)."""
 
     id: str
-    vector: FloatArray = field(repr=False)
+    vector: FloatArray | None = field(repr=False)
     text: str | None = None
     metadata: JSONObject = field(default_factory=dict)
 

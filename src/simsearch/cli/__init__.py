@@ -8,13 +8,35 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 # Imported for their commands, which register themselves on ``app``.
-from simsearch.cli import data, look, quality, serve  # noqa: F401
-from simsearch.cli.common import app, show_warning
+from simsearch.cli import browse, data, look, quality, serve, transfer  # noqa: F401
+from simsearch.cli.common import app, out, show_warning
 
 __all__ = ["app", "main"]
+
+
+def _version(show: bool) -> None:
+    if show:
+        import simsearch
+
+        out.print(f"simsearch {simsearch.__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Embedding similarity search: build durable collections and search them."""
 
 
 def main(argv: list[str] | None = None) -> None:

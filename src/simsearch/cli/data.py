@@ -1,19 +1,28 @@
-"""Commands that put items in and take them out: ingest, delete, export."""
+"""Commands that put items in and take them out: create, ingest, delete."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from simsearch.cli.common import CollectionArg, app, err, errors, out, parse_where
+from simsearch.cli.common import (
+    CollectionArg,
+    YesOpt,
+    app,
+    confirm,
+    err,
+    errors,
+    out,
+    parse_where,
+)
 from simsearch.collection import Collection
 from simsearch.config import index_from_name
-from simsearch.errors import InvalidArgumentError
+from simsearch.errors import CollectionExistsError, InvalidArgumentError
+from simsearch.filters import compile_filter
 from simsearch.ingest import ingest as run_ingest
+from simsearch.store import DB_FILENAME
 
 
 @app.command()
@@ -38,15 +47,48 @@ def ingest(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Items per transaction.")] = 256,
-    upsert: Annotated[bool, typer.Option(help="Replace items whose id already exists.")] = False,
+    upsert: Annotated[
+        bool, typer.Option("--upsert", help="Replace the items whose id already exists.")
+    ] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option("--skip-existing", help="Leave out the records whose id already exists."),
+    ] = False,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error",
+            help="fail: a bad record stops the ingest before anything is written; skip: bad "
+            "records are left out, counted and the first few shown.",
+        ),
+    ] = "fail",
+    no_infer: Annotated[
+        bool,
+        typer.Option(
+            "--no-infer",
+            help="Keep every CSV/TSV value a string (by default numbers and true/false are "
+            "typed, and an empty cell is a missing field).",
+        ),
+    ] = False,
+    chunk_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-tokens",
+            min=1,
+            help="Split each text into pieces of at most N of the encoder's tokens (254 "
+            "fill MiniLM's 256): items ID#0, ID#1, ... with metadata source_id and chunk.",
+        ),
+    ] = None,
 ) -> None:
     """Embed the texts of SOURCE and store them, with every other field as metadata.
 
-    Every record is checked first; a bad one is named by file and line, and nothing is written.
+    Every record is checked first; a bad one is named by file and line, and nothing is
+    written (or, with --on-error skip, it is left out and reported). At the end a report
+    says exactly what was stored and what was left out.
     """
     with errors():
         kind = index_from_name(index) if index is not None else None
-        stored, held = run_ingest(
+        report = run_ingest(
             source,
             into,
             id_field=id_field,
@@ -56,11 +98,16 @@ def ingest(
             index=kind,
             batch_size=batch_size,
             upsert=upsert,
+            skip_existing=skip_existing,
+            on_error=on_error,
+            infer=not no_infer,
+            chunk_tokens=chunk_tokens,
             note=lambda line: err.print(
                 f"note: {line}", markup=False, highlight=False, soft_wrap=True
             ),
         )
-        err.print(f"{stored} items stored; the collection holds {held}.")
+        for line in report.lines():
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -73,33 +120,49 @@ def delete(
     everything: Annotated[
         bool, typer.Option("--all", help="Delete every item (the collection stays).")
     ] = False,
+    yes: YesOpt = False,
 ) -> None:
-    """Delete items by id and/or filter, or --all; prints how many were deleted."""
+    """Delete items by id and/or filter, or --all; prints how many were deleted. On a
+    terminal, deleting by filter or --all asks first (--yes does not)."""
     with errors(), Collection.open(collection, create=False) as col:
+        filter_ = parse_where(where)
+        if everything and not ids and filter_ is None:
+            confirm(f"Delete every item ({len(col):,}) of {collection}?", yes)
+        elif (
+            filter_ is not None
+            and not everything
+            and (ids or not compile_filter(filter_).matches_all)
+        ):
+            n = len(col.get(ids or None, where=filter_, include=(), missing="skip"))
+            confirm(f"Delete {n:,} items matching {where} from {collection}?", yes)
         try:
-            n = col.delete(ids or None, where=parse_where(where), all=everything)
+            n = col.delete(ids or None, where=filter_, all=everything)
         except InvalidArgumentError as exc:
             raise InvalidArgumentError(str(exc).replace("all=True", "--all")) from None
         out.print(f"{n} deleted")
 
 
 @app.command()
-def export(
-    collection: CollectionArg,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
+def create(
+    collection: Annotated[Path, typer.Argument(help="Folder of the new collection.")],
+    metric: Annotated[str, typer.Option(help="cosine, dot or l2.")] = "cosine",
+    dim: Annotated[
+        int | None, typer.Option(min=1, help="Vector dimension (default: the first vectors').")
     ] = None,
-    vectors: Annotated[bool, typer.Option(help="Include the vectors.")] = True,
+    encoder: Annotated[
+        str | None, typer.Option(help="Encoder for its texts (default: MiniLM, when texts come).")
+    ] = None,
+    index: Annotated[
+        str, typer.Option(help="flat, hnsw, hnsw-int8, hnsw-binary or ivfpq.")
+    ] = "flat",
 ) -> None:
-    """Write every item as JSONL: id, text, metadata and (by default) vector."""
-    with errors(), Collection.open(collection, create=False) as col:
-        sink = output.open("w", encoding="utf-8") if output else sys.stdout
-        try:
-            for item in col.iter_items():
-                row: dict[str, Any] = {"id": item.id, "text": item.text, "metadata": item.metadata}
-                if vectors:
-                    row["vector"] = [float(x) for x in item.vector]
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-        finally:
-            if output:
-                sink.close()
+    """Create an empty collection (ingest and import create theirs themselves; no other
+    command creates one)."""
+    with errors():
+        if (collection / DB_FILENAME).exists():
+            raise CollectionExistsError(f"{collection} holds a collection already")
+        kind = index_from_name(index)
+        with Collection.open(
+            collection, metric=metric, dim=dim, encoder=encoder, index=kind
+        ) as col:
+            out.print(f"created {col.path} ({col.config.metric.value}, {index})", highlight=False)

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from simsearch.check import check_collection
-from simsearch.cli.common import CollectionArg, JsonOpt, app, errors, out, parse_where
+from simsearch.cli.common import (
+    CollectionArg,
+    JsonOpt,
+    app,
+    errors,
+    human_size,
+    item_table,
+    out,
+    parse_where,
+)
 from simsearch.collection import Collection
+
+#: A hit's text is shown up to this many characters (a table row per hit, not a page).
+TEXT_SHOWN = 500
 
 
 @app.command()
@@ -26,40 +38,92 @@ def search(
         float | None,
         typer.Option(help="Keep hits with at least this calibrated relevance (0-1)."),
     ] = None,
+    offset: Annotated[
+        int, typer.Option(min=0, help="Skip the best OFFSET hits (the next page).")
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the K items most similar to QUERY."""
     with errors(), Collection.open(collection, create=False) as col:
-        hits = col.search(query, k=k, where=parse_where(where), min_relevance=min_relevance)[0]
+        hits = col.search(
+            query, k=k, where=parse_where(where), min_relevance=min_relevance, offset=offset
+        )[0]
         if as_json:
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
             return
-        table = Table(title=f"{query!r} in {collection}", title_justify="left")
         calibrated = bool(hits) and hits[0].relevance is not None
-        columns = ("#", "score", "relevance", "id", "text", "metadata")
-        for name in columns if calibrated else tuple(c for c in columns if c != "relevance"):
-            table.add_column(name, overflow="fold" if name == "text" else "ellipsis")
-        for rank, h in enumerate(hits, 1):
-            text = (h.text or "")[:160] + ("…" if h.text and len(h.text) > 160 else "")
-            meta = json.dumps(h.metadata, ensure_ascii=False)[:60]
+        table = item_table(f"{query!r} in {collection}", score=True, relevance=calibrated)
+        for rank, h in enumerate(hits, offset + 1):
+            text = (h.text or "")[:TEXT_SHOWN] + (
+                "…" if h.text and len(h.text) > TEXT_SHOWN else ""
+            )
+            meta = json.dumps(h.metadata, ensure_ascii=False)
             relevance = [f"{h.relevance:.3f}"] if calibrated else []
             table.add_row(str(rank), f"{h.score:.4f}", *relevance, h.id, text, meta)
         out.print(table)
 
 
+def info_table(data: dict[str, Any]) -> Table:
+    """A collection's summary for a person: sizes in KiB/MiB, no internal counters."""
+    table = Table(show_header=False)
+    encoder = data.get("encoder")
+    rows = {
+        "path": data["path"],
+        "items": f"{data['count']:,}",
+        "metric": data["metric"],
+        "dimension": str(data["dim"] or "- (set by the first vectors)"),
+        "encoder": f"{encoder['name']} ({encoder['version']})"
+        if encoder
+        else "none (vectors only)",
+        "index": data["index"],
+        "size on disk": human_size(int(data["size_bytes"])),
+    }
+    migration = data.get("migration")
+    if migration:
+        rows["model upgrade"] = (
+            f"to {migration['to'] or 'your vectors'} ({migration['method']}), "
+            f"{migration['remaining']:,} items still to re-embed"
+        )
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def fields_table(fields: list[dict[str, Any]]) -> Table:
+    """The metadata fields the collection's items hold: how many items hold each, and
+    of which JSON types (from ``info()["fields"]``)."""
+    table = Table(title="metadata fields", title_justify="left")
+    table.add_column("field", overflow="fold")
+    table.add_column("items", justify="right")
+    table.add_column("types")
+    for entry in fields:
+        table.add_row(str(entry["field"]), _shown(entry["count"]), _shown(entry["types"]))
+    return table
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_shown(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(_shown, value))
+    return "" if value is None else str(value)
+
+
 @app.command()
 def info(collection: CollectionArg, as_json: JsonOpt = False) -> None:
-    """Describe a collection: size, metric, dimension, encoder."""
+    """Describe a collection: items, metric, dimension, encoder, index, size, and its
+    metadata fields (--json gives every figure, internal ones too)."""
     with errors(), Collection.open(collection, create=False) as col:
         data = col.info()
         if as_json:
             print(json.dumps(data))
             return
-        table = Table(show_header=False)
-        for key, value in data.items():
-            shown = f"{value['name']} ({value['version']})" if key == "encoder" and value else value
-            table.add_row(key, str(shown))
-        out.print(table)
+        out.print(info_table(data))
+        fields = data.get("fields")
+        if fields:
+            out.print(fields_table(fields))
 
 
 @app.command()

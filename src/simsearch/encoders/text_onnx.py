@@ -69,6 +69,7 @@ class MiniLMOnnxEncoder:
         self._tokenizer = tokenizers.Tokenizer.from_file(str(_tokenizer_path()))
         self._tokenizer.enable_truncation(max_length=max_tokens)
         self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._whole: Any = None  # the tokenizer without a cut, for token_spans
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.log_severity_level = 3
@@ -105,6 +106,15 @@ class MiniLMOnnxEncoder:
                 stacklevel=2,
             )
         return out
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """The character span of each word piece of ``text`` (no special tokens, no cut),
+        so that a text can be split into pieces that each fit the model."""
+        if self._whole is None:
+            self._whole = self._tokenizer.from_str(self._tokenizer.to_str())
+            self._whole.no_truncation()
+            self._whole.no_padding()
+        return [tuple(span) for span in self._whole.encode(text, add_special_tokens=False).offsets]
 
     def _encode_batch(self, texts: list[str]) -> tuple[FloatArray, list[int]]:
         encodings = self._tokenizer.encode_batch(texts)

@@ -113,9 +113,12 @@ def find_pairs(
     listed = list(items)
     if not listed:
         return []
+    vectors = [i.vector for i in listed if i.vector is not None]
+    if len(vectors) != len(listed):
+        raise InvalidArgumentError("duplicate mining needs every item's vector")
     pairs = mine_pairs(
         [i.id for i in listed],
-        np.stack([i.vector for i in listed]),
+        np.stack(vectors),
         k=k,
         candidates=candidates,
         margin=margin,

@@ -14,6 +14,8 @@ __all__ = ["Knobs", "SearchRequest"]
 
 #: The largest ef, nprobe or rescore factor a search may ask for.
 MAX_KNOB = 100_000
+#: The most best hits a search may skip (``offset``).
+MAX_OFFSET = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class SearchRequest:
 
     k: int
     filter: SqlFilter | None = None
+    offset: int = 0  # best hits skipped (paging): k + offset are ranked, k returned
     knobs: Knobs = DEFAULT_KNOBS
     exact: bool = False
     min_relevance: float | None = None
@@ -57,6 +60,7 @@ class SearchRequest:
         *,
         k: Any,
         where: Any = None,
+        offset: Any = 0,
         ef: Any = None,
         nprobe: Any = None,
         rescore: Any = None,
@@ -71,6 +75,10 @@ class SearchRequest:
             if ef is None and nprobe is None and rescore is None
             else Knobs.checked(ef=ef, nprobe=nprobe, rescore=rescore)
         )
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidArgumentError(
+                f"offset must be a whole number in [0, {MAX_OFFSET}], got {offset!r}"
+            )
         if not isinstance(exact, bool):
             raise InvalidArgumentError(f"exact must be true or false, got {exact!r}")
         if min_relevance is not None and (
@@ -90,12 +98,18 @@ class SearchRequest:
         return SearchRequest(
             k=check_k(k),
             filter=None if flt is None or flt.matches_all else flt,
+            offset=offset,
             knobs=knobs,
             exact=exact,
             min_relevance=None if min_relevance is None else float(min_relevance),
             cutoff=cutoff,
             hubness=correction,
         )
+
+    @property
+    def depth(self) -> int:
+        """How many best hits per query are ranked: the page and the ones it skips."""
+        return self.k + self.offset
 
     @property
     def wants_relevance(self) -> bool:

@@ -29,7 +29,7 @@ from simsearch.types import FloatArray, Results
 from simsearch.upgrade.migration import MIGRATION_KEY, Upgrades
 from simsearch.validation import as_vector_batch, check_query_texts
 
-__all__ = ["InCollectionSpace", "Searcher", "query_texts", "rank_stages"]
+__all__ = ["InCollectionSpace", "Searcher", "page", "query_texts", "rank_stages"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,15 @@ def rank_stages(
             ranked, expected, min_relevance=request.min_relevance, f1=request.cutoff == "f1"
         )
     return ranked
+
+
+def page(ranked: Ranked, request: SearchRequest) -> Ranked:
+    """The hits of ``ranked`` after the ``offset`` best, which a page skips."""
+    skip = request.offset
+    if not skip:
+        return ranked
+    relevance = None if ranked.relevance is None else ranked.relevance[:, skip:]
+    return Ranked(ranked.scores[:, skip:], ranked.rows[:, skip:], relevance)
 
 
 class Searcher:
@@ -166,7 +175,7 @@ class Searcher:
             index = pinned.index
             # No query can have more hits than there are items: results are sized by the
             # smaller of the two, so a huge k costs nothing.
-            k = max(1, min(request.k, len(index)))
+            k = max(1, min(request.depth, len(index)))
             ctx = SearchContext(
                 snap, index, config, pinned.allowed, request.knobs, request.exact, pinned.exact_flat
             )
@@ -183,7 +192,7 @@ class Searcher:
 
                 return self._hubness.item_terms(snap, state, correction, rows, vectors_of)
 
-            ranked = rank_stages(request, ctx, queries, k, calibrator, terms)
+            ranked = page(rank_stages(request, ctx, queries, k, calibrator, terms), request)
             rows = ranked.rows
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
             self._keeper.described.keep(described)  # while the index holds still
@@ -209,12 +218,12 @@ class Searcher:
         with self._keeper.quick_reading(state, config, request.filter) as pinned:
             if pinned is None or pinned.index is None:
                 return None
-            k = max(1, min(request.k, len(pinned.index)))
+            k = max(1, min(request.depth, len(pinned.index)))
             ctx = SearchContext(
                 None, pinned.index, config, pinned.allowed, request.knobs, request.exact,
                 pinned.exact_flat,
             )  # fmt: skip
-            ranked = ctx.candidates(queries, k)
+            ranked = page(ctx.candidates(queries, k), request)
             rows = ranked.rows
             described, missing = self._keeper.described.get(np.unique(rows[rows >= 0]).tolist())
             if missing:

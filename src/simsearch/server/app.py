@@ -10,18 +10,16 @@ as 500 ``simsearch_error``. Messages are bounded and never echo a request's body
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -36,17 +34,17 @@ from simsearch.errors import (
 )
 from simsearch.server.access import AccessLog
 from simsearch.server.asgi import (
-    KEY_SCOPE,
     Gate,
     JSONRoute,
     Metrics,
     error_body,
     error_response,
-    presented_key,
     short,
 )
 from simsearch.server.auth import ApiKey, Right
+from simsearch.server.caller import Caller
 from simsearch.server.docs_ui import add_docs_pages
+from simsearch.server.items import add_item_routes
 from simsearch.server.registry import CollectionRegistry
 from simsearch.server.schemas import (
     CollectionInfo,
@@ -55,10 +53,7 @@ from simsearch.server.schemas import (
     DeleteItems,
     ErrorBody,
     ErrorDetail,
-    GetItems,
     HitOut,
-    ItemOut,
-    ItemsOut,
     SearchRequest,
     SearchResponse,
     WriteItems,
@@ -99,25 +94,6 @@ HTTP_CODES = {
 }
 #: A validation error lists this many problems; the rest are counted.
 SHOWN_PROBLEMS = 3
-
-_bearer = HTTPBearer(auto_error=False, description="An API key from the server's key file.")
-
-
-def _caller(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    request: Request,
-) -> ApiKey | None:
-    """The API key of the request (``None`` when the server runs without keys)."""
-    settings: ServerSettings = request.app.state.settings
-    if settings.keys is None:
-        return None
-    key: ApiKey | None = request.scope.get(KEY_SCOPE)
-    if key is None:  # the gate checks every path but the open ones; this is a second guard
-        key = settings.keys.authenticate(presented_key(request.headers))
-    return key
-
-
-Caller = Annotated[ApiKey | None, Depends(_caller)]
 
 
 def _problems(errors: Sequence[Any], content_type: str) -> str:
@@ -254,9 +230,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
             raise PayloadTooLargeError(
                 f"{queries:,} queries; one search may give at most {settings.max_queries:,}"
             )
-        if queries * body.k > settings.max_results:
+        depth = body.k + body.offset  # the hits a page skips are ranked too
+        if queries * depth > settings.max_results:
             raise PayloadTooLargeError(
-                f"{queries:,} queries x k={body.k} asks for {queries * body.k:,} hits; one "
+                f"{queries:,} queries x k={depth} asks for {queries * depth:,} hits; one "
                 f"search may ask for at most {settings.max_results:,}"
             )
         check_texts(texts)
@@ -363,21 +340,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         col.upsert(body.ids, vectors=body.vectors, texts=body.texts, metadata=body.metadata)
         return info(name, col)
 
-    @app.post("/collections/{name}/get", tags=["items"])
-    def get_items(name: str, body: GetItems, key: Caller) -> ItemsOut:
-        allow(key, name, Right.READ)
-        items = registry.get(name).get(body.ids)
-        check_answer(
-            sum(len(i.id) + len(i.text or "") + 24 * len(i.vector) + 64 for i in items)
-            + sum(len(json.dumps(i.metadata)) for i in items)
-        )
-        return ItemsOut(
-            items=[
-                ItemOut(id=i.id, vector=i.vector.tolist(), text=i.text, metadata=i.metadata)
-                for i in items
-            ]
-        )
-
     @app.post("/collections/{name}/delete", tags=["items"])
     def delete_items(name: str, body: DeleteItems, key: Caller) -> Deleted:
         """Delete by ids, by filter, or both; ``all`` alone deletes every item."""
@@ -385,6 +347,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         _check_field_names(body.where)
         col = registry.get(name)
         return Deleted(deleted=col.delete(body.ids, where=body.where, all=body.all))
+
+    add_item_routes(
+        app, registry, allow=allow, check_texts=check_texts,
+        check_answer=check_answer, embed_limits=embed_limits,
+    )  # fmt: skip
 
     @app.post(
         "/collections/{name}/search",
@@ -402,6 +369,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         results = registry.get(name).search(
             body.query,
             k=body.k,
+            offset=body.offset,
             where=body.where,
             min_relevance=body.min_relevance,
             cutoff=body.cutoff,

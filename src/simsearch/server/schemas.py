@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CollectionInfo",
+    "CountItems",
+    "Counted",
     "CreateCollection",
     "DeleteItems",
     "Deleted",
@@ -20,6 +22,8 @@ __all__ = [
     "ItemsOut",
     "SearchRequest",
     "SearchResponse",
+    "UpdateItems",
+    "Updated",
     "WriteItems",
 ]
 
@@ -98,7 +102,42 @@ class WriteItems(_Strict):
 
 
 class GetItems(_Strict):
+    ids: list[str] | None = Field(
+        default=None, min_length=1, max_length=MAX_BATCH, description="in the order wanted"
+    )
+    where: dict[str, Any] | None = Field(default=None, description="a metadata filter")
+    limit: int | None = Field(
+        default=None, ge=0, le=MAX_BATCH, description=f"at most this many (and {MAX_BATCH:,})"
+    )
+    offset: int = Field(default=0, ge=0, description="skip this many first (paging)")
+    include: list[Literal["metadata", "text", "vector"]] = Field(
+        default=["metadata", "text"], description="the parts of each item sent back"
+    )
+    missing: Literal["error", "skip"] = Field(
+        default="error", description="a missing id: 404 item_not_found, or left out"
+    )
+
+
+class CountItems(_Strict):
+    where: dict[str, Any] | None = Field(default=None, description="a metadata filter")
+
+
+class Counted(BaseModel):
+    count: int
+
+
+class UpdateItems(_Strict):
     ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    metadata: list[dict[str, Any] | None] | None = Field(default=None, max_length=MAX_BATCH)
+    merge: bool = Field(
+        default=True, description="merge metadata into the stored one key by key, or replace it"
+    )
+    texts: list[str] | None = Field(default=None, max_length=MAX_BATCH)
+    vectors: list[list[float]] | None = Field(default=None, max_length=MAX_BATCH)
+
+
+class Updated(BaseModel):
+    updated: int
 
 
 class DeleteItems(_Strict):
@@ -117,9 +156,9 @@ class Deleted(BaseModel):
 
 class ItemOut(BaseModel):
     id: str
-    vector: list[float]
-    text: str | None
-    metadata: dict[str, Any]
+    vector: list[float] | None = None
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class ItemsOut(BaseModel):
@@ -131,6 +170,7 @@ class SearchRequest(_Strict):
         description="A text, a list of texts, one vector, or a batch of vectors."
     )
     k: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=1_000_000, description="skip the best hits first")
     where: dict[str, Any] | None = None
     min_relevance: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Keep hits at least this relevant."

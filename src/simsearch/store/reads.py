@@ -377,6 +377,18 @@ class ReadTxn:
             )
         return {row: (id_, text, meta) for row, id_, text, meta in cur}
 
+    def page_rows(self, flt: SqlFilter | None, limit: int | None, offset: int) -> list[int]:
+        """Rows in row (insertion) order, only those matching ``flt`` when given, the first
+        ``offset`` skipped, at most ``limit`` (``None``: all)."""
+        if flt is None:
+            cur = self._conn.execute(
+                "SELECT row FROM items ORDER BY row LIMIT ? OFFSET ?",
+                (-1 if limit is None else limit, offset),
+            )
+            return [int(r) for (r,) in cur]
+        matched = self.filter_rows(flt)
+        return [int(r) for r in matched[offset : None if limit is None else offset + limit]]
+
     def vectors_of_rows(self, rows: Int64Array, dim: int) -> FloatArray:
         """The stored vectors of ``rows`` (ascending, all live in this snapshot), in that order.
 

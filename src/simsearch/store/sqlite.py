@@ -34,6 +34,7 @@ from pathlib import Path
 from simsearch.config import CollectionConfig
 from simsearch.errors import (
     CollectionClosedError,
+    CollectionExistsError,
     CorruptCollectionError,
     NotACollectionError,
     StoreBusyError,
@@ -472,6 +473,45 @@ class SQLiteStore:
     def read_config(self) -> CollectionConfig | None:
         with self.snapshot() as snap:
             return snap.read_config()
+
+    def backup(self, directory: Path) -> None:
+        """Copy the collection, as of one moment, into the new folder ``directory``, with
+        SQLite's online backup API while other threads and processes go on writing.
+
+        The copy is made in one step, inside one read transaction of a connection of its
+        own, so it is one consistent snapshot (in WAL mode a reader never waits for the
+        writer); it is written to a private folder and renamed into place, so ``directory``
+        appears whole or not at all. Derived indexes are not copied: they are rebuilt
+        from the copied store when it is opened. A ``directory`` that exists and is not
+        an empty folder raises :class:`~simsearch.CollectionExistsError`.
+        """
+        if directory.exists() and not (directory.is_dir() and not any(directory.iterdir())):
+            raise CollectionExistsError(f"{directory} exists already: back up into a new folder")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.backup-", dir=directory.parent))
+        try:
+            source = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+            try:
+                target = sqlite3.connect(staging / DB_FILENAME)
+                try:
+                    with self._mapped_errors():
+                        source.backup(target)  # pages=-1: the whole database in one step
+                    target.execute("PRAGMA journal_mode=WAL")
+                finally:
+                    target.close()
+            finally:
+                source.close()
+            for path in staging.iterdir():
+                with path.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            try:
+                os.rename(staging, directory)
+            except OSError:
+                raise CollectionExistsError(
+                    f"{directory} was created meanwhile: back up into a new folder"
+                ) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def size_bytes(self) -> int:
         total = 0

@@ -151,6 +151,17 @@ class WriteTxn(ReadTxn):
         self.touched = True
         return int(cur.rowcount)
 
+    def carry_pending(self, rows: Sequence[int]) -> None:
+        """Keep the current new-model vectors of ``rows`` valid through this transaction's
+        write of them (a change of metadata only leaves their vectors as they were)."""
+        for chunk in chunks(list(rows)):
+            marks = ",".join("?" for _ in chunk)
+            self._conn.execute(
+                f"UPDATE pending SET seq = ? WHERE row IN ({marks}) "
+                "AND seq = (SELECT seq FROM items WHERE items.row = pending.row)",
+                (self.seq, *chunk),
+            )
+
     def clear_pending(self) -> None:
         self._conn.execute("DELETE FROM pending")
 

@@ -1,0 +1,33 @@
+"""The API key of a request, as a FastAPI dependency every route of the app shares."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from simsearch.server.asgi import KEY_SCOPE, presented_key
+from simsearch.server.auth import ApiKey
+from simsearch.server.settings import ServerSettings
+
+__all__ = ["Caller"]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from the server's key file.")
+
+
+def _caller(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+) -> ApiKey | None:
+    """The API key of the request (``None`` when the server runs without keys)."""
+    settings: ServerSettings = request.app.state.settings
+    if settings.keys is None:
+        return None
+    key: ApiKey | None = request.scope.get(KEY_SCOPE)
+    if key is None:  # the gate checks every path but the open ones; this is a second guard
+        key = settings.keys.authenticate(presented_key(request.headers))
+    return key
+
+
+Caller = Annotated[ApiKey | None, Depends(_caller)]
