@@ -146,6 +146,11 @@ def test_serve_logs_each_request_unless_told_not_to(tmp_path: Path) -> None:
     assert "GET /nowhere 404" in output
     with running_server(tmp_path / "data", extra=["--no-access-log"]) as quiet:
         httpx.get(quiet.url + "/health").raise_for_status()
+        # An unknown method reaches the app (whichever HTTP parser is installed) and gets
+        # an answer in the error shape.
+        r = httpx.request("BREW", quiet.url + "/health")
+        assert r.status_code == 405
+        assert r.json()["error"]["code"] == "method_not_allowed"
         assert "GET /health" not in quiet.output()
 
 

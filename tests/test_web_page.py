@@ -72,7 +72,7 @@ def fresh_collection(server: Server, name: str, texts: dict[str, str], meta: lis
     ).raise_for_status()
 
 
-def wait(browser: Any, condition: Any, timeout: float = 30) -> Any:
+def wait(browser: Any, condition: Any, timeout: float = 60) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(browser, timeout).until(condition)

@@ -105,7 +105,11 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
-        config = uvicorn.Config(server_app, log_level="warning", access_log=False)
+        # h11 and asyncio whatever else is installed: httptools would answer a request with
+        # an unknown method itself (a bare 400 outside the error shape, never counted).
+        config = uvicorn.Config(
+            server_app, log_level="warning", access_log=False, http="h11", loop="asyncio"
+        )
         uvicorn.Server(config).run(sockets=[sock])
 
 
