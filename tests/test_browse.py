@@ -143,3 +143,37 @@ def test_the_server_sends_vectors_only_when_asked(tmp_path: Path) -> None:
         missing = http.post("/collections/c/get", json={"ids": ["zz"]})
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "item_not_found"
+
+
+def test_cli_list_get_count(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from simsearch.cli import app
+
+    runner = CliRunner()
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add([f"i{n}" for n in range(30)], vectors=np.ones((30, 2)),
+                metadata=[{"n": n} for n in range(30)])  # fmt: skip
+    listed = json.loads(runner.invoke(app, ["list", str(tmp_path), "--json"]).stdout)
+    assert listed == [{"name": "c", "count": 30, "metric": "dot", "dim": 2, "index": "flat"}]
+    assert "c" in runner.invoke(app, ["list", str(tmp_path)]).stdout
+    page = runner.invoke(app, ["get", str(tmp_path / "c"), "--where", '{"n": {"$gte": 10}}',
+                               "--limit", "3", "--offset", "2", "--json"])  # fmt: skip
+    assert page.exit_code == 0, page.output
+    assert [json.loads(line)["id"] for line in page.stdout.splitlines()] == ["i12", "i13", "i14"]
+    table = runner.invoke(app, ["get", str(tmp_path / "c"), "--where", '{"n": {"$gte": 10}}',
+                                "--limit", "3", "--offset", "2"])  # fmt: skip
+    assert "showing 3-5 of 20" in table.output
+    assert "i13" in table.output
+    assert len(runner.invoke(app, ["get", str(tmp_path / "c"), "--json"]).stdout.splitlines()) == 20
+    one = runner.invoke(app, ["get", str(tmp_path / "c"), "i3", "--vectors", "--json"])
+    assert json.loads(one.stdout)["vector"] == [1.0, 1.0]
+    missing = runner.invoke(app, ["get", str(tmp_path / "c"), "i3", "zz"])
+    assert missing.exit_code == 1
+    assert "'zz'" in missing.output
+    skipped = runner.invoke(app, ["get", str(tmp_path / "c"), "i3", "zz", "--skip-missing"])
+    assert skipped.exit_code == 0
+    counted = runner.invoke(app, ["count", str(tmp_path / "c"), "--where", '{"n": {"$lt": 5}}'])
+    assert counted.stdout.strip() == "5"

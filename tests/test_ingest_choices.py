@@ -175,3 +175,14 @@ def test_create_makes_an_empty_collection_once(tmp_path: Path) -> None:
     again = runner.invoke(app, ["create", str(col)])
     assert again.exit_code == 1
     assert "holds a collection already" in again.output
+
+
+def test_on_error_skip_in_a_csv_file(tmp_path: Path) -> None:
+    src = tmp_path / "rows.csv"
+    src.write_text("id,text,n\na,first,1\nb,second\n,no id,3\nd,fourth,4\n", encoding="utf-8")
+    done = _ingest(src, tmp_path / "col", "--on-error", "skip")
+    assert done.exit_code == 0, done.output
+    assert "skipped 2 bad records:" in done.output
+    assert f"{src}:3: the row has 2 fields" in done.output
+    assert f"{src}:4: the record has no id" in done.output
+    assert sorted(_items(tmp_path / "col")) == ["a", "d"]

@@ -268,3 +268,76 @@ def test_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert len(done.stdout.splitlines()) == 2
+
+
+def test_export_refuses_a_collection_in_a_model_upgrade(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    with _build(tmp_path / "a", n=12) as col:
+        col.migrate_vectors(
+            [f"id{i}" for i in range(5, 12)] + ["id0", "id1", "id2"], rng.standard_normal((10, 5))
+        )
+        with pytest.raises(simsearch.InvalidArgumentError, match="model upgrade is in progress"):
+            col.export(tmp_path / "a.jsonl")
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_index_settings_travel(tmp_path: Path) -> None:
+    index = simsearch.IVFPQ(nlist=4, m=2, nprobe=3, exact_below=7)
+    with _build(tmp_path / "a", n=12, index=index) as col:
+        col.export(tmp_path / "a.jsonl")
+    with simsearch.Collection.import_(tmp_path / "a.jsonl", tmp_path / "b") as copy:
+        assert copy.config.index == index
+
+
+WRITER = """
+import sys
+import numpy as np
+import simsearch
+with simsearch.Collection.open(sys.argv[1]) as col:
+    for batch in range(10**6):
+        ids = [f"b{batch}-{j}" for j in range(50)]
+        col.add(ids, vectors=np.ones((50, 2)), metadata=[{"batch": batch}] * 50)
+        if batch == 3:
+            print("writing", flush=True)
+"""
+
+
+def test_backup_while_another_process_writes(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    live = tmp_path / "live"
+    simsearch.Collection.open(live, metric="dot", dim=2).close()
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(live)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "writing"
+        for name in ("one", "two"):
+            done = runner.invoke(app, ["backup", str(live), str(tmp_path / name)])
+            assert done.exit_code == 0, done.output
+        assert writer.poll() is None  # it was still writing
+    finally:
+        writer.kill()
+        writer.wait()
+    sizes = []
+    for name in ("one", "two"):
+        with simsearch.Collection.open(tmp_path / name, create=False) as copy:
+            batches = sorted(i.metadata["batch"] for i in copy.iter_items())
+            assert batches == sorted(b for b in range(max(batches) + 1) for _ in range(50))
+            sizes.append(len(batches))
+    assert sizes[0] >= 200
+
+
+def test_import_from_standard_input(tmp_path: Path) -> None:
+    _build(tmp_path / "a", n=6).close()
+    exported = runner.invoke(app, ["export", str(tmp_path / "a")]).stdout
+    done = runner.invoke(app, ["import", "-", "--into", str(tmp_path / "b")], input=exported)
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(app, ["export", str(tmp_path / "b")]).stdout == exported
+    bad = runner.invoke(app, ["import", "-", "--into", str(tmp_path / "c")], input="{}\n")
+    assert bad.exit_code == 1
+    assert "<stdin>:1: not a simsearch export" in bad.output

@@ -18,7 +18,9 @@ Two formats, chosen by ``format=`` or the file's suffix:
 
 An import checks the whole file first (header, config, every line's id, vector, text
 and metadata, repeated ids) and writes nothing on a bad one; the collection is built in
-a private folder and renamed into place, so it appears whole or not at all.
+a private folder and renamed into place, so it appears whole or not at all. The items are
+held in memory between the check and the write (about the size of the vectors, plus
+texts and metadata), as ``ingest`` holds its records.
 """
 
 from __future__ import annotations
