@@ -146,6 +146,11 @@ def test_serve_logs_each_request_unless_told_not_to(tmp_path: Path) -> None:
     assert "GET /nowhere 404" in output
     with running_server(tmp_path / "data", extra=["--no-access-log"]) as quiet:
         httpx.get(quiet.url + "/health").raise_for_status()
+        # An unknown method reaches the app (whichever HTTP parser is installed) and gets
+        # an answer in the error shape.
+        r = httpx.request("BREW", quiet.url + "/health")
+        assert r.status_code == 405
+        assert r.json()["error"]["code"] == "method_not_allowed"
         assert "GET /health" not in quiet.output()
 
 
@@ -224,3 +229,22 @@ def test_the_client_names_a_server_that_does_not_answer_in_time() -> None:
         for conn in held:
             conn.close()
         silent.close()
+
+
+def test_serve_on_port_zero_announces_the_port_it_bound(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simsearch.cli", "serve", str(tmp_path / "data"), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"on (http://127\.0\.0\.1:(\d+)) \(no API keys\)", line)
+        assert match, line
+        assert int(match.group(2)) > 0
+        assert httpx.get(match.group(1) + "/health", timeout=10).json()["status"] == "ok"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -72,7 +72,7 @@ def fresh_collection(server: Server, name: str, texts: dict[str, str], meta: lis
     ).raise_for_status()
 
 
-def wait(browser: Any, condition: Any, timeout: float = 30) -> Any:
+def wait(browser: Any, condition: Any, timeout: float = 60) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(browser, timeout).until(condition)
@@ -115,13 +115,21 @@ def choose(browser: Any, collection: str) -> None:
 
 
 def search(browser: Any, query: str, k: int | None = None) -> None:
+    """Search and wait for its answer (an empty query browses the items instead)."""
     box = find(browser, "#query")
     box.clear()
     box.send_keys(query)
     if k is not None:
         find(browser, "#k").clear()
         find(browser, "#k").send_keys(str(k))
+    submit(browser)
+
+
+def submit(browser: Any) -> None:
+    """Press the search button and wait until the page has its answer."""
+    browser.execute_script("document.getElementById('status').textContent = ''")
     find(browser, "#search-button").click()
+    wait(browser, lambda d: find(d, "#status").text not in ("", "Searching…"))
 
 
 def ranked_ids(browser: Any) -> list[str]:
@@ -177,7 +185,7 @@ def test_search_page_shows_ranked_results(keyed_server: Server, browser: Any) ->
     assert "minilm" in stats
 
     search(browser, "astronauts landing on the moon")
-    wait(browser, lambda d: len(find_all(d, "#results .hit")) == 4)
+    assert "result(s)" in find(browser, "#status").text
     hits = find_all(browser, "#results .hit")
     assert hits[0].find_element(*by(".id")).text == "moon"
     assert "Apollo 11" in hits[0].find_element(*by(".text")).text
@@ -186,20 +194,19 @@ def test_search_page_shows_ranked_results(keyed_server: Server, browser: Any) ->
     rows = hits[0].find_elements(*by("table.meta tr"))
     assert [r.text for r in rows] == ["kind moon", "n 1"]
     assert find_all(browser, "#histogram rect")
-    assert "result(s)" in find(browser, "#status").text
 
     # A filter narrows the results; a malformed one shows the server's message.
     where = find(browser, "#where")
     where.send_keys('{"kind": {"$in": ["cake", "mars"]}}')
-    find(browser, "#search-button").click()
-    wait(browser, lambda d: len(find_all(d, "#results .hit")) == 2)
+    submit(browser)
+    assert len(find_all(browser, "#results .hit")) == 2
     where.clear()
     where.send_keys('{"kind": {"$near": 1}}')
-    find(browser, "#search-button").click()
-    wait(browser, lambda d: "unknown operator" in find(d, "#status").text)
+    submit(browser)
+    assert "unknown operator" in find(browser, "#status").text
     where.clear()
-    find(browser, "#search-button").click()
-    wait(browser, lambda d: len(find_all(d, "#results .hit")) == 4)
+    submit(browser)
+    assert len(find_all(browser, "#results .hit")) == 4
     image = screenshot(browser, "search-page")
     assert ImageStat.Stat(image.convert("L")).mean[0] > 128  # the light theme
 
@@ -215,7 +222,7 @@ def test_results_are_paged_and_the_state_lives_in_the_url(
     open_with_key(browser, keyed_server.url + "/", KEYS["all-read"])
     choose(browser, "webpaged")
     search(browser, "weather notes", k=25)
-    wait(browser, lambda d: find(d, "#pager").is_displayed())
+    assert find(browser, "#pager").is_displayed()
     assert len(find_all(browser, "#results .hit")) == 10
     assert "Page 1 of 3" in find(browser, "#page-info").text
     first_page = ranked_ids(browser)
@@ -303,7 +310,7 @@ def test_the_filter_builder_writes_the_filter_from_the_fields(
     open_with_key(browser, keyed_server.url + "/", KEYS["all-read"])
     choose(browser, "webfields")
     search(browser, "space")
-    wait(browser, lambda d: len(find_all(d, "#results .hit")) == 4)
+    assert len(find_all(browser, "#results .hit")) == 4
     # The field list: the collection's catalogue where the server gives one, else the
     # fields of the results.
     wait(browser, lambda d: len(find_all(d, "#fields tr")) == 3)
@@ -311,6 +318,12 @@ def test_the_filter_builder_writes_the_filter_from_the_fields(
         "return [...document.querySelectorAll('#fields tr td:first-child')].map(e => e.textContent)"
     )
     assert fields == ["kind", "year"]
+    # They come from the collection's catalogue, with their types and counts.
+    assert find(browser, "#fields-note").text == "Click a field to filter on it."
+    assert [r.text for r in find_all(browser, "#fields tr")[1:]] == [
+        "kind text 4 4",
+        "year integer 4 4",
+    ]
 
     find_all(browser, "#fields tr")[1].click()  # a condition on "kind"
     (row,) = find_all(browser, "#filter-rows .condition")
@@ -326,12 +339,12 @@ def test_the_filter_builder_writes_the_filter_from_the_fields(
     assert find(browser, "#where").get_attribute("value") == (
         '{"$and":[{"kind":{"$in":["cake","mars"]}},{"year":{"$gte":2003}}]}'
     )
-    find(browser, "#search-button").click()
-    wait(browser, lambda d: ranked_ids(d) == ["mars"])
+    submit(browser)
+    assert ranked_ids(browser) == ["mars"]
     assert "where" in parse_qs(urlsplit(browser.current_url).query)
     Select(find(browser, "#filter-join")).select_by_value("$or")
-    find(browser, "#search-button").click()
-    wait(browser, lambda d: len(ranked_ids(d)) == 2)
+    submit(browser)
+    assert len(ranked_ids(browser)) == 2
     screenshot(browser, "filter-builder")
 
 
@@ -390,7 +403,7 @@ def test_upload_and_delete_need_a_write_key_and_say_what_happened(
     assert got[0]["text"] == "Glaciers carve valleys, slowly"
 
     search(browser, "volcano")
-    wait(browser, lambda d: ranked_ids(d)[:1] == ["j2"])
+    assert ranked_ids(browser)[:1] == ["j2"]
     browser.execute_script("window.confirm = () => true")
     find_all(browser, ".hit .delete")[0].click()
     wait(browser, lambda d: "Deleted 'j2'" in find(d, "#status").text)
@@ -444,3 +457,36 @@ def test_api_docs_render_from_the_server_alone(keyed_server: Server, browser: An
     assert loaded
     assert all(name.startswith(keyed_server.url + "/") for name in loaded), loaded
     screenshot(browser, "api-docs")
+
+
+def test_an_empty_query_browses_the_items_page_by_page(keyed_server: Server, browser: Any) -> None:
+    texts = {f"note-{i:02d}": f"Note {i}" for i in range(23)}
+    fresh_collection(keyed_server, "webbrowse", texts, [{"n": i} for i in range(23)])
+    open_with_key(browser, keyed_server.url + "/", KEYS["admin"])
+    choose(browser, "webbrowse")
+    # Choosing a collection shows its first items, in the order they were added.
+    wait(browser, lambda d: "23 item(s)" in find(d, "#status").text)
+    assert ranked_ids(browser) == [f"note-{i:02d}" for i in range(10)]
+    assert "Page 1 of 3" in find(browser, "#page-info").text
+    assert not find(browser, "#histogram-box").is_displayed()
+    assert not find_all(browser, "#results .hit .bar")  # no scores to draw
+    find(browser, "#next-page").click()
+    wait(browser, lambda d: ranked_ids(d)[:1] == ["note-10"])
+    assert parse_qs(urlsplit(browser.current_url).query) == {
+        "collection": ["webbrowse"],
+        "page": ["2"],
+    }
+    browser.refresh()
+    wait(browser, lambda d: ranked_ids(d)[:1] == ["note-10"])
+
+    find(browser, "#where").send_keys('{"n": {"$gte": 20}}')
+    submit(browser)
+    assert "3 item(s) match the filter" in find(browser, "#status").text
+    assert ranked_ids(browser) == ["note-20", "note-21", "note-22"]
+    assert find(browser, "#pager").is_displayed() is False
+
+    browser.execute_script("window.confirm = () => true")
+    find_all(browser, ".hit .delete")[0].click()
+    wait(browser, lambda d: ranked_ids(d) == ["note-21", "note-22"])
+    wait(browser, lambda d: "items 22" in find(d, "#stats").text)
+    screenshot(browser, "browse")

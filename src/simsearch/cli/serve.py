@@ -105,7 +105,11 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
-        config = uvicorn.Config(server_app, log_level="warning", access_log=False)
+        # h11 and asyncio whatever else is installed: httptools would answer a request with
+        # an unknown method itself (a bare 400 outside the error shape, never counted).
+        config = uvicorn.Config(
+            server_app, log_level="warning", access_log=False, http="h11", loop="asyncio"
+        )
         uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -146,6 +150,9 @@ def _bind(host: str, port: int) -> socket.socket:
                 "with another port (--port 0 picks a free one)"
             ) from None
         raise InvalidArgumentError(f"cannot bind {host} port {port}: {exc.strerror}") from None
+    # Listening at once: a client that connects between the announcement and the server's
+    # start waits in the backlog instead of being refused.
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 

@@ -1,6 +1,6 @@
-// simsearch web page: pick a collection, see its statistics and fields, search it with a
-// filter (built from the fields or typed as JSON), page through ranked hits, upload a JSONL
-// or CSV file and delete items. The page's state (collection, query, filter, k, page) lives
+// simsearch web page: pick a collection, see its statistics and fields, browse its items or
+// search them with a filter (built from the fields or typed as JSON), page through the
+// results, upload a JSONL or CSV file and delete items. The page's state (collection, query, filter, k, page) lives
 // in the URL, so a search can be reloaded, bookmarked and shared.
 import { addCondition, clearConditions, setFields } from "./filters.js";
 import { drawHistogram } from "./histogram.js";
@@ -15,8 +15,11 @@ localStorage.removeItem("simsearch-key");
 keyInput.value = sessionStorage.getItem("simsearch-key") || "";
 
 const state = { collection: "", query: "", where: "", k: 10, page: 1 };
-let hits = [];          // every hit of the last search; the page shows PAGE_SIZE of them
+let hits = [];          // a search: every hit, shown PAGE_SIZE at a time; browsing: the page
+let total = 0;          // browsing: how many items match the filter
+let browsing = false;   // an empty query browses the items in insertion order
 let searched = null;    // the (collection, query, where, k) those hits answer
+let latest = 0;         // the newest request: an answer to an older one is dropped
 let info = null;        // the chosen collection's description
 
 class ApiError extends Error {
@@ -120,7 +123,7 @@ async function loadCollections() {
   if (!collections.length) setStatus("No collection yet: create one with `simsearch ingest` or the API.");
   else setStatus("");
   await loadInfo();
-  if (state.query) await runSearch(false);
+  await refresh(false);
 }
 
 function humanBytes(n) {
@@ -215,29 +218,77 @@ function renderFields() {
   }
 }
 
-// -- search -----------------------------------------------------------------------------------
+// -- search and browse ------------------------------------------------------------------------
+function parsedWhere() {
+  if (!state.where.trim()) return null;
+  try { return JSON.parse(state.where); } catch {
+    setStatus("The filter is not valid JSON.", true);
+    return undefined;
+  }
+}
+
+/** Show what the state asks for: the search of the query, or (no query) the items. */
+async function refresh(push) {
+  if (!state.collection) return;
+  if (state.query) await runSearch(push);
+  else await runBrowse(push);
+}
+
+async function runBrowse(push) {
+  const where = parsedWhere();
+  if (where === undefined) return;
+  writeUrl(push);
+  browsing = true;
+  searched = null;
+  const mine = ++latest;
+  const path = `/collections/${encodeURIComponent(state.collection)}`;
+  try {
+    const { count } = await call("POST", `${path}/count`, { where });
+    const pageCount = Math.max(1, Math.ceil(count / PAGE_SIZE));
+    const page = Math.min(state.page, pageCount);
+    const { items } = await call("POST", `${path}/get`, {
+      where, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE, include: ["metadata", "text"],
+    });
+    if (mine !== latest) return;
+    total = count;
+    state.page = page;
+    hits = items;
+    renderPage();
+    renderFields();
+    setStatus(total ? `${total} item(s)${where ? " match the filter" : ""}, in the order they were added; type a query to rank them.`
+      : (where ? "No item matches the filter." : "The collection is empty: upload a file to add items."));
+  } catch (err) {
+    if (mine !== latest) return;
+    hits = [];
+    total = 0;
+    renderPage();
+    setStatus(explain(err, "Listing the items"), true);
+  }
+}
+
 async function runSearch(push) {
   if (!state.collection) { setStatus("Choose a collection first.", true); return; }
-  if (!state.query) { setStatus("Type a query.", true); return; }
-  let where = null;
-  if (state.where.trim()) {
-    try { where = JSON.parse(state.where); } catch { setStatus("The filter is not valid JSON.", true); return; }
-  }
+  const where = parsedWhere();
+  if (where === undefined) return;
   writeUrl(push);
+  browsing = false;
   const key = JSON.stringify([state.collection, state.query, state.where, state.k]);
   if (searched === key) { renderPage(); return; }
   localStorage.setItem("simsearch-collection", state.collection);
   setStatus("Searching…");
   const started = performance.now();
+  const mine = ++latest;
   try {
     const data = await call("POST", `/collections/${encodeURIComponent(state.collection)}/search`,
       { query: state.query, k: state.k, where });
+    if (mine !== latest) return;
     hits = data.results[0];
     searched = key;
     renderPage();
     renderFields();
     setStatus(`${hits.length} result(s) in ${Math.round(performance.now() - started)} ms`);
   } catch (err) {
+    if (mine !== latest) return;
     hits = [];
     searched = null;
     renderPage();
@@ -245,17 +296,19 @@ async function runSearch(push) {
   }
 }
 
-function pages() { return Math.max(1, Math.ceil(hits.length / PAGE_SIZE)); }
+function pages() { return Math.max(1, Math.ceil((browsing ? total : hits.length) / PAGE_SIZE)); }
 
 function renderPage() {
   state.page = Math.min(state.page, pages());
   const start = (state.page - 1) * PAGE_SIZE;
-  renderHits(hits.slice(start, start + PAGE_SIZE), start);
-  $("pager").hidden = hits.length <= PAGE_SIZE;
-  $("page-info").textContent = `Page ${state.page} of ${pages()} · results ${start + 1}–${Math.min(start + PAGE_SIZE, hits.length)} of ${hits.length}`;
+  const size = browsing ? total : hits.length;
+  renderHits(browsing ? hits : hits.slice(start, start + PAGE_SIZE), start);
+  $("pager").hidden = size <= PAGE_SIZE;
+  $("page-info").textContent = `Page ${state.page} of ${pages()} · ${browsing ? "items" : "results"} ${start + 1}–${Math.min(start + PAGE_SIZE, size)} of ${size}`;
   $("prev-page").disabled = state.page <= 1;
   $("next-page").disabled = state.page >= pages();
-  $("histogram-box").hidden = !hits.length;
+  $("histogram-box").hidden = browsing || !hits.length;
+  if (browsing) return;
   $("histogram-title").textContent = `Score distribution of all ${hits.length} result(s)`;
   drawHistogram($("histogram"), hits.map((h) => h.score));
 }
@@ -272,20 +325,21 @@ function metadataTable(metadata) {
 function renderHits(shown, offset) {
   const list = $("results");
   list.replaceChildren();
-  const scores = hits.map((h) => h.score);
+  const scores = hits.map((h) => h.score).filter((s) => typeof s === "number");
   const lo = Math.min(...scores, 0), hi = Math.max(...scores, 1e-9);
   shown.forEach((hit, i) => {
     const item = document.createElement("li");
     item.className = "hit";
-    const width = hi > lo ? ((hit.score - lo) / (hi - lo)) * 100 : 100;
+    const scored = typeof hit.score === "number";
+    const width = scored && hi > lo ? ((hit.score - lo) / (hi - lo)) * 100 : 100;
     const relevance = typeof hit.relevance === "number" ? hit.relevance : null;
     item.innerHTML = `
       <div class="top">
         <span class="rank">${offset + i + 1}.</span>
         <span class="id"></span>
-        <div class="bars"><div class="bar" style="width:${width.toFixed(1)}%"></div>
+        <div class="bars">${scored ? `<div class="bar" style="width:${width.toFixed(1)}%"></div>` : ""}
           ${relevance === null ? "" : `<div class="bar relevance" style="width:${(relevance * 100).toFixed(1)}%"></div>`}</div>
-        <span class="num">score ${hit.score.toFixed(4)}${relevance === null ? "" : `<br>relevance ${relevance.toFixed(2)}`}</span>
+        <span class="num">${scored ? `score ${hit.score.toFixed(4)}` : ""}${relevance === null ? "" : `<br>relevance ${relevance.toFixed(2)}`}</span>
         <button type="button" class="danger delete" title="Delete this item (needs a write key)">Delete</button>
       </div>
       <p class="text"></p>`;
@@ -303,8 +357,8 @@ async function deleteItem(id) {
   if (!confirm(`Delete the item '${id}' from ${state.collection}? This cannot be undone.`)) return;
   try {
     const { deleted } = await call("POST", `/collections/${encodeURIComponent(state.collection)}/delete`, { ids: [id] });
-    hits = hits.filter((h) => h.id !== id);
-    renderPage();
+    if (browsing) await runBrowse(false);
+    else { hits = hits.filter((h) => h.id !== id); renderPage(); }
     setStatus(deleted ? `Deleted '${id}'.` : `'${id}' was already gone.`);
     await loadInfo();
   } catch (err) {
@@ -334,6 +388,7 @@ async function upload() {
       (n) => setStatus(`${n} of ${items.length} stored…`, false, "upload-status"));
     setStatus(`Stored ${stored} item(s) from ${file.name} (${mode}).`, false, "upload-status");
     searched = null;  // the same search may now find the new items
+    if (browsing) await runBrowse(false);
   } catch (err) {
     setStatus(err instanceof ApiError && (err.status === 401 || err.status === 403)
       ? `${err.message.split(", then:")[0]}, then: ${explain(err, "Adding items")}`
@@ -351,7 +406,7 @@ $("search-form").addEventListener("submit", (event) => {
   state.where = $("where").value;
   state.k = Math.min(1000, Math.max(1, Number($("k").value) || 10));
   state.page = 1;
-  runSearch(true);
+  refresh(true);
 });
 
 $("collection").addEventListener("change", async () => {
@@ -361,15 +416,15 @@ $("collection").addEventListener("change", async () => {
   searched = null;
   clearConditions();
   renderPage();
-  writeUrl(true);
   await loadInfo();
+  await refresh(true);
 });
 
 for (const [id, step] of [["prev-page", -1], ["next-page", 1]]) {
   $(id).addEventListener("click", () => {
     state.page = Math.min(pages(), Math.max(1, state.page + step));
-    writeUrl(true);
-    renderPage();
+    if (browsing) runBrowse(true);
+    else { writeUrl(true); renderPage(); }
     $("results").scrollIntoView({ block: "start" });
   });
 }
@@ -382,8 +437,7 @@ window.addEventListener("popstate", async () => {
     $("collection").value = state.collection;
     await loadInfo();
   }
-  if (state.query) await runSearch(false);
-  else { hits = []; searched = null; renderPage(); }
+  await refresh(false);
 });
 
 function useKey(key) {
