@@ -302,11 +302,8 @@ class CollectionConfig:
     encoder: EncoderSpec | None = None
     index: IndexConfig = Flat()
     format_version: int = FORMAT_VERSION
-<<<<<<< HEAD
-    lexical: str = LEXICAL_SPEC
-=======
     fields: tuple[FieldIndexSpec, ...] = ()  # payload indexes, by field path
->>>>>>> main
+    lexical: str = LEXICAL_SPEC
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
@@ -351,11 +348,8 @@ class CollectionConfig:
                 encoder=EncoderSpec(**encoder) if encoder else None,
                 index=index_from_dict(index or {"kind": "flat"}),
                 format_version=version,
-<<<<<<< HEAD
-                lexical=lexical,
-=======
                 fields=tuple(FieldIndexSpec(**f) for f in declared),
->>>>>>> main
+                lexical=lexical,
             )
         except (ValueError, KeyError, TypeError, InvalidArgumentError) as exc:
             raise NotACollectionError(f"the saved collection config is unreadable: {exc}") from None
