@@ -21,7 +21,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("upgrade.compat", "embedding"),
     ("upgrade",),
     ("search",),
-    ("writes", "fitting", "opening", "field_admin", "transfer", "browse", "updates"),
+    ("writes", "fitting", "opening", "field_admin", "transfer", "browse", "updates", "tuning"),
     ("collection",),
     ("check", "ingest", "sources", "eval", "plots", "client", "__init__"),
     ("server", "cli"),

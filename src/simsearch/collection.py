@@ -32,6 +32,7 @@ from simsearch.store import SQLiteStore
 from simsearch.store.catalogue import field_summaries
 from simsearch.store.reads import ReadTxn
 from simsearch.transfer import check_target, export_store, import_dump, read_dump
+from simsearch.tuning import check_tuning, tune_hybrid
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.updates import update_items
 from simsearch.upgrade.compat import DEFAULT_BLEND
@@ -324,6 +325,9 @@ class Collection:
         min_relevance: float | None = None,
         cutoff: str | None = None,
         hubness: str = "none",
+        mode: str = "dense",
+        fusion: str = "convex",
+        alpha: float | None = None,
         progress: Progress | None = None,
     ) -> Results:
         """The ``k`` items most similar to each query, best first (the pipeline is
@@ -346,6 +350,9 @@ class Collection:
             hubness: ``"csls"``, ``"qbnorm"`` or ``"dbnorm"`` reorders the nearest
                 candidates by a hubness-corrected score (:mod:`simsearch.scoring.hubness`;
                 needs :meth:`set_hubness_bank`); hits keep their raw ``score``.
+            mode, fusion, alpha: ``"dense"``, ``"lexical"`` (BM25 of texts) or ``"hybrid"``
+                fused by ``"convex"`` (dense weight ``alpha``; default :meth:`tune_hybrid`'s)
+                or ``"rrf"`` (:mod:`simsearch.search.hybrid`); hits carry both side scores.
 
         Returns:
             :class:`~simsearch.Results`, a row of hits per query, higher scores better.
@@ -353,9 +360,21 @@ class Collection:
         self._check_open()
         request = SearchRequest.build(
             k=k, where=where, offset=offset, ef=ef, nprobe=nprobe, rescore=rescore, exact=exact,
-            min_relevance=min_relevance, cutoff=cutoff, hubness=hubness,
+            min_relevance=min_relevance, cutoff=cutoff, hubness=hubness, mode=mode,
+            fusion=fusion, alpha=alpha,
         )  # fmt: skip
         return self._searcher.search(query, request, progress)
+
+    def tune_hybrid(
+        self, queries: Sequence[str], judgements: Sequence[Any], *, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Choose and save the dense weight ``alpha`` of convex hybrid search with the best
+        nDCG@10 on judged text ``queries`` (``judgements`` as :meth:`calibrate` takes them;
+        :mod:`simsearch.tuning`). Returns it and the nDCG@10 of hybrid, dense and lexical."""
+        self._check_open()
+        texts = check_tuning(queries, judgements)
+        vectors = self._searcher.query_vectors(texts, progress)
+        return tune_hybrid(self._store, self._keeper, texts, vectors, judgements)
 
     def optimize(self) -> None:
         """Rebuild an approximate index without its deleted entries, and save it (a graph

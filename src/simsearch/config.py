@@ -30,6 +30,9 @@ __all__ = [
 
 #: Bumped whenever the on-disk layout changes incompatibly.
 FORMAT_VERSION = 1
+#: The tokenisation of the lexical index (``store/lexical.py``): its FTS5 tokenizer and
+#: the stopwords dropped from queries. Saved with each collection.
+LEXICAL_SPEC = "fts5 porter unicode61 remove_diacritics 2; stopwords lucene-english"
 
 
 @dataclass(frozen=True)
@@ -287,6 +290,7 @@ class CollectionConfig:
     ``dim`` is ``None`` until the first vectors fix it; ``encoder`` is ``None``
     for a collection that has only ever been given vectors. ``index`` is the
     kind of index kept beside the data (derived, so it may change on reopen).
+    ``lexical`` names the tokenisation of the lexical index of texts.
 
     >>> c = CollectionConfig(metric=Metric.COSINE, dim=3)
     >>> CollectionConfig.from_json(c.to_json()) == c
@@ -299,6 +303,7 @@ class CollectionConfig:
     index: IndexConfig = Flat()
     format_version: int = FORMAT_VERSION
     fields: tuple[FieldIndexSpec, ...] = ()  # payload indexes, by field path
+    lexical: str = LEXICAL_SPEC
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
@@ -326,6 +331,9 @@ class CollectionConfig:
                     raise TypeError(f"encoder is {encoder!r}")
             if index is not None and not isinstance(index, dict):
                 raise TypeError(f"index is {index!r}")
+            lexical = data.get("lexical", LEXICAL_SPEC)
+            if lexical != LEXICAL_SPEC:
+                raise TypeError(f"its lexical tokenisation {lexical!r} is not one this reads")
             version = data["format_version"]
             if type(version) is not int:
                 raise TypeError(f"format_version is {version!r}")
@@ -341,6 +349,7 @@ class CollectionConfig:
                 index=index_from_dict(index or {"kind": "flat"}),
                 format_version=version,
                 fields=tuple(FieldIndexSpec(**f) for f in declared),
+                lexical=lexical,
             )
         except (ValueError, KeyError, TypeError, InvalidArgumentError) as exc:
             raise NotACollectionError(f"the saved collection config is unreadable: {exc}") from None
