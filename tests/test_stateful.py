@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 import simsearch
 from oracle import Oracle, close
@@ -40,6 +46,11 @@ WHERE = st.one_of(
         lambda c: {"$not": {"color": {"$in": c}}},
         st.lists(st.sampled_from(["red", "green", "blue"]), min_size=1, max_size=2),
     ),
+)
+
+#: Payload indexes the machines declare and drop: filters on them run from the columns.
+INDEXED = st.sampled_from(
+    [("color", "keyword"), ("n", "integer"), ("nested.x", "integer"), ("flag", "bool")]
 )
 
 
@@ -124,6 +135,20 @@ class CollectionMachine(RuleBasedStateMachine):
         assert len(res) == len(qs)
         for q, row in zip(qs, res, strict=True):
             self.check_row(row, self.oracle.search(np.array(q), k, None))
+
+    @initialize(fields=st.lists(INDEXED, unique=True))
+    def index_fields_first(self, fields: list[tuple[str, str]]) -> None:
+        for field in fields:  # declared before any data exists
+            self.col.index_field(*field)
+
+    @rule(field=INDEXED)
+    def index_field(self, field: tuple[str, str]) -> None:
+        # Before or after data exists; every later write must keep it current.
+        self.col.index_field(*field)
+
+    @rule(field=INDEXED)
+    def drop_field_index(self, field: tuple[str, str]) -> None:
+        self.col.drop_field_index(field[0])
 
     @rule()
     def reopen(self) -> None:

@@ -50,6 +50,7 @@ def test_jsonl_export_import_export_is_identical_and_bit_exact(tmp_path: Path) -
     with _build(tmp_path / "a", index=simsearch.HNSW(m=8)) as col:
         col.calibrate()  # saved scoring state travels too
         col.set_hubness_bank()
+        col.index_field("n", "integer")  # and the payload-index declarations
         assert col.export(tmp_path / "a.jsonl") == 49
         original = {i.id: i for i in col.iter_items()}
         calibration = col.calibration()
@@ -59,6 +60,8 @@ def test_jsonl_export_import_export_is_identical_and_bit_exact(tmp_path: Path) -
         assert copy.config.index == simsearch.HNSW(m=8)
         assert copy.config.metric.value == "dot"
         assert copy.calibration() == calibration
+        assert [f["field"] for f in copy.info()["field_indexes"]] == ["n"]
+        assert copy.explain(where={"n": {"$lt": 5}})["filter"]["from"] == "payload index"
         copy.export(tmp_path / "b.jsonl")
         for item in copy.iter_items():
             want = original[item.id]
@@ -67,7 +70,7 @@ def test_jsonl_export_import_export_is_identical_and_bit_exact(tmp_path: Path) -
         assert [h.to_dict() for h in copy.search(query, k=5, hubness="csls")[0]] == before
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     header = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[0])
-    assert header["config"]["field_indexes"] == []
+    assert header["config"]["fields"] == [{"field": "n", "kind": "integer", "window": False}]
     assert set(header["saved"]) == {"calibration", "hubness"}
 
 

@@ -8,7 +8,7 @@ metadata does not decode a single vector.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,14 @@ import numpy as np
 from simsearch.errors import InvalidArgumentError, NotACollectionError
 from simsearch.filters import SqlFilter, compile_filter
 from simsearch.store import DB_FILENAME, SQLiteStore
-from simsearch.store.reads import ReadTxn, require_all
+from simsearch.store.reads import Int64Array, ReadTxn, require_all
 from simsearch.types import Item, parse_stored_metadata
 from simsearch.validation import check_ids
 
 __all__ = ["INCLUDE", "MISSING", "check_include", "count_items", "get_items", "list_collections"]
+
+#: ``rows_of(snap, flt)``: the rows a filter allows in a snapshot, ascending.
+RowsOf = Callable[[ReadTxn, SqlFilter], Int64Array]
 
 #: What ``get`` can return of each item besides its id.
 INCLUDE = ("metadata", "text", "vector")
@@ -86,9 +89,11 @@ def get_items(
     offset: Any,
     include: Any,
     missing: Any,
+    rows_of: RowsOf | None = None,
 ) -> list[Item]:
     """Items by id (in the order given), by filter (in insertion order), or both (those of
-    ``ids`` that match), then ``offset`` skipped and at most ``limit`` kept."""
+    ``ids`` that match), then ``offset`` skipped and at most ``limit`` kept. ``rows_of``
+    gives a filter's rows (from payload indexes); without it SQL scans."""
     parts = check_include(include)
     _check_count(limit, "limit", optional=True)
     _check_count(offset, "offset", optional=False)
@@ -100,7 +105,9 @@ def get_items(
     flt = _filter(where)
     end = None if limit is None else int(offset) + int(limit)
     with store.snapshot() as snap:
-        if id_list is None:
+        if id_list is None and flt is not None and rows_of is not None:
+            rows = rows_of(snap, flt)[int(offset) : end].tolist()
+        elif id_list is None:
             rows = snap.page_rows(flt, None if limit is None else int(limit), int(offset))
         else:
             found = snap.row_by_id(id_list)
@@ -108,18 +115,21 @@ def get_items(
                 require_all(id_list, found)
             rows = [found[i] for i in id_list if i in found]
             if flt is not None:
-                allowed = set(snap.filter_rows(flt).tolist())
+                matched = rows_of(snap, flt) if rows_of is not None else snap.filter_rows(flt)
+                allowed = set(matched.tolist())
                 rows = [r for r in rows if r in allowed]
             rows = rows[int(offset) : end]
         items = _items(snap, rows, parts)
     return [items[r] for r in rows]
 
 
-def count_items(store: SQLiteStore, where: Any) -> int:
+def count_items(store: SQLiteStore, where: Any, rows_of: RowsOf | None = None) -> int:
     """How many items match ``where`` (all of them when it is ``None``)."""
     flt = _filter(where)
     with store.snapshot() as snap:
-        return snap.count() if flt is None else len(snap.filter_rows(flt))
+        if flt is None:
+            return snap.count()
+        return len(rows_of(snap, flt) if rows_of is not None else snap.filter_rows(flt))
 
 
 def list_collections(root: str | Path) -> list[str]:

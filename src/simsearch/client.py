@@ -254,6 +254,21 @@ class RemoteCollection:
             for i in data["items"]
         ]
 
+    def index_field(self, field: str, kind: str, *, window: bool = False) -> bool:
+        """Index a metadata field (admin key); see :meth:`simsearch.Collection.index_field`."""
+        body = {"field": field, "kind": kind, "window": window}
+        return bool(self._client.request("POST", f"{self._base}/fields", body)["changed"])
+
+    def drop_field_index(self, field: str) -> bool:
+        """Drop a payload index (admin key); see :meth:`simsearch.Collection.drop_field_index`."""
+        body = {"field": field}
+        return bool(self._client.request("POST", f"{self._base}/fields/drop", body)["changed"])
+
+    def explain(self, *, where: Any = None, exact: bool = False) -> dict[str, Any]:
+        """The plan of a search with ``where``; see :meth:`simsearch.Collection.explain`."""
+        body = {"where": where, "exact": exact}
+        return dict(self._client.request("POST", f"{self._base}/explain", body))
+
     def count(self, where: Any = None) -> int:
         """How many items match ``where``; see :meth:`simsearch.Collection.count`."""
         return int(self._client.request("POST", f"{self._base}/count", {"where": where})["count"])

@@ -14,10 +14,13 @@ from typing import IO, Any
 
 from simsearch import fitting
 from simsearch.browse import count_items, get_items
-from simsearch.config import CollectionConfig, IndexConfig, index_name
+from simsearch.config import CollectionConfig, FieldIndexSpec, IndexConfig, index_name
 from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
 from simsearch.errors import CollectionClosedError, InvalidArgumentError, SimsearchError
+from simsearch.field_admin import declare_field_index, drop_field_index, explain_filter
+from simsearch.filters import SqlFilter
+from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
@@ -27,7 +30,9 @@ from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
 from simsearch.store import SQLiteStore
 from simsearch.store.catalogue import field_summaries
+from simsearch.store.reads import ReadTxn
 from simsearch.transfer import check_target, export_store, import_dump, read_dump
+from simsearch.tuning import check_tuning, tune_hybrid
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.updates import update_items
 from simsearch.upgrade.compat import DEFAULT_BLEND
@@ -171,7 +176,8 @@ class Collection:
             "seq": state.seq,
             "size_bytes": self._store.size_bytes(),
             "migration": migration,
-            "fields": field_summaries(fields),
+            "fields": field_summaries(fields, config.fields),
+            "field_indexes": self._keeper.fields.describe(config.fields),
         }
 
     # -- writes ------------------------------------------------------------------------------
@@ -262,13 +268,16 @@ class Collection:
         self._check_open()
         return get_items(
             self._store, ids, where=where, limit=limit, offset=offset, include=include,
-            missing=missing,
+            missing=missing, rows_of=self._filtered_rows,
         )  # fmt: skip
 
     def count(self, where: Any = None) -> int:
         """How many items match the filter ``where`` (every item when ``None``)."""
         self._check_open()
-        return count_items(self._store, where)
+        return count_items(self._store, where, self._filtered_rows)
+
+    def _filtered_rows(self, snap: ReadTxn, flt: SqlFilter) -> Int64Array:
+        return self._keeper.allowed_rows(snap, flt)[0]
 
     def iter_items(self, batch: int = 1000) -> Iterator[Item]:
         """Every item in insertion order (for export); reads one consistent snapshot."""
@@ -316,6 +325,9 @@ class Collection:
         min_relevance: float | None = None,
         cutoff: str | None = None,
         hubness: str = "none",
+        mode: str = "dense",
+        fusion: str = "convex",
+        alpha: float | None = None,
         progress: Progress | None = None,
     ) -> Results:
         """The ``k`` items most similar to each query, best first (the pipeline is
@@ -338,6 +350,9 @@ class Collection:
             hubness: ``"csls"``, ``"qbnorm"`` or ``"dbnorm"`` reorders the nearest
                 candidates by a hubness-corrected score (:mod:`simsearch.scoring.hubness`;
                 needs :meth:`set_hubness_bank`); hits keep their raw ``score``.
+            mode, fusion, alpha: ``"dense"``, ``"lexical"`` (BM25 of texts) or ``"hybrid"``
+                fused by ``"convex"`` (dense weight ``alpha``; default :meth:`tune_hybrid`'s)
+                or ``"rrf"`` (:mod:`simsearch.search.hybrid`); hits carry both side scores.
 
         Returns:
             :class:`~simsearch.Results`, a row of hits per query, higher scores better.
@@ -345,9 +360,21 @@ class Collection:
         self._check_open()
         request = SearchRequest.build(
             k=k, where=where, offset=offset, ef=ef, nprobe=nprobe, rescore=rescore, exact=exact,
-            min_relevance=min_relevance, cutoff=cutoff, hubness=hubness,
+            min_relevance=min_relevance, cutoff=cutoff, hubness=hubness, mode=mode,
+            fusion=fusion, alpha=alpha,
         )  # fmt: skip
         return self._searcher.search(query, request, progress)
+
+    def tune_hybrid(
+        self, queries: Sequence[str], judgements: Sequence[Any], *, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Choose and save the dense weight ``alpha`` of convex hybrid search with the best
+        nDCG@10 on judged text ``queries`` (``judgements`` as :meth:`calibrate` takes them;
+        :mod:`simsearch.tuning`). Returns it and the nDCG@10 of hybrid, dense and lexical."""
+        self._check_open()
+        texts = check_tuning(queries, judgements)
+        vectors = self._searcher.query_vectors(texts, progress)
+        return tune_hybrid(self._store, self._keeper, texts, vectors, judgements)
 
     def optimize(self) -> None:
         """Rebuild an approximate index without its deleted entries, and save it (a graph
@@ -357,6 +384,36 @@ class Collection:
         self._check_open()
         with self._store.snapshot() as snap:
             self._keeper.optimize(snap)
+
+    # -- payload indexes (see simsearch.index.field_set) ------------------------------------
+    def index_field(self, field: str, kind: str, *, window: bool = False) -> bool:
+        """Index the metadata ``field`` (a filter path) so filters on it are answered without
+        scanning: ``kind`` is ``keyword``, ``integer``, ``float``, ``bool`` or ``datetime``.
+        Built now, then kept current by every write; ``False`` if it was indexed already.
+
+        >>> import tempfile, simsearch
+        >>> with simsearch.Collection.open(tempfile.mkdtemp(), metric="dot") as col:
+        ...     col.add(["a", "b"], vectors=[[1, 0], [0, 1]], metadata=[{"n": 1}, {"n": 2}])
+        ...     col.index_field("n", "integer")
+        ...     col.explain(where={"n": {"$gte": 2}})["filter"]["from"]
+        True
+        'payload index'
+        """
+        self._check_open()
+        return declare_field_index(self._store, self._keeper, FieldIndexSpec(field, kind, window))
+
+    def drop_field_index(self, field: str) -> bool:
+        """Drop the payload index of ``field``; ``False`` if it had none. Filters on it are
+        then answered by scanning, with the same results."""
+        self._check_open()
+        return drop_field_index(self._store, field)
+
+    def explain(self, *, where: Any = None, exact: bool = False) -> dict[str, Any]:
+        """How a search with ``where`` runs now and why: the index, the live items, the
+        rows the filter allows and where they came from (``payload index``, ``scan``,
+        ``cache``), and the plan (``exact`` or ``graph``) with its reason."""
+        self._check_open()
+        return explain_filter(self._store, self._keeper, where, exact)
 
     # -- model upgrades (see simsearch.upgrade) --------------------------------------------
     def migrate(

@@ -12,7 +12,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-from simsearch.errors import InvalidArgumentError, NotACollectionError
+from simsearch.errors import InvalidArgumentError, InvalidFilterError, NotACollectionError
+from simsearch.filters import field_keys
 from simsearch.types import Metric
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
 
 #: Bumped whenever the on-disk layout changes incompatibly.
 FORMAT_VERSION = 1
+#: The tokenisation of the lexical index (``store/lexical.py``): its FTS5 tokenizer and
+#: the stopwords dropped from queries. Saved with each collection.
+LEXICAL_SPEC = "fts5 porter unicode61 remove_diacritics 2; stopwords lucene-english"
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,54 @@ def index_from_dict(data: dict[str, Any]) -> IndexConfig:
     return _INDEX_KINDS[kind](**params)
 
 
+#: Kinds of payload index (Qdrant's names): which values of a metadata field it serves.
+FIELD_KINDS = ("keyword", "integer", "float", "bool", "datetime")
+
+
+@dataclass(frozen=True)
+class FieldIndexSpec:
+    """A payload index declared on one metadata field (see ``Collection.index_field``).
+
+    ``field`` is a filter path (dotted, with ``\\.`` for a dot inside a key). ``kind``
+    says what the field holds: ``keyword`` (strings), ``integer``, ``float``, ``bool``, or
+    ``datetime`` (ISO 8601 strings, compared as text as filters compare them). ``window``
+    (numeric kinds) also builds the window-search structure for range filters.
+
+    >>> FieldIndexSpec("year", "integer")
+    FieldIndexSpec(field='year', kind='integer', window=False)
+    >>> FieldIndexSpec("year", "number")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    simsearch.errors.InvalidArgumentError: unknown field index kind 'number'; valid kinds are: ...
+    """
+
+    field: str
+    kind: str
+    window: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.field, str) or not self.field:
+            raise InvalidArgumentError(f"a field index needs a field path, not {self.field!r}")
+        if self.kind not in FIELD_KINDS:
+            raise InvalidArgumentError(
+                f"unknown field index kind {self.kind!r}; valid kinds are: {', '.join(FIELD_KINDS)}"
+            )
+        if type(self.window) is not bool:
+            raise InvalidArgumentError(f"window must be true or false, not {self.window!r}")
+        if self.window and self.kind not in ("integer", "float"):
+            raise InvalidArgumentError(
+                f"window=True needs a numeric field (kind 'integer' or 'float'), not {self.kind!r}"
+            )
+        try:
+            field_keys(self.field)
+        except InvalidFilterError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(field_keys(self.field))
+
+
 @dataclass(frozen=True)
 class CollectionConfig:
     """Metric, dimension and encoder of one collection.
@@ -238,6 +290,7 @@ class CollectionConfig:
     ``dim`` is ``None`` until the first vectors fix it; ``encoder`` is ``None``
     for a collection that has only ever been given vectors. ``index`` is the
     kind of index kept beside the data (derived, so it may change on reopen).
+    ``lexical`` names the tokenisation of the lexical index of texts.
 
     >>> c = CollectionConfig(metric=Metric.COSINE, dim=3)
     >>> CollectionConfig.from_json(c.to_json()) == c
@@ -249,6 +302,8 @@ class CollectionConfig:
     encoder: EncoderSpec | None = None
     index: IndexConfig = Flat()
     format_version: int = FORMAT_VERSION
+    fields: tuple[FieldIndexSpec, ...] = ()  # payload indexes, by field path
+    lexical: str = LEXICAL_SPEC
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
@@ -276,17 +331,27 @@ class CollectionConfig:
                     raise TypeError(f"encoder is {encoder!r}")
             if index is not None and not isinstance(index, dict):
                 raise TypeError(f"index is {index!r}")
+            lexical = data.get("lexical", LEXICAL_SPEC)
+            if lexical != LEXICAL_SPEC:
+                raise TypeError(f"its lexical tokenisation {lexical!r} is not one this reads")
             version = data["format_version"]
             if type(version) is not int:
                 raise TypeError(f"format_version is {version!r}")
+            declared = data.get("fields", [])
+            if not isinstance(declared, list) or not all(
+                isinstance(f, dict) and set(f) == {"field", "kind", "window"} for f in declared
+            ):
+                raise TypeError(f"fields is {declared!r}")
             config = CollectionConfig(
                 metric=Metric.parse(data["metric"]),
                 dim=dim,
                 encoder=EncoderSpec(**encoder) if encoder else None,
                 index=index_from_dict(index or {"kind": "flat"}),
                 format_version=version,
+                fields=tuple(FieldIndexSpec(**f) for f in declared),
+                lexical=lexical,
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, InvalidArgumentError) as exc:
             raise NotACollectionError(f"the saved collection config is unreadable: {exc}") from None
         if config.format_version > FORMAT_VERSION:
             raise NotACollectionError(

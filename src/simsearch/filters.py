@@ -87,6 +87,7 @@ __all__ = [
     "FilterNode",
     "SqlFilter",
     "compile_filter",
+    "field_keys",
     "field_path",
 ]
 
@@ -223,7 +224,7 @@ def _describe(path: str) -> str:
 _ESCAPABLE = (".", "\\", "$")
 
 
-def _field_keys(field: str) -> list[str]:
+def field_keys(field: str) -> list[str]:
     """The keys a field path names, outermost first (see the module docstring)."""
     keys: list[str] = []
     part: list[str] = []
@@ -260,7 +261,7 @@ def _json_path(field: str) -> str:
     # Each key is written as stored metadata writes it (JSON escapes, no ASCII escaping):
     # SQLite before 3.45 matches a quoted path label against the stored key's JSON text,
     # later versions decode both; either way the key is found.
-    labels = (json.dumps(k, ensure_ascii=False)[1:-1] for k in _field_keys(field))
+    labels = (json.dumps(k, ensure_ascii=False)[1:-1] for k in field_keys(field))
     return "$" + "".join(f'."{label}"' for label in labels)
 
 
@@ -401,7 +402,7 @@ class _Compiler:
         )
 
     def field(self, name: str, value: Any) -> _Sql:
-        at = _Field(name, _json_path(name), tuple(_field_keys(name)))
+        at = _Field(name, _json_path(name), tuple(field_keys(name)))
         if isinstance(value, dict):
             if not value:
                 raise InvalidFilterError(f"operator object at {name} is empty")

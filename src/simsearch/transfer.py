@@ -80,15 +80,6 @@ def pick_format(path: Path | None, format: str | None) -> str:
     return format
 
 
-def field_indexes_of(snap: ReadTxn) -> list[Any]:
-    """The collection's declared field (payload) indexes, as the export carries them.
-
-    None can be declared yet; the header keeps their place so that an export stays
-    complete once they can.
-    """
-    return []
-
-
 # -- export -------------------------------------------------------------------------------
 def _header(snap: ReadTxn) -> dict[str, Any]:
     state = snap.state()
@@ -96,8 +87,8 @@ def _header(snap: ReadTxn) -> dict[str, Any]:
         raise InvalidArgumentError(
             "a model upgrade is in progress: finish it (backfill) or cancel it before exporting"
         )
+    # The config carries the payload-index declarations (``fields``) too.
     config: dict[str, Any] = json.loads(snap.config(state).to_json())
-    config["field_indexes"] = field_indexes_of(snap)
     saved = {}
     for key in _SAVED:
         text = snap.read_meta(key)
@@ -243,10 +234,6 @@ def _check_header(header: Any, where: str) -> tuple[CollectionConfig, dict[str, 
     config_data = header.get("config")
     if not isinstance(config_data, dict):
         _fail(where, "the header has no config object")
-    config_data = dict(config_data)
-    field_indexes = config_data.pop("field_indexes", [])
-    if field_indexes != []:
-        _fail(where, "field indexes in an export are not supported by this simsearch")
     try:
         config = CollectionConfig.from_json(json.dumps(config_data))
     except SimsearchError as exc:

@@ -92,7 +92,10 @@ class Hit:
     """One search result: the item's id, its score (higher is better) and what it holds.
 
     ``relevance`` is the calibrated relevance in [0, 1] when the collection is
-    calibrated (see :meth:`Collection.calibrate`), otherwise ``None``.
+    calibrated (see :meth:`Collection.calibrate`), otherwise ``None``. A lexical or
+    hybrid search (``search(mode=...)``) gives each hit its ``dense_score`` (the vector
+    similarity) and ``lexical_score`` (BM25, 0 when no query word is in its text) beside
+    ``score``, the one it is ranked by; a dense search leaves them ``None``.
 
     Hits are immutable. The metadata of a hit read from a collection is parsed
     only when it is first looked at, so large result sets that are used for
@@ -105,11 +108,16 @@ class Hit:
     True
     """
 
-    __slots__ = ("_metadata", "_metadata_json", "id", "relevance", "score", "text")
+    __slots__ = (
+        "_metadata", "_metadata_json", "dense_score", "id", "lexical_score", "relevance",
+        "score", "text",
+    )  # fmt: skip
     id: str
     score: float
     text: str | None
     relevance: float | None
+    dense_score: float | None
+    lexical_score: float | None
     _metadata: JSONObject | None
     _metadata_json: str | None
 
@@ -120,12 +128,17 @@ class Hit:
         metadata: JSONObject | None = None,
         text: str | None = None,
         relevance: float | None = None,
+        *,
+        dense_score: float | None = None,
+        lexical_score: float | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "id", id)
         set_(self, "score", score)
         set_(self, "text", text)
         set_(self, "relevance", relevance)
+        set_(self, "dense_score", dense_score)
+        set_(self, "lexical_score", lexical_score)
         set_(self, "_metadata", {} if metadata is None else metadata)
         set_(self, "_metadata_json", None)
 
@@ -137,8 +150,14 @@ class Hit:
         metadata_json: str,
         text: str | None,
         relevance: float | None = None,
+        sides: tuple[Any, Any] | None = None,
     ) -> Hit:
         hit = cls(id, score, None, text, relevance)
+        if sides is not None:
+            # A lexical search embeds nothing: its hits' dense score is NaN, shown as None.
+            dense = float(sides[0])
+            object.__setattr__(hit, "dense_score", None if math.isnan(dense) else dense)
+            object.__setattr__(hit, "lexical_score", float(sides[1]))
         if metadata_json != "{}":
             object.__setattr__(hit, "_metadata", None)
             object.__setattr__(hit, "_metadata_json", metadata_json)
@@ -166,8 +185,11 @@ class Hit:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Hit is immutable; cannot delete {name}")
 
-    def _key(self) -> tuple[str, float, JSONObject, str | None, float | None]:
-        return (self.id, self.score, self.metadata, self.text, self.relevance)
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.id, self.score, self.metadata, self.text, self.relevance, self.dense_score,
+            self.lexical_score,
+        )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Hit) and self._key() == other._key()
@@ -176,16 +198,23 @@ class Hit:
 
     def __repr__(self) -> str:
         shown = "" if self.relevance is None else f", relevance={self.relevance!r}"
+        if self.lexical_score is not None:
+            shown += f", dense_score={self.dense_score!r}, lexical_score={self.lexical_score!r}"
         return (
             f"Hit(id={self.id!r}, score={self.score!r}, metadata={self.metadata!r}, "
             f"text={self.text!r}{shown})"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The hit as a plain dict (JSON-serialisable); ``relevance`` only when calibrated."""
+        """The hit as a plain dict (JSON-serialisable); ``relevance`` only when calibrated,
+        ``dense_score`` and ``lexical_score`` only from a lexical or hybrid search (a lexical
+        one's ``dense_score`` is ``None``: it embeds nothing)."""
         out = {"id": self.id, "score": self.score, "metadata": self.metadata, "text": self.text}
         if self.relevance is not None:
             out["relevance"] = self.relevance
+        if self.lexical_score is not None:
+            out["dense_score"] = self.dense_score
+            out["lexical_score"] = self.lexical_score
         return out
 
 
@@ -209,8 +238,9 @@ class Results:
     ('b', 2)
     """
 
-    __slots__ = ("_described", "_relevance", "_row_numbers", "_rows", "_scores", "k")
+    __slots__ = ("_described", "_relevance", "_row_numbers", "_rows", "_scores", "_sides", "k")
     k: int
+    _sides: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None
     _relevance: npt.NDArray[np.float64] | None
     _rows: list[list[Hit]] | None
     _scores: npt.NDArray[np.float32] | None
@@ -224,6 +254,7 @@ class Results:
         object.__setattr__(self, "_row_numbers", None)
         object.__setattr__(self, "_described", None)
         object.__setattr__(self, "_relevance", None)
+        object.__setattr__(self, "_sides", None)
 
     @classmethod
     def _from_search(
@@ -233,10 +264,13 @@ class Results:
         rows: npt.NDArray[np.int64],
         described: Described,
         relevance: npt.NDArray[np.float64] | None = None,
+        sides: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None,
     ) -> Results:
-        """Results over a search's ``(n_queries, k)`` scores and store rows (``-1`` pads)."""
+        """Results over a search's ``(n_queries, k)`` scores and store rows (``-1`` pads),
+        with each hit's dense and lexical scores (``sides``) from a lexical or hybrid one."""
         out = cls(k, [])
         object.__setattr__(out, "_relevance", relevance)
+        object.__setattr__(out, "_sides", sides)
         object.__setattr__(out, "_rows", None)
         object.__setattr__(out, "_scores", scores)
         object.__setattr__(out, "_row_numbers", rows)
@@ -259,15 +293,17 @@ class Results:
                 if self._relevance is not None
                 else [[None] * self._scores.shape[1]] * len(self._scores)
             )
-            for score_row, row_row, rel_row in zip(
-                self._scores.tolist(), self._row_numbers.tolist(), rel, strict=True
+            sides = self._sides
+            for i, (score_row, row_row, rel_row) in enumerate(
+                zip(self._scores.tolist(), self._row_numbers.tolist(), rel, strict=True)
             ):
                 hits = []
-                for score, row, r in zip(score_row, row_row, rel_row, strict=True):
+                for j, (score, row, r) in enumerate(zip(score_row, row_row, rel_row, strict=True)):
                     if row < 0:
                         break
                     id_, text, meta = described[row]
-                    hits.append(Hit._from_stored(id_, score, meta, text, r))
+                    both = None if sides is None else (sides[0][i, j], sides[1][i, j])
+                    hits.append(Hit._from_stored(id_, score, meta, text, r, both))
                 made.append(hits)
             object.__setattr__(self, "_rows", made)
             return made

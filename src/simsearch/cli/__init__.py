@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 # Imported for their commands, which register themselves on ``app``.
-from simsearch.cli import browse, data, look, quality, serve, transfer  # noqa: F401
+from simsearch.cli import browse, data, fields, look, quality, serve, transfer  # noqa: F401
 from simsearch.cli.common import app, out, show_warning
 
 __all__ = ["app", "main"]

@@ -96,8 +96,14 @@ def fields_table(fields: list[dict[str, Any]]) -> Table:
     table.add_column("field", overflow="fold")
     table.add_column("items", justify="right")
     table.add_column("types")
+    table.add_column("index")
     for entry in fields:
-        table.add_row(str(entry["field"]), _shown(entry["count"]), _shown(entry["types"]))
+        table.add_row(
+            str(entry["field"]),
+            _shown(entry["count"]),
+            _shown(entry["types"]),
+            _shown(entry.get("indexed")),
+        )
     return table
 
 

@@ -11,6 +11,7 @@ has changed.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,13 +40,25 @@ class FilterCache:
         found = self._entries.get(flt.key)
         return found[1] if found is not None and found[0] == seq else None
 
-    def rows(self, snap: ReadTxn, flt: SqlFilter, seq: int, total: int) -> Int64Array:
-        """Rows matching ``flt`` in the snapshot ``snap`` at sequence number ``seq``."""
+    def rows(
+        self,
+        snap: ReadTxn,
+        flt: SqlFilter,
+        seq: int,
+        total: int,
+        indexed: Callable[[], Int64Array | None] | None = None,
+    ) -> tuple[Int64Array, str]:
+        """Rows matching ``flt`` in the snapshot ``snap`` at sequence number ``seq``, and
+        where they came from (``cache``, ``payload index``, ``patched``, ``scan``).
+        ``indexed`` answers from payload indexes, or returns ``None`` to leave it to SQL."""
         key = flt.key
         cached = self._entries.get(key)
         if cached is not None and cached[0] == seq:
             self._entries.move_to_end(key)
-            return cached[1]
+            return cached[1], "cache"
+        found = indexed() if indexed is not None else None
+        if found is not None:
+            return self._store(key, seq, found), "payload index"
         rows: Int64Array
         if cached is not None and cached[0] < seq:
             written = snap.rows_written_since(cached[0])
@@ -54,10 +67,10 @@ class FilterCache:
                 kept = np.setdiff1d(cached[1], stale, assume_unique=True)
                 rows = np.union1d(kept, snap.filter_rows(flt, since=cached[0]))
                 self.patches += 1
-                return self._store(key, seq, rows)
+                return self._store(key, seq, rows), "patched"
         rows = snap.filter_rows(flt)
         self.full_scans += 1
-        return self._store(key, seq, rows)
+        return self._store(key, seq, rows), "scan"
 
     def _store(self, key: str, seq: int, rows: Int64Array) -> Int64Array:
         rows.setflags(write=False)  # shared between searches: never modified in place

@@ -29,6 +29,7 @@ from simsearch.errors import CollectionClosedError
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array, VectorIndex
 from simsearch.index.described import DescribedRows
+from simsearch.index.field_set import FieldIndexes
 from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
@@ -144,6 +145,7 @@ class Pinned:
     version: int  # changes whenever the index does
     subsets: SubsetCache
     filter_key: str | None
+    filter_source: str | None = None  # where the allowed rows came from (see FilterCache)
 
     def exact_flat(self, rows: Callable[[], Int64Array], filtered: bool) -> FlatIndex | None:
         """A flat copy of ``rows`` (all live rows, or the filter's), reused while the index
@@ -169,6 +171,7 @@ class IndexKeeper:
         self.filters = FilterCache()
         self.subsets = SubsetCache()
         self.described = DescribedRows()
+        self.fields = FieldIndexes(directory, store.store_id)
         self.version = 0  # bumped at every change of the index, so copies of it expire
         self._lock = threading.RLock()  # decisions about the index, one thread at a time
         self._gate = _Gate()
@@ -228,17 +231,43 @@ class IndexKeeper:
         with self._lock:
             state, config = self.catch_up(snap)
             index = self.index if config.dim is not None else None
-            allowed = None
+            allowed, source = None, None
             if index is not None and flt is not None and not flt.matches_all:
-                allowed = self.filters.rows(snap, flt, self.applied_seq, len(index))
+                compiled = flt
+
+                def indexed() -> Int64Array | None:
+                    return self.fields.rows(snap, state.seq, config, compiled)
+
+                allowed, source = self.filters.rows(
+                    snap, flt, self.applied_seq, len(index), indexed
+                )
             key = None if flt is None or flt.matches_all else flt.key
-            pinned = Pinned(index, allowed, state, config, self.version, self.subsets, key)
+            pinned = Pinned(index, allowed, state, config, self.version, self.subsets, key, source)
             hold = self._gate.reading()
             hold.__enter__()  # taken before the lock goes, so no change slips in between
         try:
             yield pinned
         finally:
             hold.__exit__(None, None, None)
+
+    def build_fields(self, snap: ReadTxn) -> None:
+        """Build (or catch up) the declared payload indexes now, and save them."""
+        with self._lock:
+            state = snap.state()
+            self.fields.catch_up(snap, state.seq, snap.config(state))
+            self.fields.save()
+
+    def allowed_rows(self, snap: ReadTxn, flt: SqlFilter) -> tuple[Int64Array, str]:
+        """The rows ``flt`` allows in ``snap`` (ascending) and where they came from: the
+        payload indexes when they cover it, else a SQL scan (no vector index needed)."""
+        with self._lock:
+            if self.closed:
+                raise CollectionClosedError(f"the collection at {self._store.collection} is closed")
+            state = snap.state()
+            found = self.fields.rows(snap, state.seq, snap.config(state), flt)
+            if found is not None:
+                return found, "payload index"
+        return snap.filter_rows(flt), "scan"
 
     @contextmanager
     def quick_reading(
@@ -265,7 +294,10 @@ class IndexKeeper:
                     None if key is None or flt is None else self.filters.cached(flt, state.seq)
                 )
                 if key is None or allowed is not None:
-                    pinned = Pinned(index, allowed, state, config, self.version, self.subsets, key)
+                    source = None if key is None else "cache"
+                    pinned = Pinned(
+                        index, allowed, state, config, self.version, self.subsets, key, source
+                    )
                     hold = self._gate.reading()
                     hold.__enter__()
         try:
@@ -419,14 +451,18 @@ class IndexKeeper:
                 self.saved_seq = self.applied_seq
 
     def close(self, config: CollectionConfig) -> None:
-        """Bring a graph or quantized index up to date with every write and save it, so the
-        next open loads it; then let it go."""
+        """Bring a graph or quantized index and the payload indexes up to date with every
+        write and save them, so the next open loads them; then let them go."""
         with self._lock:
             try:
-                if not isinstance(config.index, Flat):
+                if not isinstance(config.index, Flat) or config.fields:
                     with self._store.snapshot() as snap:
-                        self.catch_up(snap, rebuild_later=False)
+                        if not isinstance(config.index, Flat):
+                            self.catch_up(snap, rebuild_later=False)
+                        state = snap.state()
+                        self.fields.catch_up(snap, state.seq, snap.config(state))
                 self.save()
+                self.fields.save()
             except Exception as exc:  # the data is safe in the store; only time is lost
                 warnings.warn(
                     f"the index of {self._store.collection} could not be saved ({exc!r}); "

@@ -7,15 +7,18 @@ from typing import Any
 
 from simsearch.errors import InvalidArgumentError
 from simsearch.filters import SqlFilter, compile_filter
+from simsearch.scoring.fusion import FUSIONS
 from simsearch.scoring.hubness import HubnessTerms
 from simsearch.validation import check_k
 
-__all__ = ["Knobs", "SearchRequest"]
+__all__ = ["MODES", "Knobs", "SearchRequest"]
 
 #: The largest ef, nprobe or rescore factor a search may ask for.
 MAX_KNOB = 100_000
 #: The most best hits a search may skip (``offset``).
 MAX_OFFSET = 1_000_000
+#: The retrievers ``search(mode=...)`` names.
+MODES = ("dense", "lexical", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,26 @@ class Knobs:
 
 
 DEFAULT_KNOBS = Knobs()
+
+
+def _check_text_modes(
+    mode: Any, fusion: Any, alpha: Any, hubness: HubnessTerms, min_relevance: Any, cutoff: Any
+) -> None:
+    if mode not in MODES:
+        raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if fusion not in FUSIONS:
+        raise InvalidArgumentError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+    if alpha is not None and (
+        isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0
+    ):
+        raise InvalidArgumentError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    if mode != "dense" and (hubness.method != "none" or min_relevance is not None or cutoff):
+        raise InvalidArgumentError(
+            f"mode={mode!r} ranks by BM25 or a fused score: hubness, min_relevance and cutoff "
+            "work with mode='dense'"
+        )
+
+
 NO_HUBNESS = HubnessTerms("none")
 
 
@@ -54,6 +77,9 @@ class SearchRequest:
     min_relevance: float | None = None
     cutoff: str | None = None
     hubness: HubnessTerms = NO_HUBNESS
+    mode: str = "dense"
+    fusion: str = "convex"
+    alpha: float | None = None  # the dense weight of convex fusion; None: the saved one
 
     @staticmethod
     def build(
@@ -68,6 +94,9 @@ class SearchRequest:
         min_relevance: Any = None,
         cutoff: Any = None,
         hubness: Any = "none",
+        mode: Any = "dense",
+        fusion: Any = "convex",
+        alpha: Any = None,
     ) -> SearchRequest:
         """The request for these ``search`` arguments; a bad one raises a specific error."""
         knobs = (
@@ -94,6 +123,7 @@ class SearchRequest:
             raise InvalidArgumentError(f"cutoff must be 'f1' or None, got {cutoff!r}")
         if cutoff is not None and correction.method != "none":
             raise InvalidArgumentError("cutoff='f1' cannot be combined with hubness reduction")
+        _check_text_modes(mode, fusion, alpha, correction, min_relevance, cutoff)
         flt = compile_filter(where) if where is not None else None
         return SearchRequest(
             k=check_k(k),
@@ -104,6 +134,9 @@ class SearchRequest:
             min_relevance=None if min_relevance is None else float(min_relevance),
             cutoff=cutoff,
             hubness=correction,
+            mode=mode,
+            fusion=fusion,
+            alpha=None if alpha is None else float(alpha),
         )
 
     @property

@@ -19,12 +19,16 @@ from simsearch.embedding import Embedder, Progress
 from simsearch.errors import DimensionMismatchError, InvalidArgumentError, NotCalibratedError
 from simsearch.index.keeper import IndexKeeper
 from simsearch.scoring.calibration import Calibrator
+from simsearch.scoring.fusion import DEFAULT_ALPHA, HYBRID_KEY, parse_hybrid
 from simsearch.scoring.hubness import HubnessBank, HubnessTerms
 from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.candidates import Ranked
+from simsearch.search.hybrid import Sides, text_stage
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext, cut, hubness_rerank, with_relevance
 from simsearch.store import SQLiteStore
+from simsearch.store.reads import ReadTxn
+from simsearch.store.saved import Saved
 from simsearch.types import FloatArray, Results
 from simsearch.upgrade.migration import MIGRATION_KEY, Upgrades
 from simsearch.validation import as_vector_batch, check_query_texts
@@ -116,6 +120,7 @@ class Searcher:
         self._upgrades = upgrades
         self._calibration = calibration
         self._hubness = hubness
+        self._alpha = Saved(HYBRID_KEY, parse_hybrid)
 
     def query_vectors(self, query: Any, progress: Progress | None) -> FloatArray:
         """A query's vectors in the space the index holds now (texts embedded, a model
@@ -138,8 +143,17 @@ class Searcher:
         in_space = isinstance(query, InCollectionSpace)
         texts = None if in_space else query_texts(query)
         embedded_for: tuple[str | None, Any] | None = None
+        lexical_only = request.mode == "lexical"
+        if request.mode != "dense" and texts is None:
+            raise InvalidArgumentError(
+                f"mode={request.mode!r} searches texts: give the query as a string or a list "
+                "of strings"
+            )
         if in_space:
             queries = query.vectors
+        elif lexical_only:
+            assert texts is not None
+            queries = np.zeros((len(texts), 0), dtype=np.float32)
         elif texts is not None:
             with self._store.snapshot() as snap:
                 state = snap.state()
@@ -157,7 +171,7 @@ class Searcher:
             self._store.remember(snap, state)
             migration = self._upgrades.current(snap, state)
             now = (migration.text if migration else None, config.encoder)
-            if texts is not None and now != embedded_for:
+            if texts is not None and not lexical_only and now != embedded_for:
                 # A model upgrade started or finished while the queries were embedded:
                 # embed them again into the space this snapshot holds.
                 queries = self._embedder.embed(config, migration, texts, "query", False)[0]
@@ -166,7 +180,7 @@ class Searcher:
                 queries = migration.map_new(queries, "query vectors")
             if config.dim is None or pinned.index is None:
                 return Results(k=request.k, rows=[[] for _ in range(len(queries))])
-            if queries.shape[1] != config.dim:
+            if queries.shape[1] != config.dim and not lexical_only:
                 raise DimensionMismatchError(
                     f"query vectors have dimension {queries.shape[1]}, the collection holds "
                     f"{config.dim}-d vectors"
@@ -191,11 +205,26 @@ class Searcher:
 
                 return self._hubness.item_terms(snap, state, correction, rows, vectors_of)
 
+            if request.mode != "dense":
+                assert texts is not None
+                alpha = request.alpha
+                if alpha is None:
+                    saved = self._alpha.get(snap, state)
+                    alpha = DEFAULT_ALPHA if saved is None else saved
+                sided = text_stage(ctx, snap, request, texts, queries, k, alpha)
+                return self._described(snap, request, sided.ranked, (sided.dense, sided.lexical))
             ranked = page(rank_stages(request, ctx, queries, k, calibrator, terms), request)
-            rows = ranked.rows
-            described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
-            self._keeper.described.keep(described)  # while the index holds still
-        return Results._from_search(request.k, ranked.scores, rows, described, ranked.relevance)
+            return self._described(snap, request, ranked, None)
+
+    def _described(
+        self, snap: ReadTxn, request: SearchRequest, ranked: Ranked, sides: Sides | None
+    ) -> Results:
+        rows = ranked.rows
+        described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
+        self._keeper.described.keep(described)  # while the index holds still
+        return Results._from_search(
+            request.k, ranked.scores, rows, described, ranked.relevance, sides
+        )
 
     def _quick(self, queries: FloatArray, request: SearchRequest) -> Results | None:
         if request.hubness.method != "none" or request.wants_relevance:

@@ -44,6 +44,7 @@ from simsearch.server.asgi import (
 from simsearch.server.auth import ApiKey, Right
 from simsearch.server.caller import Caller
 from simsearch.server.docs_ui import add_docs_pages
+from simsearch.server.field_routes import add_field_routes
 from simsearch.server.items import add_item_routes
 from simsearch.server.registry import CollectionRegistry
 from simsearch.server.schemas import (
@@ -352,6 +353,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app, registry, allow=allow, check_texts=check_texts,
         check_answer=check_answer, embed_limits=embed_limits,
     )  # fmt: skip
+    add_field_routes(app, registry, allow=allow)
 
     @app.post(
         "/collections/{name}/search",

@@ -87,6 +87,11 @@ class CollectionInfo(BaseModel):
         "'field' (its path as filters write it), 'count' (items holding it) and 'types' "
         "(items per JSON type)",
     )
+    field_indexes: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="the payload indexes: each with 'field', 'kind', 'window' and 'bytes' "
+        "(memory, null until built)",
+    )
     error: ErrorDetail | None = Field(
         default=None,
         description="why the collection cannot be opened (listing only); the other fields "
@@ -116,6 +121,26 @@ class GetItems(_Strict):
     missing: Literal["error", "skip"] = Field(
         default="error", description="a missing id: 404 item_not_found, or left out"
     )
+
+
+class FieldIndexBody(_Strict):
+    field: str = Field(min_length=1, max_length=1000, examples=["lang"])
+    kind: Literal["keyword", "integer", "float", "bool", "datetime"]
+    window: bool = False
+
+
+class DropFieldIndex(_Strict):
+    field: str = Field(min_length=1, max_length=1000)
+
+
+class FieldIndexChanged(BaseModel):
+    changed: bool
+    field_indexes: list[dict[str, Any]]
+
+
+class ExplainSearch(_Strict):
+    where: dict[str, Any] | None = Field(default=None, description="a metadata filter")
+    exact: bool = False
 
 
 class CountItems(_Strict):

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import difflib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from simsearch.config import FieldIndexSpec
 from simsearch.errors import InvalidFilterError
 from simsearch.filters import field_path
 
@@ -133,12 +134,22 @@ def read_catalogue(conn: sqlite3.Connection) -> list[FieldInfo]:
 MAX_LISTED_FIELDS = 1000
 
 
-def field_summaries(fields: list[FieldInfo]) -> list[dict[str, Any]]:
+def field_summaries(
+    fields: list[FieldInfo], indexed: Sequence[FieldIndexSpec] = ()
+) -> list[dict[str, Any]]:
     """``fields`` as ``Collection.info`` lists them: the most common first, each with its
-    path as a filter writes it, its item count and the count of each JSON type."""
+    path as a filter writes it, its item count, the count of each JSON type, and the
+    kind of its payload index (``None`` if it has none)."""
+    kinds = {spec.keys: spec.kind for spec in indexed}
     ranked = sorted(fields, key=lambda f: (-f.items, f.keys))[:MAX_LISTED_FIELDS]
     return [
-        {"field": field_path(*f.keys), "count": f.items, "types": dict(f.types)} for f in ranked
+        {
+            "field": field_path(*f.keys),
+            "count": f.items,
+            "types": dict(f.types),
+            "indexed": kinds.get(f.keys),
+        }
+        for f in ranked
     ]
 
 

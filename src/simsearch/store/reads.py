@@ -337,6 +337,32 @@ class ReadTxn:
         cur = self._conn.execute("SELECT row FROM items WHERE seq > ? ORDER BY row", (seq,))
         return np.fromiter((r for (r,) in cur), dtype=np.int64)
 
+    def field_values_since(
+        self, seq: int, paths: Sequence[str]
+    ) -> tuple[Int64Array, list[tuple[list[str | None], list[Any]]]]:
+        """Rows written after ``seq`` (ascending) and, for each JSON path, the JSON type and
+        the scalar value at it in each row (``None`` where it is missing or not a
+        scalar). Rows whose metadata is not JSON read as holding no field."""
+        columns = ", ".join(
+            "json_type(m, ?), CASE WHEN json_type(m, ?) IN ('integer', 'real', 'text') "
+            "THEN json_extract(m, ?) END"
+            for _ in paths
+        )
+        sql = (
+            f"SELECT row, {columns} FROM (SELECT row, CASE WHEN json_valid(metadata) THEN "
+            "metadata ELSE '{}' END AS m FROM items WHERE seq > ?) ORDER BY row"
+        )
+        params = [seq, *(p for path in paths for p in (path, path, path))]
+        # The subquery's parameter comes first in the text but is bound by position.
+        params = [*params[1:], seq]
+        fetched = self._conn.execute(sql, params).fetchall()
+        rows = np.fromiter((r[0] for r in fetched), dtype=np.int64, count=len(fetched))
+        out = [
+            ([r[1 + 2 * i] for r in fetched], [r[2 + 2 * i] for r in fetched])
+            for i in range(len(paths))
+        ]
+        return rows, out
+
     def rows_deleted_since(self, seq: int) -> Int64Array:
         """Rows deleted after ``seq``."""
         cur = self._conn.execute("SELECT row FROM deletions WHERE seq > ?", (seq,))

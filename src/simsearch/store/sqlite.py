@@ -40,6 +40,7 @@ from simsearch.errors import (
     StoreBusyError,
 )
 from simsearch.store.catalogue import CATALOGUE_SCHEMA, fill_catalogue
+from simsearch.store.lexical import LEXICAL_SCHEMA, fill_lexical
 from simsearch.store.reads import Changes, Int64Array, ReadTxn, StoredRow, StoreState
 from simsearch.store.writes import WriteTxn
 from simsearch.types import Described
@@ -57,7 +58,8 @@ __all__ = [
 DB_FILENAME = "simsearch.sqlite3"
 #: 3: every collection carries a random ``store_id`` that its saved indexes name.
 #: 4: the catalogue of metadata fields, kept by triggers (see ``store/catalogue.py``).
-SCHEMA_VERSION = 4
+#: 5: the lexical index of texts, kept by triggers (see ``store/lexical.py``).
+SCHEMA_VERSION = 5
 #: How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 60.0
 PAGE_SIZE = 16384
@@ -150,6 +152,13 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     if not had_catalogue:
         fill_catalogue(conn)
+    had_lexical = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='lexical'"
+    ).fetchone()
+    for statement in LEXICAL_SCHEMA:
+        conn.execute(statement)
+    if not had_lexical:
+        fill_lexical(conn)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', '0')")
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (STORE_ID_KEY, uuid.uuid4().hex)

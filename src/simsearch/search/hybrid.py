@@ -1,0 +1,206 @@
+"""The lexical and hybrid candidate stages: BM25 from the lexical index, and its fusion
+with the dense candidates.
+
+``lexical``: each query's best rows by BM25 (:mod:`simsearch.store.lexical`), read in
+the search's snapshot, among the rows the filter allows. ``hybrid``: the best
+``max(POOL, depth)`` rows of each side, united (:class:`Pool`); every candidate gets its exact dense
+similarity and its BM25 score (0 where no query word is in its text), and they are
+fused (:mod:`simsearch.scoring.fusion`) into the score it is ranked by. Both report
+each hit's two side scores beside the one it is ranked by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from simsearch.errors import InvalidArgumentError
+from simsearch.index.base import Int64Array
+from simsearch.index.flat import normalize
+from simsearch.scoring.fusion import fuse
+from simsearch.search.candidates import Ranked
+from simsearch.search.request import SearchRequest
+from simsearch.search.stages import SearchContext
+from simsearch.store.lexical import lexical_scores, lexical_search, match_expression
+from simsearch.store.reads import ReadTxn
+from simsearch.types import FloatArray, Metric
+
+__all__ = [
+    "POOL", "Pool", "Sided", "Sides", "hybrid_pool", "lexical_ranked", "matches_of", "text_stage",
+]  # fmt: skip
+
+F32 = npt.NDArray[np.float32]
+#: Candidates each side gives a hybrid search at least.
+POOL = 100
+
+
+@dataclass(frozen=True)
+class Sided:
+    """Ranked hits with each one's dense and lexical score beside the ranking score."""
+
+    ranked: Ranked
+    dense: F32
+    lexical: F32
+
+
+def matches_of(texts: Sequence[str]) -> list[str | None]:
+    """Each query text's FTS5 expression (``None``: no word to look for)."""
+    return [match_expression(t) for t in texts]
+
+
+def _padded(parts: list[tuple[F32, Int64Array]], width: int) -> tuple[F32, Int64Array]:
+    scores = np.full((len(parts), width), -np.inf, dtype=np.float32)
+    rows = np.full((len(parts), width), -1, dtype=np.int64)
+    for i, (s, r) in enumerate(parts):
+        scores[i, : len(r)] = s[:width]
+        rows[i, : len(r)] = r[:width]
+    return scores, rows
+
+
+def lexical_ranked(
+    snap: ReadTxn, matches: Sequence[str | None], k: int, allowed: Int64Array | None
+) -> Ranked:
+    """The ``k`` best rows of each query by BM25 among ``allowed`` (``None``: all)."""
+    empty = (np.zeros(0, np.float32), np.zeros(0, np.int64))
+    parts = [empty if m is None else lexical_search(snap.query, m, k, allowed) for m in matches]
+    return Ranked(*_padded(parts, k))
+
+
+def dense_scores(ctx: SearchContext, snap: ReadTxn, queries: FloatArray, rows: Int64Array) -> F32:
+    """The similarity of each query to each of its ``rows`` (``(n, m)``, -1 pads)."""
+    dim = int(ctx.config.dim or 0)
+    wanted = np.unique(rows[rows >= 0])
+    out = np.full(rows.shape, -np.inf, dtype=np.float32)
+    if not len(wanted):
+        return out
+    vectors = snap.vectors_of_rows(wanted, dim)
+    q = queries
+    if ctx.config.metric is Metric.COSINE:
+        q, vectors = normalize(queries), normalize(vectors)
+    if ctx.config.metric is Metric.L2:
+        diff = q[:, None, :] - vectors[None, :, :]
+        table = -np.sqrt((diff * diff).sum(axis=2))
+    else:
+        table = q @ vectors.T
+    found = rows >= 0
+    at = np.searchsorted(wanted, np.where(found, rows, wanted[0]))
+    picked = np.take_along_axis(table, at, axis=1)
+    return np.where(found, picked, -np.inf).astype(np.float32)
+
+
+def lexical_of(snap: ReadTxn, matches: Sequence[str | None], rows: Int64Array) -> F32:
+    """The BM25 score of each query's ``rows`` (0 where it matches nothing)."""
+    out = np.zeros(rows.shape, dtype=np.float32)
+    for i, m in enumerate(matches):
+        found = rows[i] >= 0
+        out[i, found] = lexical_scores(snap.query, m, rows[i, found].tolist())
+    return out
+
+
+def _rank_in(rows: Int64Array, side: Int64Array) -> npt.NDArray[np.int64]:
+    """Each of ``rows``'s 0-based rank in ``side`` (one query's list), -1 when absent."""
+    place = {int(r): i for i, r in enumerate(side.tolist()) if r >= 0}
+    return np.array([place.get(int(r), -1) for r in rows.tolist()], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Each query's hybrid candidates (``(n, m)``, -1 pads) with both sides' scores and
+    their 0-based ranks in each side's own list (-1: not in it)."""
+
+    rows: Int64Array
+    dense: F32
+    lexical: F32
+    dense_rank: Int64Array
+    lexical_rank: Int64Array
+
+    def ranked(self, fusion: str, alpha: float, k: int) -> Sided:
+        """The ``k`` best candidates by fused score."""
+        valid = self.rows >= 0
+        fused = fuse(
+            self.dense, self.lexical, self.dense_rank, self.lexical_rank, valid, fusion, alpha
+        )
+        # Best fused first; ties by the smaller row, so equal scores order the same every time.
+        order = np.lexsort((np.where(valid, self.rows, np.iinfo(np.int64).max), -fused))
+        order = order[:, :k]
+
+        def pick(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return np.take_along_axis(a, order, axis=1)
+
+        rows = np.where(pick(valid), pick(self.rows), -1)
+        return Sided(Ranked(pick(fused), rows), pick(self.dense), pick(self.lexical))
+
+
+def hybrid_pool(
+    ctx: SearchContext,
+    snap: ReadTxn,
+    queries: FloatArray,
+    matches: Sequence[str | None],
+    depth: int,
+) -> Pool:
+    """The union of each side's best ``depth`` rows per query, every one scored by both."""
+    dense_side = ctx.candidates(queries, depth)
+    lexical_side = lexical_ranked(snap, matches, depth, ctx.allowed)
+    n = len(queries)
+    unions = []
+    for i in range(n):
+        both = np.concatenate([dense_side.rows[i], lexical_side.rows[i]])
+        unions.append(np.unique(both[both >= 0]))
+    width = max(1, max(len(u) for u in unions))
+    rows = np.full((n, width), -1, dtype=np.int64)
+    dense_rank = np.full((n, width), -1, dtype=np.int64)
+    lexical_rank = np.full((n, width), -1, dtype=np.int64)
+    for i, u in enumerate(unions):
+        rows[i, : len(u)] = u
+        dense_rank[i, : len(u)] = _rank_in(u, dense_side.rows[i])
+        lexical_rank[i, : len(u)] = _rank_in(u, lexical_side.rows[i])
+    dense = dense_scores(ctx, snap, queries, rows)
+    lexical = lexical_of(snap, matches, rows)
+    return Pool(rows, dense, lexical, dense_rank, lexical_rank)
+
+
+#: Each hit's dense and lexical scores, as ``Results`` carries them.
+Sides = tuple[F32, F32]
+
+
+def text_stage(
+    ctx: SearchContext,
+    snap: ReadTxn,
+    request: SearchRequest,
+    texts: Sequence[str],
+    queries: FloatArray,
+    k: int,
+    alpha: float,
+) -> Sided:
+    """The lexical or hybrid candidates ``request.mode`` asks for, ``k`` deep, after the
+    ``offset`` best (a lexical search leaves the dense scores NaN: it embeds nothing)."""
+    matches = matches_of(texts)
+    if request.mode == "lexical":
+        ranked = lexical_ranked(snap, matches, k, ctx.allowed)
+        sided = Sided(
+            ranked,
+            np.full(ranked.rows.shape, np.nan, dtype=np.float32),
+            np.where(ranked.rows >= 0, ranked.scores, 0.0).astype(np.float32),
+        )
+    else:
+        pool = hybrid_pool(ctx, snap, queries, matches, max(POOL, k))
+        sided = pool.ranked(request.fusion, alpha, k)
+    if (
+        any(m is not None for m in matches)
+        and not snap.query("SELECT 1 FROM items WHERE text IS NOT NULL LIMIT 1").fetchone()
+    ):
+        raise InvalidArgumentError(
+            f"mode={request.mode!r} ranks items by their texts, and this collection holds "
+            "none (only vectors): search with mode='dense'"
+        )
+    skip = request.offset
+    if not skip:
+        return sided
+    r = sided.ranked
+    return Sided(
+        Ranked(r.scores[:, skip:], r.rows[:, skip:]), sided.dense[:, skip:], sided.lexical[:, skip:]
+    )

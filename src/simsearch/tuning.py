@@ -1,0 +1,94 @@
+"""Choosing the dense weight of hybrid search from judged queries (``Collection.tune_hybrid``).
+
+Each judged query's hybrid candidates (:class:`~simsearch.search.hybrid.Pool`) are
+gathered once; every weight of ``ALPHAS`` then only fuses them again, and the one with
+the best mean nDCG@10 over the queries is saved under ``HYBRID_KEY``, where every later
+convex hybrid search without an ``alpha`` of its own reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from simsearch.errors import InvalidArgumentError
+from simsearch.index.keeper import IndexKeeper
+from simsearch.scoring.fusion import HYBRID_KEY, best_alpha
+from simsearch.scoring.relevance import relevant_ids
+from simsearch.search.hybrid import POOL, hybrid_pool, matches_of
+from simsearch.search.request import DEFAULT_KNOBS
+from simsearch.search.runner import query_texts
+from simsearch.search.stages import SearchContext
+from simsearch.store import SQLiteStore
+from simsearch.types import FloatArray
+
+__all__ = ["TUNE_DEPTH", "check_tuning", "tune_hybrid"]
+
+#: The rank depth of the quality a weight is chosen by (nDCG@10).
+TUNE_DEPTH = 10
+
+
+def _ndcg(ids: Sequence[str | None], relevant: set[str]) -> float:
+    gain = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ids[:TUNE_DEPTH]) if d in relevant)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), TUNE_DEPTH)))
+    return gain / ideal if ideal else 0.0
+
+
+def check_tuning(queries: Any, judgements: Any) -> list[str]:
+    """The query texts of ``tune_hybrid``, checked against their judgements."""
+    texts = query_texts(queries)
+    if texts is None:
+        raise InvalidArgumentError("tune_hybrid needs the queries as a list of strings")
+    if isinstance(judgements, str | bytes) or not isinstance(judgements, Sequence):
+        raise InvalidArgumentError("judgements must be a list with one entry per query")
+    if len(judgements) != len(texts):
+        raise InvalidArgumentError(f"got {len(texts)} queries but {len(judgements)} judgements")
+    return texts
+
+
+def tune_hybrid(
+    store: SQLiteStore,
+    keeper: IndexKeeper,
+    texts: list[str],
+    queries: FloatArray,
+    judgements: Sequence[Any],
+) -> dict[str, Any]:
+    """Choose and save the convex weight with the best nDCG@10 over ``texts`` (embedded
+    as ``queries``) and their ``judgements``; returns it, its nDCG@10, and the nDCG@10
+    of dense (alpha 1) and lexical (alpha 0) alone on the same queries."""
+    relevant = [relevant_ids(j) for j in judgements]
+    if not any(relevant):
+        raise InvalidArgumentError("no judgement names a relevant item: nothing to tune on")
+    with store.snapshot() as snap, keeper.reading(snap) as pinned:
+        config = pinned.config
+        if config.dim is None or pinned.index is None or len(pinned.index) == 0:
+            raise InvalidArgumentError("the collection is empty: add items first")
+        if not snap.query("SELECT 1 FROM items WHERE text IS NOT NULL LIMIT 1").fetchone():
+            raise InvalidArgumentError("the collection holds no texts: hybrid search needs them")
+        ctx = SearchContext(snap, pinned.index, config, None, DEFAULT_KNOBS, False)
+        pool = hybrid_pool(ctx, snap, queries, matches_of(texts), POOL)
+        described = snap.describe_rows(np.unique(pool.rows[pool.rows >= 0]).tolist())
+
+    def quality(alpha: float) -> float:
+        rows = pool.ranked("convex", alpha, TUNE_DEPTH).ranked.rows.tolist()
+        judged = [
+            _ndcg([described[r][0] if r >= 0 else None for r in row], rel)
+            for row, rel in zip(rows, relevant, strict=True)
+            if rel
+        ]
+        return float(np.mean(judged))
+
+    alpha, best = best_alpha(quality)
+    with store.write() as txn:
+        txn.save_meta(HYBRID_KEY, json.dumps({"alpha": alpha, "ndcg@10": best}))
+    return {
+        "alpha": alpha,
+        "ndcg@10": best,
+        "dense ndcg@10": quality(1.0),
+        "lexical ndcg@10": quality(0.0),
+        "queries": sum(1 for r in relevant if r),
+    }

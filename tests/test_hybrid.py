@@ -1,0 +1,212 @@
+"""Lexical and hybrid search: the FTS5 index under every write path, fusion, the weight
+tuned from judgements, and bad queries."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import simsearch
+from simsearch.encoders.base import register_encoder
+from simsearch.scoring.fusion import DEFAULT_ALPHA, HYBRID_KEY
+from simsearch.store.lexical import MAX_QUERY_WORDS, match_expression, query_words
+
+TEXTS = {
+    "a": "The cat sat on the mat",
+    "b": "Dogs chase cats in the park",
+    "c": "A red car and a blue car",
+    "d": "Quantum physics of cats and dogs",
+    "e": "Gardening in the spring",
+}
+
+
+class Letters:
+    """A tiny deterministic text encoder: letter counts (26-d)."""
+
+    name, version, dim = "letters-test", "1", 26
+
+    def encode(self, texts: list[str], *, kind: str = "passage", progress: object = None) -> Any:
+        out = np.full((len(texts), 26), 1e-3, dtype=np.float32)
+        for i, t in enumerate(texts):
+            for ch in t.lower():
+                if "a" <= ch <= "z":
+                    out[i, ord(ch) - 97] += 1
+        return out
+
+
+register_encoder("letters-test", Letters)
+
+
+def make(tmp_path: Path) -> simsearch.Collection:
+    col = simsearch.Collection.open(tmp_path / "c", encoder="letters-test")
+    ids = list(TEXTS)
+    col.add(ids, texts=[TEXTS[i] for i in ids], metadata=[{"n": i} for i in range(len(ids))])
+    return col
+
+
+def vec(*hot: int) -> list[float]:
+    return [1.0 if i in hot else 0.0 for i in range(26)]
+
+
+def ids(res: simsearch.Results) -> list[list[str]]:
+    return [[h.id for h in row] for row in res]
+
+
+def test_lexical_search_ranks_by_bm25_and_stems(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        hits = col.search("cat", mode="lexical", k=10)[0]
+        # Porter stemming: "cats" and "cat" are one term; texts without it are absent.
+        assert {h.id for h in hits} == {"a", "b", "d"}
+        assert all(h.lexical_score == h.score > 0 and h.dense_score is None for h in hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        assert ids(col.search(["CAR", "garden"], mode="lexical")) == [["c"], ["e"]]
+
+
+def test_writes_keep_the_lexical_index_exact(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        col.upsert("c", texts=["nothing of note"])
+        assert ids(col.search("car", mode="lexical")) == [[]]
+        col.update("e", texts=["a car in spring"])
+        assert ids(col.search("car", mode="lexical")) == [["e"]]
+        col.delete("e")
+        assert ids(col.search("car", mode="lexical")) == [[]]
+        col.add("v", vectors=[vec(2)])  # no text: never a lexical hit
+        col.add("w", texts=["car"])
+        assert ids(col.search("car", mode="lexical")) == [["w"]]
+        hybrid = {h.id: h for h in col.search("car", mode="hybrid", k=10)[0]}
+        assert hybrid["v"].lexical_score == 0.0
+        assert hybrid["w"].lexical_score > 0
+    with simsearch.Collection.open(tmp_path / "c") as col:  # reopened: the same
+        assert ids(col.search("car", mode="lexical")) == [["w"]]
+        db = sqlite3.connect(tmp_path / "c" / "simsearch.sqlite3")
+        db.execute("INSERT INTO lexical (lexical) VALUES ('integrity-check')")  # raises if not
+        db.close()
+
+
+def test_filters_apply_before_lexical_ranking(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        for i in range(30):  # many better matches that the filter excludes
+            col.add(f"x{i}", texts=["cat cat cat"], metadata={"n": 99})
+        hits = col.search("cat", mode="lexical", k=3, where={"n": {"$lt": 10}})[0]
+        assert {h.id for h in hits} == {"a", "b", "d"}
+        hybrid = col.search("cat", mode="hybrid", k=5, where={"n": {"$lt": 10}})[0]
+        assert len(hybrid) == 5
+        assert all(h.metadata["n"] < 10 for h in hybrid)
+
+
+def test_hybrid_hits_carry_both_scores_and_fuse(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        dense = {h.id: h.score for h in col.search("cats", k=10)[0]}
+        lexical = {h.id: h.score for h in col.search("cats", mode="lexical", k=10)[0]}
+        for fusion in ("convex", "rrf"):
+            hits = col.search("cats", mode="hybrid", fusion=fusion, k=10)[0]
+            assert len(hits) == 5
+            for h in hits:
+                assert h.lexical_score == pytest.approx(lexical.get(h.id, 0.0))
+                assert h.dense_score == pytest.approx(dense[h.id], rel=1e-5)
+            assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        # alpha 0 is lexical alone (the matching texts first, in BM25 order)
+        only = col.search("cats", mode="hybrid", alpha=0.0, k=3)[0]
+        assert [h.id for h in only] == sorted(lexical, key=lambda i: -lexical[i])
+        paged = col.search("cats", mode="hybrid", k=2, offset=1)[0]
+        assert [h.id for h in paged] == [h.id for h in col.search("cats", mode="hybrid", k=3)[0]][
+            1:
+        ]
+
+
+def test_tune_hybrid_chooses_and_saves_a_weight(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        summary = col.tune_hybrid(["cats", "red car"], [{"b"}, ["c"]])
+        assert 0.0 <= summary["alpha"] <= 1.0
+        assert (
+            summary["ndcg@10"] >= max(summary["dense ndcg@10"], summary["lexical ndcg@10"]) - 1e-9
+        )
+    with simsearch.Collection.open(tmp_path / "c") as col:  # the weight was saved
+        with col._store.snapshot() as snap:
+            assert snap.read_meta(HYBRID_KEY) is not None
+        with pytest.raises(simsearch.InvalidArgumentError, match="judgements"):
+            col.tune_hybrid(["cats"], [{"b"}, {"c"}])
+        with pytest.raises(simsearch.InvalidArgumentError, match="list of strings"):
+            col.tune_hybrid([vec(1)], [{"b"}])  # type: ignore[list-item]
+        with pytest.raises(simsearch.InvalidArgumentError, match="relevant"):
+            col.tune_hybrid(["cats"], [set()])
+
+
+def test_a_tuned_weight_is_used_by_later_searches(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        with col._store.write() as txn:
+            txn.save_meta(HYBRID_KEY, '{"alpha": 0.0}')
+        assert ids(col.search("cats", mode="hybrid", k=3)) == ids(
+            col.search("cats", mode="hybrid", alpha=0.0, k=3)
+        )
+        assert DEFAULT_ALPHA == 0.5
+
+
+def test_vector_only_collection_says_so(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "v", metric="dot") as col:
+        col.add(["a"], vectors=[[1.0, 0.0]])
+        with pytest.raises(simsearch.InvalidArgumentError, match="holds none"):
+            col.search("cat", mode="lexical")
+        with pytest.raises(simsearch.InvalidArgumentError, match="strings"):
+            col.search([1.0, 0.0], mode="lexical")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"', "*", "NEAR", "NEAR(a b)", "AND", "OR NOT", "( )", "-", "cat*", 'c"a"t', "^cat",
+     "col:cat", "", "   ", "the of and", "!!! ???", "ünïcödé", "كَتَبَ الولد", "猫と犬",
+     "cat\x00dog", "e\u0301t\u00e9"],
+)  # fmt: skip
+def test_bad_queries_give_results_never_an_sql_error(tmp_path: Path, query: str) -> None:
+    with make(tmp_path) as col:
+        for mode in ("lexical", "hybrid"):
+            res = col.search(query, mode=mode, k=3)
+            assert len(res) == 1
+
+
+def test_fts_syntax_is_read_as_words(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        col.add("n", texts=["near and or not"])
+        assert "n" in ids(col.search("NEAR", mode="lexical"))[0]
+        assert ids(col.search("-", mode="lexical")) == [[]]
+        assert query_words("the of") == []
+        assert match_expression("the of") is None
+
+
+def test_long_and_huge_queries(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        long = " ".join(["cat"] * 10_000 + [f"w{i}" for i in range(MAX_QUERY_WORDS - 1)])
+        assert ids(col.search(long, mode="lexical", k=3))[0][0] in {"a", "b", "d"}
+        with pytest.raises(simsearch.InvalidArgumentError, match="at most"):
+            col.search(" ".join(f"w{i}" for i in range(MAX_QUERY_WORDS + 1)), mode="lexical")
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    with make(tmp_path) as col:
+        for kwargs, words in (
+            ({"mode": "sparse"}, "mode must be"),
+            ({"mode": "hybrid", "fusion": "max"}, "fusion must be"),
+            ({"mode": "hybrid", "alpha": 1.5}, "alpha must be"),
+            ({"mode": "hybrid", "alpha": True}, "alpha must be"),
+            ({"mode": "lexical", "min_relevance": 0.5}, "work with mode='dense'"),
+            ({"mode": "hybrid", "hubness": "csls"}, "work with mode='dense'"),
+        ):
+            with pytest.raises(simsearch.InvalidArgumentError, match=words):
+                col.search("cat", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_collection_from_before_gets_its_lexical_index(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "c" / "simsearch.sqlite3")
+    for name in ("lexical_insert", "lexical_delete", "lexical_update"):
+        db.execute(f"DROP TRIGGER {name}")
+    db.execute("DROP TABLE lexical")
+    db.execute("PRAGMA user_version=4")
+    db.commit()
+    db.close()
+    with simsearch.Collection.open(tmp_path / "c") as col:
+        assert {h.id for h in col.search("cat", mode="lexical")[0]} == {"a", "b", "d"}
