@@ -49,6 +49,7 @@ from simsearch.scoring.calibration import (
     WINDOW,
     Background,
     Calibrator,
+    _sigmoid,
     best_threshold,
     expected_f1_prefix,
     fill,
@@ -117,7 +118,7 @@ def _platt(x: F64, y: F64, w: F64) -> tuple[float, float]:
     a, b = 1.0, float(np.log((np.sum(w * y) + 0.5) / (np.sum(w * (1 - y)) + 0.5)))
     total = w.sum()
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        p = _sigmoid(a * x + b)
         r = w * (p - y) / total
         g = np.array([np.sum(r * x) + 1e-6 * a, np.sum(r)])
         c = w * p * (1 - p) / total
@@ -151,9 +152,9 @@ def _adam(h: F64, inputs: list[F64], y: F64, w: F64, *, l2: float, seed: int) ->
         logit = params[:, n_in:].copy()
         for i, x in enumerate(inputs):
             logit = logit + np.logaddexp(0.0, params[:, i])[:, None] * x
-        err = w * (1.0 / (1.0 + np.exp(-logit)) - y) / total
+        err = w * (_sigmoid(logit) - y) / total
         grad_params = np.stack(
-            [(err * x).sum(axis=1) / (1.0 + np.exp(-params[:, i])) for i, x in enumerate(inputs)]
+            [(err * x).sum(axis=1) * _sigmoid(params[:, i]) for i, x in enumerate(inputs)]
             + [err.sum(axis=1)],
             axis=1,
         )
