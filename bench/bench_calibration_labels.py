@@ -20,6 +20,7 @@ to bench/results/calibration-labels.json, with what each fit chose.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -141,16 +142,24 @@ def run_set(data: JudgedSet, sizes: list[str], repeats: int, seed: int) -> dict[
     return out
 
 
+def with_depth(data: JudgedSet, depth: int | None) -> JudgedSet:
+    """``data`` measured over each query's top ``depth`` (its own depth when None)."""
+    return data if depth is None else dataclasses.replace(data, depth=depth)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--sizes", default="10,20,50,100,all")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--depth", type=int, help="Candidates per query measured (all sets).")
     parser.add_argument("--out", type=Path, default=RESULTS / "calibration-labels.json")
     args = parser.parse_args()
     report = {
-        name: run_set(SETS[name](), args.sizes.split(","), args.repeats, args.seed)
+        name: run_set(
+            with_depth(SETS[name](), args.depth), args.sizes.split(","), args.repeats, args.seed
+        )
         for name in args.sets.split(",")
     }
     args.out.parent.mkdir(exist_ok=True)
