@@ -58,6 +58,7 @@ bench: $(BENCH_STAMP)
 bench-calibration: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_calibration.py
 	$(BIN)/python bench/bench_calibration_digits.py
+	$(BIN)/python bench/bench_calibration_labels.py
 
 bench-dedup: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_dedup.py
