@@ -41,7 +41,7 @@ def test_where_query_dependence_does_not_help_the_fitted_model_is_the_global_map
         summary = col.calibrate(queries, judged)
         assert summary["model"] == "global"
         losses = summary["cross_validation"]["log_loss"]
-        assert set(losses) == {"global", "shape", "query"}
+        assert set(losses) == {"global", "list", "shape", "query"}
         # The global map is Platt scaling of the raw score: it recovers the true map.
         hits = col.search(queries[:5], k=50)
         for row, q in zip(hits, queries[:5], strict=True):

@@ -8,17 +8,19 @@ reorders a query's hits.
 Two calibrators exist, and a collection says which one is in force:
 
 - ``"fitted"`` (from judgements, :meth:`Collection.calibrate` with labels): a
-  probability of relevance ``sigmoid(sum_j a_j(q) x_j + b(q))`` from one of three
+  probability of relevance ``sigmoid(sum_j a_j(q) x_j + b(q))`` from one of four
   nested models (:mod:`simsearch.scoring.calibration_fit` chooses among them by
   cross-validation on the judgements themselves):
 
   - ``"global"``: one score-to-probability map for every query, Platt scaling
     ``sigmoid(a s + b)`` of the raw score ``s``;
-  - ``"shape"``: the score enters as ``s``, its distance to the query's best
+  - ``"list"``: the score enters as ``s``, its distance to the query's best
     score ``s - s_top``, its standard score ``z`` against the whole collection
     (below) and its rank among the query's nearest ``WINDOW`` items, with
-    positive global slopes, and the offset ``b(q)`` depends on the shape of the
-    query's score list (how far its best scores stand out);
+    positive global slopes and one global offset (five parameters: where a hit
+    stands in its query's list, not only its raw score);
+  - ``"shape"``: as ``"list"``, and the offset ``b(q)`` depends on the shape of
+    the query's score list (how far its best scores stand out);
   - ``"query"``: as ``"shape"``, and the slopes ``a_j(q) = softplus(W h(q))`` and
     the offset come from a linear model on the query embedding as well (per-query
     Platt scaling in the manner of the Cosine Adapter, Rossi et al., CIKM 2024).
@@ -74,7 +76,7 @@ SHAPE_FEATURES = 8
 #: Standard deviations below this are treated as this (a collection of identical items).
 MIN_STD = 1e-6
 #: The nested models, simplest first.
-MODELS = ("global", "shape", "query")
+MODELS = ("global", "list", "shape", "query")
 #: The ``cutoff="f1"`` rules.
 RULES = ("score", "probability", "expected")
 
@@ -131,9 +133,9 @@ class Background:
 
 
 def raw_features(model: str, background: Background, queries: F64, window: F64) -> F64:
-    """``h(q)`` before standardising: nothing for the global model, the shape of the
-    query's window of scores, and for the query model its embedding too."""
-    if model == "global":
+    """``h(q)`` before standardising: nothing for the global and list models, the shape
+    of the query's window of scores, and for the query model its embedding too."""
+    if model in ("global", "list"):
         return np.zeros((len(queries), 0))
     mu, sd = background.stats(queries)
     top = window[:, 0]

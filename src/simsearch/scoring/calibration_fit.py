@@ -1,10 +1,11 @@
 """Fitting a calibrator from judged queries: a choice among nested models by
 cross-validation, so that it backs off with the evidence it has.
 
-Why a choice among nested models, and why by cross-validation. The three models
+Why a choice among nested models, and why by cross-validation. The four models
 of :mod:`simsearch.scoring.calibration` are nested: ``"global"`` (one Platt map
-of the raw score, two parameters) is ``"shape"`` with its shape terms at zero,
-which is ``"query"`` with its embedding weights at zero. With twenty judged
+of the raw score, two parameters) is ``"list"`` (five) with its list terms at
+zero, which is ``"shape"`` with its shape-dependent offset at zero, which is
+``"query"`` with its embedding weights at zero. With twenty judged
 queries the query model has hundreds of weights to learn from twenty score
 lists, and a penalty strong enough to keep it from overfitting there is far too
 strong with eight hundred. Instead of guessing the amount of shrinkage from the
@@ -67,7 +68,7 @@ Bools = npt.NDArray[np.bool_]
 #: Folds of the cross-validation inside ``calibrate`` (fewer with fewer queries).
 FOLDS = 5
 #: The per-model L2 penalty on the standardised features' weights (not the constants).
-L2 = {"global": 0.0, "shape": 1e-3, "query": 1e-2}
+L2 = {"global": 0.0, "list": 0.0, "shape": 1e-3, "query": 1e-2}
 #: Adam steps of the shape and query models.
 STEPS = 1200
 #: Candidates sampled per query past the first window.
