@@ -284,6 +284,8 @@ def test_results_are_paged_and_the_state_lives_in_the_url(
 def test_a_visitor_without_a_key_gets_a_prompt_not_a_401(
     keyed_server: Server, browser: Any
 ) -> None:
+    # A collection of its own, so the list after the key is not empty when run alone.
+    fresh_collection(keyed_server, "webprompt", TEXTS, [{} for _ in TEXTS])
     browser.get(keyed_server.url + "/")
     wait(browser, lambda d: find(d, "#key-prompt").is_displayed())
     page = find(browser, "body").text
