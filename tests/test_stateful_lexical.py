@@ -35,8 +35,10 @@ K1, B, RRF_K = 1.2, 0.75, 60
 
 
 def letters(text: str) -> np.ndarray:
-    """The test encoder, kept apart from the oracle's copy of it below."""
-    out = np.full(26, 1e-3, dtype=np.float32)
+    """The test encoder: letter counts over a floor of 0.3, so that texts of other words,
+    or of the same words in other numbers, point in clearly different directions (a
+    near-tie in float32 could order two items either way)."""
+    out = np.full(26, 0.3, dtype=np.float32)
     for ch in text.lower():
         if "a" <= ch <= "z":
             out[ord(ch) - 97] += 1
@@ -100,7 +102,9 @@ class LexicalMachine(RuleBasedStateMachine):
     ) -> None:
         write = self.col.upsert if upsert else self.col.add
         for i, t, m in zip(ids, texts, metas, strict=True):
-            vector = letters(t) if t is not None else letters("z" * (len(i) % 5 + 1))
+            # A vector-only item points at a letter of its own: no near-ties with others.
+            own = chr(97 + (int(i[2:]) if i[2:].isdigit() else 16))
+            vector = letters(t) if t is not None else letters(own + own)
             if t is None:
                 write(i, vectors=[vector], metadata=m)
             else:
