@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
 BENCH_STAMP := $(VENV)/.bench
 
-.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness bench-migration bench-latency eval-scifact clean
+.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness bench-migration bench-latency bench-filters eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,7 @@ bench: $(BENCH_STAMP)
 bench-calibration: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_calibration.py
 	$(BIN)/python bench/bench_calibration_digits.py
+	$(BIN)/python bench/bench_calibration_labels.py
 
 bench-dedup: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_dedup.py
@@ -78,6 +79,9 @@ bench-ann: $(BENCH_STAMP)
 # One query per call against hnswlib and FAISS, the HTTP server, two threads, 100k-1M items.
 bench-latency: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_latency.py
+
+bench-filters: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_filters.py
 
 bench-load: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_server_load.py

@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 import simsearch
+from calibration_sets import CACHE
+from embedding_cache import cache_encoder
+from simsearch.encoders import DEFAULT_ENCODER
 from simsearch.eval import cutoff_metrics, expected_calibration_error, load_beir
 from simsearch.plots import reliability_diagram, score_histograms
 
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--collection", type=Path, default=Path(".data/scifact"))
     args = parser.parse_args()
     corpus = load_beir(SCIFACT, "test")
+    cache_encoder(DEFAULT_ENCODER, CACHE)  # texts embedded before are read from the cache
     with simsearch.Collection.open(args.collection) as col:
         if len(col) == 0:
             ids = list(corpus.corpus)

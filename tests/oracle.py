@@ -92,9 +92,9 @@ def required_fields(where: dict[str, Any]) -> set[str]:
 
 
 def names_unknown_field(metas: list[dict[str, Any]], where: dict[str, Any] | None) -> bool:
-    """Whether simsearch must refuse ``where`` as a likely typo: items hold some fields,
-    but none holds a field every match needs."""
-    if not where or not any(metas):
+    """Whether simsearch must refuse ``where`` as a likely typo: there are items, but
+    none holds a field every match needs."""
+    if not where or not metas:
         return False
     return any(all(lookup(m, f) is MISSING for m in metas) for f in required_fields(where))
 

@@ -194,7 +194,8 @@ def test_expected_f1_cutoff_keeps_a_prefix_and_needs_fitted_probabilities(
 
 def test_the_f1_cutoff_counts_relevant_items_beyond_the_first_window(tmp_path: Path) -> None:
     """With hundreds of relevant items per query, the expected F1 must count those past the
-    first 100 candidates, or it keeps too small a set."""
+    first 100 candidates (down to the depth the judged relevant items reach), or it keeps
+    too small a set."""
     rng = np.random.default_rng(5)
     centres = rng.standard_normal((4, DIM))
     labels = rng.integers(0, 4, 2000)
@@ -204,9 +205,11 @@ def test_the_f1_cutoff_counts_relevant_items_beyond_the_first_window(tmp_path: P
     members = [{f"i{j}" for j in np.flatnonzero(labels == c)} for c in range(4)]
     with simsearch.Collection.open(tmp_path / "big") as col:
         col.add([f"i{j}" for j in range(2000)], vectors=x.astype(np.float32))
-        col.calibrate(q[:150].astype(np.float32), [members[c] for c in which[:150]])
+        summary = col.calibrate(q[:150].astype(np.float32), [members[c] for c in which[:150]])
+        assert summary["cutoff_rule"] == "expected F1"
+        assert summary["depth"] > 100
         test = q[150:].astype(np.float32)
-        deep = col.search(test, k=1000)
+        deep = col.search(test, k=summary["depth"])
         cut = col.search(test, k=300, cutoff="f1")
     for row, kept in zip(deep, cut, strict=True):
         p = np.array([h.relevance or 0.0 for h in row])

@@ -118,10 +118,17 @@ def test_filters_that_a_missing_field_can_pass_are_not_refused(
     assert len(col.search(vectors(1)[0], k=10, where=where)[0]) == hits
 
 
-def test_an_empty_collection_refuses_no_field(tmp_path: Path) -> None:
+def test_an_empty_collection_refuses_no_field_but_items_without_metadata_do(
+    tmp_path: Path,
+) -> None:
     with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.index_field("lang", "keyword")
+        assert col.count({"lang": "en"}) == 0  # no items at all: nothing to tell
         col.add(["x"], vectors=vectors(1))  # items, but no metadata fields at all
-        assert list(col.search(vectors(1)[0], where={"lang": "en"})[0]) == []
+        with pytest.raises(simsearch.InvalidFilterError, match="the items hold no metadata"):
+            col.search(vectors(1)[0], where={"lang": "en"})
+        with pytest.raises(simsearch.InvalidFilterError, match="the items hold no metadata"):
+            col.count({"lang": "en"})
 
 
 @pytest.mark.parametrize(

@@ -251,6 +251,14 @@ def test_calibrate_then_search_with_a_relevance_cutoff(built: Path, tmp_path: Pa
     summary = json.loads(fitted.stdout)
     assert summary["kind"] == "fitted"
     assert summary["queries"] == 3
+    assert set(summary["cross_validation"]) == {"log_loss", "f1", "ece"}
+    said = runner.invoke(app, ["calibrate", str(built), "--beir", str(beir)])
+    assert said.exit_code == 0, said.output
+    text = " ".join(said.output.split())
+    assert f"the {summary['model']} model" in text
+    assert "Cross-validated over 3 folds" in text
+    assert "one global score threshold" in text
+    assert "one global score map" in text
     cut = runner.invoke(
         app, ["search", str(built), "guitar", "-k", "4", "--min-relevance", "0.99", "--json"]
     )

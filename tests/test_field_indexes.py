@@ -202,5 +202,7 @@ def test_explain_says_which_plan_runs_and_why(tmp_path: Path) -> None:
         wide = col.explain(where={"label": {"$gte": 10}})
         assert wide["filter"]["from"] == "payload index"
         assert wide["filter"]["share"] == pytest.approx(0.9)
-        assert wide["plan"] == "graph"
+        # 2,700 rows of 8 dimensions cost less to score than a walk: exact.
+        assert wide["plan"] == "exact"
+        assert "costs less than the walk" in wide["reason"]
         assert col.explain(where={"label": {"$gte": 10}}, exact=True)["plan"] == "exact"

@@ -293,6 +293,15 @@ def test_planner_choices() -> None:
     assert plan_search(hnsw, live=10**6, allowed=50_000).exact  # a selective filter
     assert not plan_search(hnsw, live=10**6, allowed=500_000).exact  # filter inside the graph
     assert plan_search(hnsw, live=10**6, allowed=None, force_exact=True).exact
+    # With the dimension, the cost model decides: scoring the allowed rows or walking.
+    assert plan_search(hnsw, live=10**6, allowed=60_000, dim=50, ef=128).exact
+    walked = plan_search(hnsw, live=10**6, allowed=240_000, dim=50, ef=128)
+    assert not walked.exact
+    assert "more than the walk" in walked.reason
+    # Rows too many to keep a flat copy of (a quarter of the vectors) are walked.
+    too_many = plan_search(hnsw, live=10**6, allowed=260_000, dim=768, ef=4096)
+    assert not too_many.exact
+    assert "too many to copy" in too_many.reason
 
 
 def test_bad_index_options() -> None:

@@ -344,3 +344,20 @@ def test_import_from_standard_input(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["import", "-", "--into", str(tmp_path / "c")], input="{}\n")
     assert bad.exit_code == 1
     assert "<stdin>:1: not a simsearch export" in bad.output
+
+
+@pytest.mark.parametrize("command", ["info", "get", "list"])
+def test_every_command_into_a_closed_pipe_exits_quietly(tmp_path: Path, command: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _build(tmp_path / "a", n=50).close()
+    target = tmp_path if command == "list" else tmp_path / "a"
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run(
+        f"set -o pipefail; {sys.executable} -m simsearch.cli {command} {target} | true",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

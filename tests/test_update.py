@@ -188,3 +188,10 @@ def test_metadata_updates_during_a_model_upgrade_keep_the_new_vectors(tmp_path: 
             c.update(["i0"], vectors=rng.standard_normal((1, 4)))
         assert c.backfill_vectors(ids[10:], rng.standard_normal((2, 6))) == 0
         assert c.config.dim == 6
+
+
+def test_an_upsert_of_metadata_alone_points_to_update(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add(["a"], vectors=[[1.0, 0.0]])
+        with pytest.raises(simsearch.InvalidArgumentError, match=r"use update\(ids, metadata"):
+            col.upsert(["a"], metadata=[{"x": 1}])

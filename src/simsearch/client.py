@@ -177,7 +177,10 @@ class RemoteCollection:
         if body["vectors"] is not None and len(body["vectors"]) != len(id_list):
             raise InvalidArgumentError(f"got {len(id_list)} ids but {len(body['vectors'])} vectors")
         if vectors is None and texts is None:
-            raise InvalidArgumentError("give vectors, texts, or both")
+            raise InvalidArgumentError(
+                "give vectors, texts, or both (to change only the metadata of stored items, use "
+                "update(ids, metadata=...))"
+            )
         self._client.request("POST", f"{self._base}/{op}", body)
 
     def add(

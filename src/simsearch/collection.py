@@ -491,9 +491,11 @@ class Collection:
     ) -> dict[str, Any]:
         """Fit and save how raw scores map to relevance: from ``queries`` and their
         ``judgements`` (relevant ids per query: a set, list, or dict of id to grade > 0) a
-        per-query Platt model of the probability of relevance; with neither, relevance
-        against each query's own score distribution (:mod:`simsearch.scoring.calibration`).
-        Returns a summary; ``threshold`` is the F1-best cutoff."""
+        model of the probability of relevance chosen by cross-validation among nested ones
+        (:mod:`simsearch.scoring.calibration_fit`); with neither, relevance against each
+        query's own score distribution (:mod:`simsearch.scoring.calibration`). Returns what
+        was fitted and its cross-validated F1 and calibration error beside the global
+        baselines; ``threshold`` is the F1-best ``min_relevance``."""
         self._check_open()
         if (queries is None) != (judgements is None):
             raise InvalidArgumentError("give queries and judgements together, or neither")
@@ -502,7 +504,7 @@ class Collection:
         return fitting.calibrate(self._store, self._keeper, given, judgements)
 
     def calibration(self) -> dict[str, Any] | None:
-        """The calibration in force (``kind`` and, fitted, its F1-best ``threshold``)."""
+        """The calibration in force: what :meth:`calibrate` returned, or ``None``."""
         self._check_open()
         return self._calibration.summary(self._store)
 

@@ -96,7 +96,13 @@ def explain_filter(
         if pinned.index is None:
             out.update(plan="none", reason="the collection holds no vectors yet")
             return out
-        plan = plan_search(config.index, live=live, allowed=allowed, force_exact=exact)
+        plan = plan_search(
+            config.index,
+            live=live,
+            allowed=allowed,
+            force_exact=exact,
+            dim=pinned.index.dim,
+        )
         if isinstance(config.index, Flat):
             out.update(plan="exact", reason="flat index")
         else:

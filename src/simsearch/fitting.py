@@ -13,7 +13,8 @@ from simsearch.config import CollectionConfig
 from simsearch.errors import DimensionMismatchError, InvalidArgumentError
 from simsearch.index.flat import normalize
 from simsearch.index.keeper import IndexKeeper
-from simsearch.scoring.calibration import WINDOW, Calibrator, fit_calibrator
+from simsearch.scoring.calibration import MAX_DEPTH, Calibrator
+from simsearch.scoring.calibration_fit import fit_calibrator, judged_of
 from simsearch.scoring.hubness import HUBNESS_KEY, METHODS, banks_to_text, k_occurrence_skewness
 from simsearch.scoring.relevance import CALIBRATION_KEY, background_of, relevant_ids
 from simsearch.search.request import DEFAULT_KNOBS, SearchRequest
@@ -148,7 +149,8 @@ def calibrate(
                     f"holds {config.dim}-d vectors"
                 )
             ctx = SearchContext(snap, pinned.index, config, None, DEFAULT_KNOBS, False)
-            ranked = ctx.candidates(queries, WINDOW)
+            # As deep as the judged relevant items may reach: the fit keeps what it needs.
+            ranked = ctx.candidates(queries, min(MAX_DEPTH, len(pinned.index)))
             rows = ranked.rows
             described = snap.describe_rows(np.unique(rows[rows >= 0]).tolist())
             labels = np.array(
@@ -158,13 +160,11 @@ def calibrate(
                 ],
                 dtype=bool,
             )
-            calibrator = fit_calibrator(background, ctx.space(queries), ranked.scores, labels)
-            summary = {
-                "kind": "fitted",
-                "queries": len(queries),
-                "relevant_in_window": int(labels.sum()),
-                "threshold": calibrator.threshold,
-            }
+            judged = judged_of(
+                ctx.space(queries), ranked.scores, labels, [len(r) for r in relevant]
+            )
+            calibrator = fit_calibrator(background, judged)
+            summary = calibrator.summary()
     with store.write() as txn:
         txn.save_meta(CALIBRATION_KEY, calibrator.to_json())
     return summary

@@ -69,7 +69,10 @@ def write_items(
         if migration is None:
             encoder_spec = spec(embedder.text_encoder(config))
     else:
-        raise InvalidArgumentError("give vectors, texts, or both")
+        raise InvalidArgumentError(
+            "give vectors, texts, or both (to change only the metadata of stored items, use "
+            "update(ids, metadata=...))"
+        )
     stored_texts: list[str | None] = list(text_list) if text_list else [None] * n
     with store.write() as txn:
         upgrade = txn.read_meta(MIGRATION_KEY)

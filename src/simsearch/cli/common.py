@@ -26,7 +26,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console()
+
+
+class _Output(Console):
+    """Standard output for tables and lines. A reader that stopped early
+    (``simsearch info COL | head -1``) got what it wanted: rich would exit with status 1
+    there, the command ends quietly with 0 instead."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        quiet_stdout()
+        raise SystemExit(0)
+
+
+out = _Output()
 err = Console(stderr=True)
 
 T = TypeVar("T")
@@ -35,7 +48,7 @@ CollectionArg = Annotated[Path, typer.Argument(help="Folder of the collection.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
-def _quiet_stdout() -> None:
+def quiet_stdout() -> None:
     """Point standard output at /dev/null, so the interpreter's last flush at exit does not
     fail again on the closed pipe."""
     with contextlib.suppress(OSError, ValueError):
@@ -50,7 +63,7 @@ def errors() -> Iterator[None]:
     try:
         yield
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         raise typer.Exit(0) from None
     except SimsearchError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

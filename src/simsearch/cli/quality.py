@@ -148,11 +148,35 @@ def calibrate(
                 "Saved the unlabelled calibration (relevance against each query's background)."
             )
         else:
-            out.print(
-                f"Fitted relevance on {summary['queries']} queries "
-                f"({summary['relevant_in_window']} relevant items among their candidates); "
-                f"the cutoff that maximised F1 there: min_relevance={summary['threshold']:.3f}"
-            )
+            out.print(fitted_report(summary))
+
+
+def fitted_report(summary: dict[str, Any]) -> str:
+    """A fitted calibration's summary for people: what was fitted, and its
+    cross-validated F1 and calibration error beside the global baselines."""
+    cv = summary.get("cross_validation", {})
+    lines = [
+        f"Fitted relevance on {summary['queries']} queries "
+        f"({summary['relevant_in_window']} relevant items among their top "
+        f"{summary.get('depth', 100)} candidates): the {summary['model']} model, "
+        f"cutoff='f1' by {summary.get('cutoff_rule', 'expected F1')}; "
+        f"the cutoff that maximised F1 there: min_relevance={summary['threshold']:.3f}"
+    ]
+
+    def num(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    if cv:
+        f1, ece = cv["f1"], cv["ece"]
+        lines.append(
+            f"Cross-validated over {summary['folds']} folds of the queries: F1 of cutoff='f1' "
+            f"{num(f1['cutoff=f1'])} (one global score threshold: {num(f1['global threshold'])}); "
+            f"calibration error of relevance over those candidates {num(ece['fitted'])} "
+            f"(one global score map: {num(ece['global map'])})"
+        )
+    else:
+        lines.append("Too few judged queries to cross-validate: the global score map is used.")
+    return "\n".join(lines)
 
 
 @app.command()

@@ -1,23 +1,31 @@
-"""Relevance a person can trust: per-query calibration of similarity scores.
+"""Relevance a person can trust: calibration of similarity scores.
 
 Raw similarity is not comparable across queries: 0.6 may be the best match for
 one query and noise for another. A calibrator maps each raw score to a number
-in [0, 1] that means the same thing for every query, by a monotone map whose
-shape depends on the query, so it never reorders a query's hits.
+in [0, 1] by a map that is monotone in the score for every query, so it never
+reorders a query's hits.
 
 Two calibrators exist, and a collection says which one is in force:
 
-- ``"fitted"`` (from judgements, :meth:`Collection.calibrate` with labels):
-  per-query Platt scaling in the manner of the Cosine Adapter (Rossi et al.,
-  CIKM 2024). The probability that a hit is relevant is
-  ``sigmoid(a1(q) * (s - s_top) + a2(q) * z + b(q))`` where ``s_top`` is the
-  query's best score among its ``window`` nearest items and ``z`` the score's
-  standard score against the whole collection (below). The slopes
-  ``a1, a2 = softplus(W h(q))`` are positive, so the map is monotone; the slopes
-  and the offset ``b(q)`` come from a linear model on the query's features
-  ``h(q)``: its standardised embedding and the shape of its score distribution.
-  It is trained with cross-entropy on judged positives and the retrieved
-  non-relevant items. Its values are probabilities of relevance.
+- ``"fitted"`` (from judgements, :meth:`Collection.calibrate` with labels): a
+  probability of relevance ``sigmoid(sum_j a_j(q) x_j + b(q))`` from one of four
+  nested models (:mod:`simsearch.scoring.calibration_fit` chooses among them by
+  cross-validation on the judgements themselves):
+
+  - ``"global"``: one score-to-probability map for every query, Platt scaling
+    ``sigmoid(a s + b)`` of the raw score ``s``;
+  - ``"list"``: the score enters as ``s``, its distance to the query's best
+    score ``s - s_top``, its standard score ``z`` against the whole collection
+    (below) and its rank among the query's nearest ``WINDOW`` items, with
+    positive global slopes and one global offset (five parameters: where a hit
+    stands in its query's list, not only its raw score);
+  - ``"shape"``: as ``"list"``, and the offset ``b(q)`` depends on the shape of
+    the query's score list (how far its best scores stand out);
+  - ``"query"``: as ``"shape"``, and the slopes ``a_j(q) = softplus(W h(q))`` and
+    the offset come from a linear model on the query embedding as well (per-query
+    Platt scaling in the manner of the Cosine Adapter, Rossi et al., CIKM 2024).
+
+  Every slope is positive, so every map is monotone.
 - ``"background"`` (no labels, :meth:`Collection.calibrate` without them): each
   score is compared with the query's own score distribution over the whole
   collection, whose mean ``q . m`` and variance ``q^T C q`` come exactly from the
@@ -26,13 +34,19 @@ Two calibrators exist, and a collection says which one is in force:
   the chance that no item drawn at random from the collection would score
   this high. It is comparable across queries, but it is not a probability of
   relevance; only judgements can give that.
+
+A fitted calibrator also carries the ``cutoff="f1"`` rule that cross-validation
+chose (``"score"``: the global score threshold that maximised F1 on the judged
+queries; ``"probability"``: a threshold on the probability; ``"expected"``: the
+prefix with the best expected F1) and the ``depth`` its judged queries' relevant
+items reach, to which a search counts the relevant items it expects.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -41,18 +55,30 @@ import numpy.typing as npt
 from simsearch.errors import InvalidArgumentError
 from simsearch.types import FloatArray
 
-__all__ = ["Background", "Calibrator", "expected_f1_prefix", "fit_calibrator"]
+__all__ = [
+    "MODELS",
+    "RULES",
+    "Background",
+    "Calibrator",
+    "expected_f1_prefix",
+    "inputs_of",
+]
 
 #: How many nearest items describe a query's score distribution.
 WINDOW = 100
-#: How deep ``cutoff="f1"`` looks to estimate how many relevant items a query has: a
-#: query with dozens of relevant items has many beyond its first window, and an F1
-#: that counts only those in it would keep too small a set.
+#: How deep ``cutoff="f1"`` looks to estimate how many relevant items a query has, for
+#: calibrations saved before each recorded the depth its judged relevant items reach.
 EXPECTED_DEPTH = 1000
+#: The deepest a calibration looks for judged relevant items.
+MAX_DEPTH = 2000
 #: Features describing the shape of a query's window of scores.
 SHAPE_FEATURES = 8
 #: Standard deviations below this are treated as this (a collection of identical items).
 MIN_STD = 1e-6
+#: The nested models, simplest first.
+MODELS = ("global", "list", "shape", "query")
+#: The ``cutoff="f1"`` rules.
+RULES = ("score", "probability", "expected")
 
 F64 = npt.NDArray[np.float64]
 
@@ -106,46 +132,73 @@ class Background:
         return mu, np.sqrt(np.maximum(var, MIN_STD**2))
 
 
+def raw_features(model: str, background: Background, queries: F64, window: F64) -> F64:
+    """``h(q)`` before standardising: nothing for the global and list models, the shape
+    of the query's window of scores, and for the query model its embedding too."""
+    if model in ("global", "list"):
+        return np.zeros((len(queries), 0))
+    mu, sd = background.stats(queries)
+    top = window[:, 0]
+
+    def at(i: int) -> F64:
+        return window[:, min(i, window.shape[1] - 1)]
+
+    shape = np.stack(
+        [
+            (top - mu) / sd,
+            (window[:, : min(10, window.shape[1])].mean(axis=1) - mu) / sd,
+            (window.mean(axis=1) - mu) / sd,
+            (top - at(9)) / sd,
+            top,
+            top - at(1),
+            top - at(2),
+            top - at(4),
+        ],
+        axis=1,
+    )
+    return np.hstack([queries, shape]) if model == "query" else shape
+
+
+def inputs_of(
+    model: str, background: Background, queries: F64, scores: F64, window: F64
+) -> list[F64]:
+    """The terms the slopes multiply, each rising with the score: ``s`` alone for the
+    global model; ``s - s_top``, ``z``, the rank term and ``s`` for the others."""
+    if model == "global":
+        return [scores]
+    mu, sd = background.stats(queries)
+    z = (scores - mu[:, None]) / sd[:, None]
+    return [scores - window[:, :1], z, _rank_term(scores, window), scores]
+
+
 @dataclass(frozen=True)
 class Calibrator:
     """A fitted or background calibrator (see the module notes)."""
 
     kind: Literal["fitted", "background"]
     background: Background
-    weights: F64 | None = None  # (n_features, 3): slopes a1, a2 and offset b
+    weights: F64 | None = None  # (n_features + 1, n_inputs + 1): slopes, then the offset
     feature_mean: F64 | None = None
     feature_scale: F64 | None = None
-    threshold: float = 0.5  # the cutoff that maximised F1 on the training judgements
+    threshold: float = 0.5  # the probability cutoff that maximised F1 on the judgements
+    model: str = "query"
+    rule: str = "expected"
+    score_threshold: float | None = None  # the raw-score cutoff of the "score" rule
+    depth: int = EXPECTED_DEPTH
+    report: dict[str, Any] = field(default_factory=dict)
 
-    # -- features -----------------------------------------------------------------------------
-    def _features(self, queries: F64, window: F64) -> F64:
-        """``h(q)``: the standardised query embedding and its score-distribution shape."""
-        mu, sd = self.background.stats(queries)
-        top = window[:, 0]
+    def features(self, queries: F64, window: F64) -> F64:
+        """``h(q)``: the standardised features and a constant."""
+        raw = raw_features(self.model, self.background, queries, window)
+        if raw.shape[1]:
+            assert self.feature_mean is not None
+            assert self.feature_scale is not None
+            raw = (raw - self.feature_mean) / self.feature_scale
+        return np.hstack([raw, np.ones((len(raw), 1))])
 
-        def at(i: int) -> F64:
-            return window[:, min(i, window.shape[1] - 1)]
-
-        shape = np.stack(
-            [
-                (top - mu) / sd,
-                (window[:, : min(10, window.shape[1])].mean(axis=1) - mu) / sd,
-                (window.mean(axis=1) - mu) / sd,
-                (top - at(9)) / sd,
-                top,
-                top - at(1),
-                top - at(2),
-                top - at(4),
-            ],
-            axis=1,
-        )
-        raw = np.hstack([queries, shape])
-        assert self.feature_mean is not None
-        assert self.feature_scale is not None
-        h = (raw - self.feature_mean) / self.feature_scale
-        return np.hstack([h, np.ones((len(h), 1))])
-
-    def relevance(self, queries: FloatArray, scores: FloatArray, window: FloatArray) -> F64:
+    def relevance(
+        self, queries: FloatArray | F64, scores: FloatArray | F64, window: FloatArray | F64
+    ) -> F64:
         """Relevance of ``scores`` (``(n, k)``, raw, higher is better) for each query.
 
         ``window`` holds each query's best ``WINDOW`` raw scores (fewer in a
@@ -153,22 +206,44 @@ class Calibrator:
         """
         q = np.asarray(queries, dtype=np.float64)
         s = np.asarray(scores, dtype=np.float64)
-        w = _fill(np.asarray(window, dtype=np.float64))
-        mu, sd = self.background.stats(q)
-        z = (s - mu[:, None]) / sd[:, None]
+        w = fill(np.asarray(window, dtype=np.float64))
         if self.kind == "background":
+            mu, sd = self.background.stats(q)
+            z = (s - mu[:, None]) / sd[:, None]
             # Phi(z) ** n, computed in log space for the far tail.
             out = np.exp(self.background.count * _log_normal_cdf(z))
         else:
-            out = _sigmoid(self._logits(q, s, w, z))
+            out = _sigmoid(self.logits(q, np.where(np.isfinite(s), s, w[:, -1:]), w))
         return np.where(np.isfinite(s), out, 0.0)
 
-    def _logits(self, q: F64, s: F64, window: F64, z: F64) -> F64:
+    def logits(self, q: F64, s: F64, window: F64) -> F64:
+        """The fitted model's log-odds of relevance."""
         assert self.weights is not None
-        h = self._features(q, window)
-        params = h @ self.weights
-        a1, a2, a3 = (_softplus(params[:, i])[:, None] for i in range(3))
-        return a1 * (s - window[:, :1]) + a2 * z + a3 * _rank_term(s, window) + params[:, 3:]
+        params = self.features(q, window) @ self.weights
+        terms = inputs_of(self.model, self.background, q, s, window)
+        out = params[:, -1:]
+        for i, x in enumerate(terms[: params.shape[1] - 1]):
+            out = out + _softplus(params[:, i])[:, None] * x
+        return np.asarray(out, dtype=np.float64)
+
+    def f1_keep(self, scores: F64, relevance: F64, expected: F64) -> npt.NDArray[np.bool_]:
+        """Which hits ``cutoff="f1"`` keeps, by the rule cross-validation chose."""
+        if self.rule == "score" and self.score_threshold is not None:
+            return np.asarray(np.isfinite(scores) & (scores >= self.score_threshold))
+        if self.rule == "probability":
+            return np.asarray(relevance >= self.threshold)
+        return expected_f1_prefix(relevance, expected)
+
+    def summary(self) -> dict[str, Any]:
+        """What was fitted (see :func:`simsearch.scoring.calibration_fit.fit_calibrator`)."""
+        if self.kind == "background":
+            return {"kind": "background"}
+        out: dict[str, Any] = {"kind": "fitted", "model": self.model}
+        out.update(self.report)
+        out["threshold"] = self.threshold
+        if self.score_threshold is not None:
+            out["score_threshold"] = self.score_threshold
+        return out
 
     # -- persistence --------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -185,6 +260,11 @@ class Calibrator:
                 "feature_mean": arr(self.feature_mean),
                 "feature_scale": arr(self.feature_scale),
                 "threshold": self.threshold,
+                "model": self.model,
+                "rule": self.rule,
+                "score_threshold": self.score_threshold,
+                "depth": self.depth,
+                "report": self.report,
             }
         )
 
@@ -198,6 +278,8 @@ class Calibrator:
         mean, cov = arr(data["mean"]), arr(data["cov"])
         assert mean is not None
         assert cov is not None
+        # Calibrations saved before the nested models were per-query models with the
+        # expected-F1 rule at the fixed depth.
         return Calibrator(
             kind=data["kind"],
             background=Background(mean=mean, cov=cov, count=int(data["count"])),
@@ -205,132 +287,29 @@ class Calibrator:
             feature_mean=arr(data["feature_mean"]),
             feature_scale=arr(data["feature_scale"]),
             threshold=float(data["threshold"]),
+            model=str(data.get("model", "query")),
+            rule=str(data.get("rule", "expected")),
+            score_threshold=data.get("score_threshold"),
+            depth=int(data.get("depth", EXPECTED_DEPTH)),
+            report=dict(data.get("report") or {}),
         )
 
 
 def _rank_term(scores: F64, window: F64) -> F64:
     """-log(1 + how many of the window's scores beat each score): rises with the score."""
-    ahead = (window[:, None, :] > scores[:, :, None]).sum(axis=2)
+    ahead = np.empty(scores.shape, dtype=np.float64)
+    for i in range(len(scores)):
+        # The window is sorted descending: count the entries above each score.
+        ahead[i] = len(window[i]) - np.searchsorted(window[i][::-1], scores[i], side="right")
     return np.asarray(-np.log1p(ahead), dtype=np.float64)
 
 
-def _fill(window: F64) -> F64:
+def fill(window: F64) -> F64:
     """Places without an item (-inf) take the lowest real score of their row."""
     finite = np.isfinite(window)
     low = np.where(finite, window, np.inf).min(axis=1, keepdims=True)
     low = np.where(np.isfinite(low), low, 0.0)
     return np.where(finite, window, low)
-
-
-def fit_calibrator(
-    background: Background,
-    queries: FloatArray,
-    window: FloatArray,
-    labels: npt.NDArray[np.bool_],
-    *,
-    l2: float = 1e-2,
-    steps: int = 1500,
-    seed: int = 0,
-) -> Calibrator:
-    """Fit the per-query Platt model on each query's window of candidates.
-
-    ``window`` holds each training query's best raw scores (descending) and
-    ``labels`` whether each of those candidates is judged relevant. Queries
-    with no relevant candidate still teach the model what irrelevance looks like.
-    """
-    q = np.asarray(queries, dtype=np.float64)
-    w = _fill(np.asarray(window, dtype=np.float64))
-    y = np.asarray(labels, dtype=np.float64)
-    if q.ndim != 2 or w.shape != y.shape or len(q) != len(w):
-        raise InvalidArgumentError("queries, candidate scores and labels do not line up")
-    if y.sum() < 1 or y.sum() == y.size:
-        raise InvalidArgumentError("calibration needs both relevant and non-relevant candidates")
-    probe = Calibrator(
-        kind="fitted",
-        background=background,
-        feature_mean=np.zeros(q.shape[1] + SHAPE_FEATURES),
-        feature_scale=np.ones(q.shape[1] + SHAPE_FEATURES),
-    )
-    raw = probe._features(q, w)[:, :-1]
-    feature_mean = raw.mean(axis=0)
-    feature_scale = np.maximum(raw.std(axis=0), 1e-6)
-    model = Calibrator(
-        kind="fitted",
-        background=background,
-        feature_mean=feature_mean,
-        feature_scale=feature_scale,
-    )
-    h = model._features(q, w)
-    mu, sd = background.stats(q)
-    x1 = w - w[:, :1]
-    x2 = (w - mu[:, None]) / sd[:, None]
-    x3 = _rank_term(w, w)
-    weights = _adam(h, (x1, x2, x3), y, l2=l2, steps=steps, seed=seed)
-    fitted = Calibrator(
-        kind="fitted",
-        background=background,
-        weights=weights,
-        feature_mean=feature_mean,
-        feature_scale=feature_scale,
-    )
-    probs = fitted.relevance(queries, window, window)
-    threshold = best_f1_threshold(probs, labels)
-    return Calibrator(
-        kind="fitted",
-        background=background,
-        weights=weights,
-        feature_mean=feature_mean,
-        feature_scale=feature_scale,
-        threshold=threshold,
-    )
-
-
-def _adam(h: F64, inputs: tuple[F64, F64, F64], y: F64, *, l2: float, steps: int, seed: int) -> F64:
-    """Full-batch Adam on mean cross-entropy plus an L2 penalty (not on the intercepts).
-
-    The model is ``sigmoid(sum_i softplus(h . w_i) * x_i + h . w_b)``.
-    """
-    rng = np.random.default_rng(seed)
-    n_features = h.shape[1]
-    weights = rng.normal(0.0, 0.01, (n_features, 4))
-    weights[-1] = [math.log(math.expm1(10.0)), math.log(math.expm1(1.0)), -3.0, -3.0]
-    weights[-1, 2] = math.log(math.expm1(0.5))
-    penalty = np.ones((n_features, 4))
-    penalty[-1] = 0.0
-    m = np.zeros_like(weights)
-    v = np.zeros_like(weights)
-    rate, beta1, beta2 = 0.05, 0.9, 0.999
-    for step in range(1, steps + 1):
-        params = h @ weights
-        slopes = [_softplus(params[:, i]) for i in range(3)]
-        logit = sum(a[:, None] * x for a, x in zip(slopes, inputs, strict=True)) + params[:, 3:]
-        err = (_sigmoid(logit) - y) / y.size
-        grad_params = np.stack(
-            [(err * x).sum(axis=1) * _sigmoid(params[:, i]) for i, x in enumerate(inputs)]
-            + [err.sum(axis=1)],
-            axis=1,
-        )
-        grad = h.T @ grad_params + l2 * penalty * weights
-        m = beta1 * m + (1 - beta1) * grad
-        v = beta2 * v + (1 - beta2) * grad**2
-        m_hat = m / (1 - beta1**step)
-        v_hat = v / (1 - beta2**step)
-        weights -= rate * m_hat / (np.sqrt(v_hat) + 1e-8)
-    return weights
-
-
-def best_f1_threshold(probs: F64, labels: npt.NDArray[np.bool_]) -> float:
-    """The cutoff on relevance that maximises F1 averaged over queries.
-
-    A query whose set is empty scores F1 0 (or 1 when it has no relevant item).
-    """
-    y = np.asarray(labels, dtype=bool)
-    best, best_f1 = 0.5, -1.0
-    for t in np.unique(np.round(probs[np.isfinite(probs)], 3)):
-        f1 = float(np.mean(set_f1(probs >= t, y)))
-        if f1 > best_f1:
-            best, best_f1 = float(t), f1
-    return best
 
 
 def set_f1(
@@ -343,6 +322,28 @@ def set_f1(
     n_chosen = chosen.sum(axis=1)
     denom = n_chosen + n_rel
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0).astype(np.float64)
+
+
+def best_threshold(values: F64, labels: npt.NDArray[np.bool_], relevant: Any = None) -> float:
+    """The cutoff on ``values`` (each row descending) that maximises F1 averaged over
+    queries (the lowest such cutoff on ties, each candidate rounded to 3 decimals)."""
+    y = np.asarray(labels, dtype=bool)
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return 0.5
+    hits = np.cumsum(y, axis=1)
+    n_rel = y.sum(axis=1) if relevant is None else np.asarray(relevant)
+    # Prefix sizes by binary search on each reversed (ascending) row.
+    ascending = np.where(np.isfinite(values), values, -np.inf)[:, ::-1]
+    best, best_f1 = 0.5, -1.0
+    for t in np.unique(np.round(finite, 3)):
+        sizes = np.array([len(r) - np.searchsorted(r, t, side="left") for r in ascending])
+        tp = np.where(sizes > 0, hits[np.arange(len(y)), np.maximum(sizes - 1, 0)], 0)
+        denom = sizes + n_rel
+        f1 = float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)))
+        if f1 > best_f1:
+            best, best_f1 = float(t), f1
+    return best
 
 
 def expected_f1_prefix(

@@ -80,14 +80,13 @@ class CalibrationState:
         self._refreshed: tuple[Calibrator, Calibrator] | None = None
 
     def summary(self, store: SQLiteStore) -> dict[str, Any] | None:
-        """The calibration in force: its kind and, when fitted, its F1-best threshold."""
+        """The calibration in force: its kind and, when fitted, what was fitted and its
+        cross-validated F1 and calibration error against the global baselines."""
         with store.snapshot() as snap:
             calibrator = self.saved.get(snap, snap.state())
         if calibrator is None:
             return None
-        if calibrator.kind == "background":
-            return {"kind": "background"}
-        return {"kind": "fitted", "threshold": calibrator.threshold}
+        return calibrator.summary()
 
     def calibrator(
         self, snap: ReadTxn, state: StoreState, index: VectorIndex, config: CollectionConfig

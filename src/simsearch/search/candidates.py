@@ -63,6 +63,8 @@ def candidates(
         live=len(index),
         allowed=None if allowed is None else len(allowed),
         force_exact=exact,
+        dim=index.dim,
+        ef=knobs.ef,
     )
     dim = queries.shape[1]
     if not plan.exact:

@@ -88,9 +88,8 @@ def rank_stages(
         ctx, calibrator, queries, k, ranked, deep=request.cutoff == "f1"
     )
     if request.wants_relevance:
-        ranked = cut(
-            ranked, expected, min_relevance=request.min_relevance, f1=request.cutoff == "f1"
-        )
+        f1 = calibrator if request.cutoff == "f1" else None
+        ranked = cut(ranked, expected, min_relevance=request.min_relevance, f1=f1)
     return ranked
 
 

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from simsearch.config import CollectionConfig
 from simsearch.index.base import Int64Array, VectorIndex
 from simsearch.index.flat import normalize
-from simsearch.scoring.calibration import EXPECTED_DEPTH, WINDOW, Calibrator, expected_f1_prefix
+from simsearch.scoring.calibration import WINDOW, Calibrator
 from simsearch.scoring.hubness import HubnessTerms
 from simsearch.search.candidates import ExactFlat, Ranked, candidates
 from simsearch.search.request import Knobs
@@ -96,11 +96,11 @@ def with_relevance(
 ) -> tuple[Ranked, F64]:
     """The hits (those already ``ranked``, or the ``k`` best) with each one's relevance
     against the query's unfiltered window, and the expected number of relevant items each
-    query has among those searched (``deep``: among its top ``EXPECTED_DEPTH``, for queries
-    with more relevant items than one window)."""
+    query has among those searched (``deep``: down to the depth the calibration's judged
+    relevant items reached, for queries with more relevant items than one window)."""
     filtered = ctx.allowed is not None
     if calibrator.kind == "fitted":
-        depth = max(k, WINDOW, EXPECTED_DEPTH if deep and not filtered else 0)
+        depth = max(k, WINDOW, calibrator.depth if deep and not filtered else 0)
         wide = ctx.candidates(queries, depth, filtered=False)
         if ranked is None:
             if filtered:
@@ -115,7 +115,7 @@ def with_relevance(
     space = ctx.space(queries)
     relevance = np.where(ranked.rows >= 0, calibrator.relevance(space, ranked.scores, window), 0.0)
     if not filtered and calibrator.kind == "fitted":
-        reach = max(WINDOW, EXPECTED_DEPTH if deep else 0)
+        reach = max(WINDOW, calibrator.depth if deep else 0)
         found = wide.rows[:, :reach] >= 0
         deep_scores = np.where(found, wide.scores[:, :reach], window[:, -1:])
         probs = calibrator.relevance(space, deep_scores, window)
@@ -126,15 +126,18 @@ def with_relevance(
     return out, np.maximum(expected, relevance.sum(axis=1))
 
 
-def cut(ranked: Ranked, expected: F64, *, min_relevance: float | None, f1: bool) -> Ranked:
-    """Keep the hits at least ``min_relevance`` relevant, and with ``f1`` the prefix with the
-    best expected F1; gaps a non-score order (hubness) leaves are closed."""
+def cut(
+    ranked: Ranked, expected: F64, *, min_relevance: float | None, f1: Calibrator | None
+) -> Ranked:
+    """Keep the hits at least ``min_relevance`` relevant, and with ``f1`` those its
+    ``cutoff="f1"`` rule keeps; gaps a non-score order (hubness) leaves are closed."""
     assert ranked.relevance is not None
     rows = ranked.rows
     if min_relevance is not None:
         rows = np.where(ranked.relevance >= min_relevance, rows, -1)
-    if f1:
-        rows = np.where(expected_f1_prefix(ranked.relevance, expected), rows, -1)
+    if f1 is not None:
+        scores = np.where(ranked.rows >= 0, ranked.scores.astype(np.float64), -np.inf)
+        rows = np.where(f1.f1_keep(scores, ranked.relevance, expected), rows, -1)
     # Move each row's kept hits (rows >= 0) to the front, keeping their order.
     order = np.argsort(rows < 0, axis=1, kind="stable")
     return Ranked(

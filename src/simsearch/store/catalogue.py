@@ -157,11 +157,17 @@ def check_fields(
     named: Iterable[tuple[str, ...]], known: set[tuple[str, ...]], shown: dict[tuple[str, ...], str]
 ) -> None:
     """Refuse a filter naming a field no stored item holds (``known``; ``shown`` gives
-    each known field's path as a filter writes it), with the closest known fields."""
+    each known field's path as a filter writes it), with the closest known fields. The
+    caller skips an empty collection, where every filter rightly matches nothing."""
     unknown = sorted(set(named) - known)
-    if not unknown or not known:
-        return  # an empty collection has no fields to compare with
+    if not unknown:
+        return
     missing = field_path(*unknown[0])
+    if not known:
+        raise InvalidFilterError(
+            f"no item has a field {missing!r}: the items hold no metadata, so the filter "
+            "would match nothing"
+        )
     paths = sorted(shown[k] for k in known)
     close = difflib.get_close_matches(missing, paths, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

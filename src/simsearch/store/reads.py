@@ -294,6 +294,8 @@ class ReadTxn:
         known = {f.keys for f in fields}
         if named <= known:
             return
+        if not known and self._conn.execute("SELECT 1 FROM items LIMIT 1").fetchone() is None:
+            return  # no items yet: nothing to tell a typo from
         for keys in named - known:
             # Not catalogued (a key holding '['): ask the items themselves.
             path = "$" + "".join(f'."{json.dumps(k, ensure_ascii=False)[1:-1]}"' for k in keys)
