@@ -73,6 +73,11 @@ bench-migration: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_migration_ceiling.py --old minilm-l6-v2-int8 --new static-64
 	$(BIN)/python bench/bench_migration_ceiling.py --old static-64 --new minilm-l6-v2-int8
 
+# Dense, lexical and hybrid on SciFact and arcd beside bm25s; lexical index choice (FTS5, bm25s, tantivy).
+bench-hybrid: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_lexical_choice.py
+	PYTHONPATH=bench $(BIN)/python bench/bench_hybrid.py
+
 bench-ann: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_ann.py
 

@@ -25,8 +25,15 @@ def index_of(kind: str) -> simsearch.Flat | simsearch.HNSW | simsearch.IVFPQ:
         "ivfpq": simsearch.IVFPQ(nbits=4, exact_below=0),
         # A graph with a payload index on "batch", searched through it and saved often.
         "fields": simsearch.HNSW(m=8, ef_construction=64, exact_below=0),
+        # Texts in the lexical index: added, replaced by upserts, deleted.
+        "texts": simsearch.Flat(),
     }
     return kinds[kind]
+
+
+def text_of(b: int, i: int, version: int = 0) -> str:
+    """An item's text: a word of its own (``w{b}x{i}v{version}``) and one all texts share."""
+    return f"w{b}x{i}v{version} common words"
 
 
 def main() -> None:
@@ -38,10 +45,17 @@ def main() -> None:
         b = start
         while True:
             ids = [f"b{b}-{i}" for i in range(BATCH)]
-            col.add(ids, vectors=batch_vectors(b), metadata=[{"batch": b}] * BATCH)
+            texts = [text_of(b, i) for i in range(BATCH)] if kind == "texts" else None
+            col.add(ids, vectors=batch_vectors(b), texts=texts, metadata=[{"batch": b}] * BATCH)
             # Printed only after add() returned: everything named here must survive a kill.
             print(b, flush=True)
-            if kind != "flat":
+            if kind == "texts" and b > 0:  # the previous batch: a text replaced, one deleted
+                prev = b - 1
+                vector, text = batch_vectors(prev)[:1], [text_of(prev, 0, 1)]
+                col.upsert(f"b{prev}-0", vectors=vector, texts=text, metadata={"batch": prev})
+                col.delete([f"b{prev}-1"])
+                print(f"changed {prev}", flush=True)
+            if kind not in ("flat", "texts"):
                 # Kills also land while the graph absorbs writes, compacts and is saved.
                 col.search(batch_vectors(b)[:2], k=3)
                 if b % 3 == 0:

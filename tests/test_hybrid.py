@@ -210,3 +210,41 @@ def test_a_collection_from_before_gets_its_lexical_index(tmp_path: Path) -> None
     db.close()
     with simsearch.Collection.open(tmp_path / "c") as col:
         assert {h.id for h in col.search("cat", mode="lexical")[0]} == {"a", "b", "d"}
+
+
+def _texts_only(tmp_path: Path) -> Path:
+    with simsearch.Collection.open(tmp_path / "t", metric="dot") as col:
+        col.add(list(TEXTS), vectors=np.eye(5), texts=list(TEXTS.values()))
+    return tmp_path / "t"
+
+
+def test_cli_search_and_http_take_a_mode(tmp_path: Path) -> None:
+    import json
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from simsearch.cli import app
+    from simsearch.server.app import create_app
+    from simsearch.server.settings import ServerSettings
+
+    path = _texts_only(tmp_path)
+    done = CliRunner().invoke(app, ["search", str(path), "cats", "--mode", "lexical", "--json"])
+    assert done.exit_code == 0, done.output
+    hits = json.loads(done.stdout)
+    assert {h["id"] for h in hits} == {"a", "b", "d"}
+    assert all(h["lexical_score"] > 0 for h in hits)
+    bad = CliRunner().invoke(app, ["search", str(path), "cats", "--mode", "sparse"])
+    assert bad.exit_code != 0
+    assert "mode must be" in bad.output
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path / "data"))) as http:
+        http.post("/collections", json={"name": "c", "metric": "dot", "dim": 2})
+        http.post(
+            "/collections/c/add",
+            json={"ids": ["a", "b"], "vectors": [[1, 0], [0, 1]], "texts": ["cat", "dog"]},
+        )
+        got = http.post("/collections/c/search", json={"query": "dog", "mode": "lexical"}).json()
+        assert [h["id"] for h in got["results"][0]] == ["b"]
+        assert got["results"][0][0]["lexical_score"] > 0
+        refused = http.post("/collections/c/search", json={"query": "dog", "mode": "sparse"})
+        assert refused.status_code in (400, 422)

@@ -492,3 +492,21 @@ def test_an_empty_query_browses_the_items_page_by_page(keyed_server: Server, bro
     wait(browser, lambda d: ranked_ids(d) == ["note-21", "note-22"])
     wait(browser, lambda d: "items 22" in find(d, "#stats").text)
     screenshot(browser, "browse")
+
+
+def test_the_mode_switch_searches_lexically_and_lives_in_the_url(
+    keyed_server: Server, browser: Any
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    fresh_collection(keyed_server, "webmodes", TEXTS, [{"kind": k} for k in TEXTS])
+    open_with_key(browser, keyed_server.url + "/", KEYS["all-read"])
+    choose(browser, "webmodes")
+    Select(find(browser, "#mode")).select_by_value("lexical")
+    search(browser, "Apollo")
+    assert ranked_ids(browser) == ["moon"]  # only the text holding the word
+    assert "mode=lexical" in browser.current_url
+    Select(find(browser, "#mode")).select_by_value("hybrid")
+    search(browser, "Apollo")
+    assert ranked_ids(browser)[0] == "moon"
+    assert len(ranked_ids(browser)) == len(TEXTS)

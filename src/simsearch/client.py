@@ -312,6 +312,9 @@ class RemoteCollection:
         offset: int = 0,
         min_relevance: float | None = None,
         cutoff: str | None = None,
+        mode: str = "dense",
+        fusion: str = "convex",
+        alpha: float | None = None,
         progress: Any = None,
     ) -> Results:
         """The k most similar items per query; see :meth:`simsearch.Collection.search`."""
@@ -334,6 +337,7 @@ class RemoteCollection:
                 **({"offset": offset} if offset else {}),
                 "min_relevance": min_relevance,
                 "cutoff": cutoff,
+                **({"mode": mode, "fusion": fusion, "alpha": alpha} if mode != "dense" else {}),
             },
         )
         rows = [
@@ -344,6 +348,8 @@ class RemoteCollection:
                     metadata=h["metadata"],
                     text=h["text"],
                     relevance=h.get("relevance"),
+                    dense_score=h.get("dense_score"),
+                    lexical_score=h.get("lexical_score"),
                 )
                 for h in row
             ]

@@ -41,13 +41,18 @@ def search(
     offset: Annotated[
         int, typer.Option(min=0, help="Skip the best OFFSET hits (the next page).")
     ] = 0,
+    mode: Annotated[
+        str, typer.Option(help="dense (vectors), lexical (BM25 of texts) or hybrid (both).")
+    ] = "dense",
+    fusion: Annotated[str, typer.Option(help="Hybrid fusion: convex or rrf.")] = "convex",
     as_json: JsonOpt = False,
 ) -> None:
     """Print the K items most similar to QUERY."""
     with errors(), Collection.open(collection, create=False) as col:
         hits = col.search(
-            query, k=k, where=parse_where(where), min_relevance=min_relevance, offset=offset
-        )[0]
+            query, k=k, where=parse_where(where), min_relevance=min_relevance, offset=offset,
+            mode=mode, fusion=fusion,
+        )[0]  # fmt: skip
         if as_json:
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
             return

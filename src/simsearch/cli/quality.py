@@ -29,6 +29,8 @@ def evaluate(
         Path | None,
         typer.Option(help="Folder for PNGs: score histograms, and a reliability diagram."),
     ] = None,
+    mode: Annotated[str, typer.Option(help="dense, lexical or hybrid retrieval.")] = "dense",
+    fusion: Annotated[str, typer.Option(help="Hybrid fusion: convex or rrf.")] = "convex",
     as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, recall@10, recall@100 and MRR@10 of a BEIR query set; on a calibrated
@@ -48,8 +50,9 @@ def evaluate(
                         col.add(batch, texts=[data.passage(d) for d in batch], progress=advance)
             qids = list(data.queries)
             texts = [data.queries[q] for q in qids]
-            results = col.search(texts, k=100, progress=True)
-            calibration = col.calibration()
+            results = col.search(texts, k=100, progress=True, mode=mode, fusion=fusion)
+            # Relevance is calibrated on dense scores: other modes report rankings only.
+            calibration = col.calibration() if mode == "dense" else None
             cutoffs: dict[str, Any] = {}
             if calibration is not None and calibration["kind"] == "fitted":
                 for name, kwargs in (
@@ -92,7 +95,7 @@ def evaluate(
                     title,
                 )
         if as_json:
-            print(json.dumps({"dataset": str(beir), "split": split, **metrics}))
+            print(json.dumps({"dataset": str(beir), "split": split, "mode": mode, **metrics}))
             return
         table = Table(title=f"{beir.name} ({split}, {int(metrics['queries'])} queries)")
         table.add_column("metric")

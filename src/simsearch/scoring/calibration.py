@@ -66,8 +66,8 @@ __all__ = [
 
 #: How many nearest items describe a query's score distribution.
 WINDOW = 100
-#: How deep ``cutoff="f1"`` looks, at most, to estimate how many relevant items a query
-#: has (a fitted calibrator records the depth its judged relevant items reach).
+#: How deep ``cutoff="f1"`` looks to estimate how many relevant items a query has, for
+#: calibrations saved before each recorded the depth its judged relevant items reach.
 EXPECTED_DEPTH = 1000
 #: The deepest a calibration looks for judged relevant items.
 MAX_DEPTH = 2000
@@ -344,11 +344,6 @@ def best_threshold(values: F64, labels: npt.NDArray[np.bool_], relevant: Any = N
         if f1 > best_f1:
             best, best_f1 = float(t), f1
     return best
-
-
-def best_f1_threshold(probs: F64, labels: npt.NDArray[np.bool_]) -> float:
-    """The cutoff on relevance that maximises F1 averaged over queries."""
-    return best_threshold(probs, labels)
 
 
 def expected_f1_prefix(

@@ -40,8 +40,9 @@ F32 = npt.NDArray[np.float32]
 FUSIONS = ("convex", "rrf")
 #: The reciprocal-rank constant of RRF.
 RRF_K = 60
-#: The dense weight of convex fusion before ``tune_hybrid`` chose one (tuned on SciFact's
-#: train split with the default encoder).
+#: The dense weight of convex fusion before ``tune_hybrid`` chose one: the middle
+#: (``tune_hybrid`` chose 0.55 on SciFact's train split with the default encoder, and
+#: 0.15 on arcd, where the encoder fails; ``bench/results/hybrid.json``).
 DEFAULT_ALPHA = 0.5
 #: The weights ``tune_hybrid`` tries.
 ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 21).tolist())

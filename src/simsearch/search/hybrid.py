@@ -25,7 +25,7 @@ from simsearch.scoring.fusion import fuse
 from simsearch.search.candidates import Ranked
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext
-from simsearch.store.lexical import lexical_scores, lexical_search, match_expression
+from simsearch.store.lexical import best_of, lexical_matches, lexical_search, match_expression
 from simsearch.store.reads import ReadTxn
 from simsearch.types import FloatArray, Metric
 
@@ -52,7 +52,9 @@ def matches_of(texts: Sequence[str]) -> list[str | None]:
     return [match_expression(t) for t in texts]
 
 
-def _padded(parts: list[tuple[F32, Int64Array]], width: int) -> tuple[F32, Int64Array]:
+def _padded(
+    parts: list[tuple[npt.NDArray[np.float64], Int64Array]], width: int
+) -> tuple[F32, Int64Array]:
     scores = np.full((len(parts), width), -np.inf, dtype=np.float32)
     rows = np.full((len(parts), width), -1, dtype=np.int64)
     for i, (s, r) in enumerate(parts):
@@ -65,7 +67,7 @@ def lexical_ranked(
     snap: ReadTxn, matches: Sequence[str | None], k: int, allowed: Int64Array | None
 ) -> Ranked:
     """The ``k`` best rows of each query by BM25 among ``allowed`` (``None``: all)."""
-    empty = (np.zeros(0, np.float32), np.zeros(0, np.int64))
+    empty = (np.zeros(0, np.float64), np.zeros(0, np.int64))
     parts = [empty if m is None else lexical_search(snap.query, m, k, allowed) for m in matches]
     return Ranked(*_padded(parts, k))
 
@@ -90,15 +92,6 @@ def dense_scores(ctx: SearchContext, snap: ReadTxn, queries: FloatArray, rows: I
     at = np.searchsorted(wanted, np.where(found, rows, wanted[0]))
     picked = np.take_along_axis(table, at, axis=1)
     return np.where(found, picked, -np.inf).astype(np.float32)
-
-
-def lexical_of(snap: ReadTxn, matches: Sequence[str | None], rows: Int64Array) -> F32:
-    """The BM25 score of each query's ``rows`` (0 where it matches nothing)."""
-    out = np.zeros(rows.shape, dtype=np.float32)
-    for i, m in enumerate(matches):
-        found = rows[i] >= 0
-        out[i, found] = lexical_scores(snap.query, m, rows[i, found].tolist())
-    return out
 
 
 def _rank_in(rows: Int64Array, side: Int64Array) -> npt.NDArray[np.int64]:
@@ -144,22 +137,30 @@ def hybrid_pool(
 ) -> Pool:
     """The union of each side's best ``depth`` rows per query, every one scored by both."""
     dense_side = ctx.candidates(queries, depth)
-    lexical_side = lexical_ranked(snap, matches, depth, ctx.allowed)
     n = len(queries)
+    # Each query's matches are read once: the best ``depth`` of them are its lexical side,
+    # and the dense side's candidates take their BM25 scores from them too.
+    empty = (np.zeros(0, np.float64), np.zeros(0, np.int64))
+    matched = [empty if m is None else lexical_matches(snap.query, m, ctx.allowed) for m in matches]
+    lexical_side = [best_of(s, r, depth)[1] for s, r in matched]
     unions = []
     for i in range(n):
-        both = np.concatenate([dense_side.rows[i], lexical_side.rows[i]])
+        both = np.concatenate([dense_side.rows[i], lexical_side[i]])
         unions.append(np.unique(both[both >= 0]))
     width = max(1, max(len(u) for u in unions))
     rows = np.full((n, width), -1, dtype=np.int64)
     dense_rank = np.full((n, width), -1, dtype=np.int64)
     lexical_rank = np.full((n, width), -1, dtype=np.int64)
+    lexical = np.zeros((n, width), dtype=np.float32)
     for i, u in enumerate(unions):
         rows[i, : len(u)] = u
         dense_rank[i, : len(u)] = _rank_in(u, dense_side.rows[i])
-        lexical_rank[i, : len(u)] = _rank_in(u, lexical_side.rows[i])
+        lexical_rank[i, : len(u)] = _rank_in(u, lexical_side[i])
+        scores, found = matched[i]
+        if len(found):
+            at = np.minimum(np.searchsorted(found, u), len(found) - 1)
+            lexical[i, : len(u)] = np.where(found[at] == u, scores[at], 0.0)
     dense = dense_scores(ctx, snap, queries, rows)
-    lexical = lexical_of(snap, matches, rows)
     return Pool(rows, dense, lexical, dense_rank, lexical_rank)
 
 

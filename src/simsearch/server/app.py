@@ -375,6 +375,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             where=body.where,
             min_relevance=body.min_relevance,
             cutoff=body.cutoff,
+            mode=body.mode,
+            fusion=body.fusion,
+            alpha=body.alpha,
         )
         check_answer(sum(h.size_hint() for row in results for h in row))
         return SearchResponse(
@@ -386,6 +389,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
                         metadata=h.metadata,
                         text=h.text,
                         relevance=h.relevance,
+                        dense_score=h.dense_score,
+                        lexical_score=h.lexical_score,
                     )
                     for h in row
                 ]

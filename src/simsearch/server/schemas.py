@@ -203,6 +203,13 @@ class SearchRequest(_Strict):
     cutoff: Literal["f1"] | None = Field(
         default=None, description="'f1': per query, the set with the best expected F1."
     )
+    mode: Literal["dense", "lexical", "hybrid"] = Field(
+        default="dense", description="Vectors, BM25 of the texts, or both fused."
+    )
+    fusion: Literal["convex", "rrf"] = Field(default="convex", description="Hybrid fusion.")
+    alpha: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Dense weight of convex fusion."
+    )
 
 
 class HitOut(BaseModel):
@@ -213,6 +220,8 @@ class HitOut(BaseModel):
     relevance: float | None = Field(
         default=None, description="Calibrated relevance in [0, 1]; null when uncalibrated."
     )
+    dense_score: float | None = Field(default=None, description="Lexical or hybrid: similarity.")
+    lexical_score: float | None = Field(default=None, description="Lexical or hybrid: BM25.")
 
 
 class SearchResponse(BaseModel):

@@ -39,7 +39,6 @@ negated so that higher is better.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -56,8 +55,9 @@ __all__ = [
     "LEXICAL_SPEC",
     "MAX_QUERY_WORDS",
     "STOPWORDS",
+    "best_of",
     "fill_lexical",
-    "lexical_scores",
+    "lexical_matches",
     "lexical_search",
     "match_expression",
     "query_words",
@@ -127,7 +127,7 @@ LEXICAL_SCHEMA = (
 )
 
 Int64Array = npt.NDArray[np.int64]
-F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 #: Runs one statement in a snapshot (``ReadTxn.query``).
 Run = Callable[[str, Sequence[Any]], sqlite3.Cursor]
 
@@ -166,12 +166,34 @@ def match_expression(query: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in words) if words else None
 
 
+def lexical_matches(run: Run, match: str, allowed: Int64Array | None) -> tuple[F64, Int64Array]:
+    """Every row ``match`` finds among ``allowed`` (``None``: all), ascending, and its
+    score (higher better; in double precision, as BM25 scores of many items can differ
+    by less than a float32 step, and a ranking must not turn them into ties); ``run``
+    runs a statement in the search's snapshot (``ReadTxn.query``)."""
+    found = run(
+        "SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? ORDER BY rowid",
+        (match,),
+    ).fetchall()
+    rows = np.array([r for r, _ in found], dtype=np.int64)
+    scores = np.array([s for _, s in found], dtype=np.float64)
+    if allowed is not None:
+        keep = np.isin(rows, allowed, assume_unique=True)
+        rows, scores = rows[keep], scores[keep]
+    return scores, rows
+
+
+def best_of(scores: F64, rows: Int64Array, k: int) -> tuple[F64, Int64Array]:
+    """The ``k`` best of these matches, best first (ties: the smaller row first)."""
+    order = np.lexsort((rows, -scores))[:k]
+    return scores[order], rows[order]
+
+
 def lexical_search(
     run: Run, match: str, k: int, allowed: Int64Array | None
-) -> tuple[F32, Int64Array]:
+) -> tuple[F64, Int64Array]:
     """The ``k`` best rows for ``match`` and their scores (higher better), among
-    ``allowed`` (ascending rows; ``None``: all), best first; ``run`` runs a statement in
-    the search's snapshot (``ReadTxn.query``)."""
+    ``allowed`` (ascending rows; ``None``: all), best first."""
     if allowed is None:
         found = run(
             "SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? "
@@ -179,33 +201,8 @@ def lexical_search(
             (match, k),
         ).fetchall()
         rows = np.array([r for r, _ in found], dtype=np.int64)
-        scores = np.array([s for _, s in found], dtype=np.float32)
+        scores = np.array([s for _, s in found], dtype=np.float64)
         return scores, rows
     # Filtered: every match is scored and the allowed ones kept, so a filter never
     # leaves fewer than k hits when k allowed items match.
-    found = run(
-        "SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ?", (match,)
-    ).fetchall()
-    rows = np.array([r for r, _ in found], dtype=np.int64)
-    scores = np.array([s for _, s in found], dtype=np.float32)
-    keep = np.isin(rows, allowed, assume_unique=True)
-    rows, scores = rows[keep], scores[keep]
-    order = np.lexsort((rows, -scores))[:k]
-    return scores[order], rows[order]
-
-
-def lexical_scores(run: Run, match: str | None, rows: Sequence[int]) -> F32:
-    """The lexical score of each of ``rows`` for ``match`` (0 for a row it does not match)."""
-    out = np.zeros(len(rows), dtype=np.float32)
-    if match is None or not len(rows):
-        return out
-    score = dict(
-        run(
-            "SELECT rowid, -bm25(lexical) FROM lexical WHERE lexical MATCH ? "
-            "AND rowid IN (SELECT value FROM json_each(?))",
-            (match, json.dumps(sorted({int(r) for r in rows}))),
-        ).fetchall()
-    )
-    for i, r in enumerate(rows):
-        out[i] = score.get(int(r), 0.0)
-    return out
+    return best_of(*lexical_matches(run, match, allowed), k)

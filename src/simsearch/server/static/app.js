@@ -14,7 +14,8 @@ const keyInput = $("api-key");
 localStorage.removeItem("simsearch-key");
 keyInput.value = sessionStorage.getItem("simsearch-key") || "";
 
-const state = { collection: "", query: "", where: "", k: 10, page: 1 };
+const state = { collection: "", query: "", where: "", k: 10, mode: "dense", page: 1 };
+const MODES = ["dense", "lexical", "hybrid"];
 let hits = [];          // a search: every hit, shown PAGE_SIZE at a time; browsing: the page
 let total = 0;          // browsing: how many items match the filter
 let browsing = false;   // an empty query browses the items in insertion order
@@ -78,6 +79,7 @@ function readUrl() {
   state.query = params.get("q") || "";
   state.where = params.get("where") || "";
   state.k = Math.min(1000, Math.max(1, Number(params.get("k")) || 10));
+  state.mode = MODES.includes(params.get("mode")) ? params.get("mode") : "dense";
   state.page = Math.max(1, Number(params.get("page")) || 1);
 }
 
@@ -87,6 +89,7 @@ function writeUrl(push) {
   if (state.query) params.set("q", state.query);
   if (state.where) params.set("where", state.where);
   if (state.k !== 10) params.set("k", String(state.k));
+  if (state.mode !== "dense") params.set("mode", state.mode);
   if (state.page !== 1) params.set("page", String(state.page));
   const url = `${location.pathname}${params.toString() ? "?" + params : ""}`;
   if (url === `${location.pathname}${location.search}`) return;
@@ -97,6 +100,7 @@ function showState() {
   $("query").value = state.query;
   $("where").value = state.where;
   $("k").value = String(state.k);
+  $("mode").value = state.mode;
 }
 
 // -- collections ------------------------------------------------------------------------------
@@ -272,7 +276,7 @@ async function runSearch(push) {
   if (where === undefined) return;
   writeUrl(push);
   browsing = false;
-  const key = JSON.stringify([state.collection, state.query, state.where, state.k]);
+  const key = JSON.stringify([state.collection, state.query, state.where, state.k, state.mode]);
   if (searched === key) { renderPage(); return; }
   localStorage.setItem("simsearch-collection", state.collection);
   setStatus("Searching…");
@@ -280,7 +284,7 @@ async function runSearch(push) {
   const mine = ++latest;
   try {
     const data = await call("POST", `/collections/${encodeURIComponent(state.collection)}/search`,
-      { query: state.query, k: state.k, where });
+      { query: state.query, k: state.k, where, mode: state.mode });
     if (mine !== latest) return;
     hits = data.results[0];
     searched = key;
@@ -405,6 +409,7 @@ $("search-form").addEventListener("submit", (event) => {
   state.query = $("query").value;
   state.where = $("where").value;
   state.k = Math.min(1000, Math.max(1, Number($("k").value) || 10));
+  state.mode = $("mode").value;
   state.page = 1;
   refresh(true);
 });

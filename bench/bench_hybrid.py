@@ -1,0 +1,269 @@
+"""Dense, lexical and hybrid search on SciFact and arcd, beside bm25s in the same run.
+
+    python bench/bench_hybrid.py [--embedding-cache .data/embeddings-minilm.npz] [--small]
+
+SciFact (title + abstract): test nDCG@10 and recall@100 of dense (the default encoder,
+exact cosine), lexical (FTS5 BM25), hybrid with convex fusion (its weight chosen by
+``tune_hybrid`` on the train split only) and with RRF, and bm25s on the same texts.
+Then speed: lexical queries per second, one query a call and in batches, against
+bm25s's; hybrid latency per query; ingest of precomputed vectors with texts, with the
+lexical index and with its triggers dropped; and the time from a write's return until
+a lexical search has found it. arcd (Arabic, where the English encoder fails): the
+weight tuned on one half of the questions, measured on the other. SciFact with typos
+(two letters swapped in every query word of four or more letters; a set where lexical
+search loses): the weight tuned on typo'd train queries. Writes
+bench/results/hybrid.json. Embeddings come through the cache (bench/embedding_cache.py),
+so a second run embeds nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import simsearch
+from embedding_cache import cache_encoder
+from simsearch.encoders import DEFAULT_ENCODER
+from simsearch.eval import BeirData, evaluate_rankings, load_beir
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+RESULTS = Path(__file__).parent / "results"
+DEPTH = 100
+
+
+def rankings(
+    col: simsearch.Collection, qids: list[str], texts: list[str], **kw: Any
+) -> dict[str, list[str]]:
+    res = col.search(texts, k=DEPTH, **kw)
+    return {q: [h.id for h in row] for q, row in zip(qids, res, strict=True)}
+
+
+def quality(ranked: dict[str, list[str]], data: BeirData) -> dict[str, float]:
+    m = evaluate_rankings(ranked, data.qrels)
+    return {"ndcg@10": round(m["ndcg@10"], 4), "recall@100": round(m["recall@100"], 4)}
+
+
+def build(folder: Path, data: BeirData, ids: list[str]) -> simsearch.Collection:
+    col = simsearch.Collection.open(folder, encoder=DEFAULT_ENCODER)
+    for start in range(0, len(ids), 1000):
+        part = ids[start : start + 1000]
+        col.add(part, texts=[data.passage(d) for d in part], progress=False)
+    return col
+
+
+def judged(data: BeirData) -> tuple[list[str], list[str], list[set[str]]]:
+    qids = list(data.queries)
+    rel = [{d for d, g in data.qrels[q].items() if g > 0} for q in qids]
+    return qids, [data.queries[q] for q in qids], rel
+
+
+def compare(
+    col: simsearch.Collection,
+    test: BeirData,
+    train_texts: list[str],
+    train_rel: list[set[str]],
+    test_texts: list[str] | None = None,
+) -> dict[str, Any]:
+    """Dense, lexical, hybrid (convex tuned on the train queries, and RRF) on ``test``."""
+    qids = list(test.queries)
+    texts = test_texts or [test.queries[q] for q in qids]
+    tuned = col.tune_hybrid(train_texts, train_rel)
+    out = {
+        "dense": quality(rankings(col, qids, texts), test),
+        "lexical": quality(rankings(col, qids, texts, mode="lexical"), test),
+        "hybrid convex": quality(rankings(col, qids, texts, mode="hybrid"), test),
+        "hybrid rrf": quality(rankings(col, qids, texts, mode="hybrid", fusion="rrf"), test),
+        "alpha (tuned on train)": tuned["alpha"],
+        "train ndcg@10 at alpha": round(tuned["ndcg@10"], 4),
+    }
+    return out
+
+
+def bm25s_side(
+    ids: list[str], passages: list[str], queries: list[str]
+) -> tuple[Any, Any, list[list[str]]]:
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    retriever = bm25s.BM25()
+    retriever.index(
+        bm25s.tokenize(passages, stopwords="en", stemmer=stemmer, show_progress=False),
+        show_progress=False,
+    )
+    tokens = [
+        bm25s.tokenize([q], stopwords="en", stemmer=stemmer, show_progress=False, return_ids=False)[
+            0
+        ]
+        for q in queries
+    ]
+    docs, _ = retriever.retrieve(tokens, k=DEPTH, show_progress=False, n_threads=1)
+    return retriever, tokens, [[ids[int(d)] for d in row] for row in docs]
+
+
+def per_second(n: int, fn: Any, *args: Any) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return n / (time.perf_counter() - start)
+
+
+def speed(
+    col: simsearch.Collection, texts: list[str], retriever: Any, tokens: Any
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in (10, 100):
+        n = len(texts)
+        lex_one = per_second(n, lambda k: [col.search(t, mode="lexical", k=k) for t in texts], k)
+        lex_batch = per_second(n, lambda k: col.search(texts, mode="lexical", k=k), k)
+        b_one = per_second(
+            n, lambda k: [retriever.retrieve([t], k=k, show_progress=False) for t in tokens], k
+        )
+        b_batch = per_second(
+            n, lambda k: retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1), k
+        )
+        out[f"k={k}"] = {
+            "lexical qps, one query a call": round(lex_one, 1),
+            "lexical qps, batched": round(lex_batch, 1),
+            "bm25s qps, one query a call": round(b_one, 1),
+            "bm25s qps, batched": round(b_batch, 1),
+            "ratio one a call": round(lex_one / b_one, 3),
+            "ratio batched": round(lex_batch / b_batch, 3),
+        }
+    col.search(texts[:5], mode="hybrid")  # the encoder loaded
+    sample = texts[:100]
+    # Queries new to the embedding cache would time the encoder; these are all cached.
+    hyb = per_second(len(sample), lambda: [col.search(t, mode="hybrid", k=10) for t in sample])
+    dense = per_second(len(sample), lambda: [col.search(t, k=10) for t in sample])
+    out["hybrid ms per query, one a call (k=10)"] = round(1000 / hyb, 2)
+    out["dense ms per query, one a call (k=10)"] = round(1000 / dense, 2)
+    return out
+
+
+def ingest(data: BeirData, ids: list[str], vectors: np.ndarray, tmp: Path) -> dict[str, Any]:
+    """Precomputed vectors with texts, 1,000 a call, with the lexical index and without."""
+    rates = {}
+    for name in ("with lexical index", "without (triggers dropped)", "with lexical index again"):
+        folder = tmp / name.replace(" ", "_")
+        col = simsearch.Collection.open(folder, metric="cosine", dim=vectors.shape[1])
+        if name.startswith("without"):
+            db = sqlite3.connect(folder / "simsearch.sqlite3")
+            for trigger in ("lexical_insert", "lexical_delete", "lexical_update"):
+                db.execute(f"DROP TRIGGER {trigger}")
+            db.commit()
+            db.close()
+        start = time.perf_counter()
+        for s in range(0, len(ids), 1000):
+            col.add(
+                ids[s : s + 1000],
+                vectors=vectors[s : s + 1000],
+                texts=[data.passage(d) for d in ids[s : s + 1000]],
+            )
+        rates[name] = round(len(ids) / (time.perf_counter() - start), 1)
+        if name == "with lexical index":
+            seen = []
+            for i in range(20):  # a write, then at once a lexical search
+                word = f"zzfresh{i}"
+                col.add(
+                    f"new{i}", vectors=vectors[i : i + 1], texts=[f"{word} {data.passage(ids[i])}"]
+                )
+                start = time.perf_counter()
+                hits = col.search(word, mode="lexical", k=1)[0]
+                seen.append((time.perf_counter() - start, [h.id for h in hits] == [f"new{i}"]))
+            rates["found by the first search after the write"] = all(ok for _, ok in seen)
+            rates["ms from the write's return to the hit (median)"] = round(
+                1000 * float(np.median([t for t, _ in seen])), 2
+            )
+        col.close()
+    with_ = (rates["with lexical index"] + rates["with lexical index again"]) / 2
+    rates["throughput kept with the lexical index"] = round(
+        with_ / rates["without (triggers dropped)"], 3
+    )
+    return rates
+
+
+def typos(text: str, rng: random.Random) -> str:
+    words = []
+    for w in text.split():
+        if len(w) >= 4 and w.isalpha():
+            i = rng.randrange(1, len(w) - 2)
+            w = w[:i] + w[i + 1] + w[i] + w[i + 2 :]
+        words.append(w)
+    return " ".join(words)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--embedding-cache", type=Path, default=Path(".data/embeddings-minilm.npz"))
+    parser.add_argument(
+        "--small", action="store_true", help="the first 1,000 documents, 50 queries"
+    )
+    args = parser.parse_args()
+    cache_encoder(DEFAULT_ENCODER, args.embedding_cache)
+    out: dict[str, Any] = {"encoder": DEFAULT_ENCODER, "depth": DEPTH}
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        test, train = load_beir(DATA / "scifact", "test"), load_beir(DATA / "scifact", "train")
+        ids = list(test.corpus)
+        if args.small:
+            keep = set(ids[:1000])
+            ids = ids[:1000]
+            for d in (test, train):
+                for q in [q for q in d.queries if not set(d.qrels[q]) & keep][:None]:
+                    del d.queries[q]
+                for q in list(d.queries)[50:]:
+                    del d.queries[q]
+        col = build(tmp / "scifact", test, ids)
+        _, train_texts, train_rel = judged(train)
+        sci = compare(col, test, train_texts, train_rel)
+        qids, texts, _ = judged(test)
+        retriever, tokens, b_rows = bm25s_side(ids, [test.passage(d) for d in ids], texts)
+        sci["bm25s"] = quality(dict(zip(qids, b_rows, strict=True)), test)
+        out["scifact"] = sci
+        print("scifact", json.dumps(sci), flush=True)
+        out["speed"] = speed(col, texts, retriever, tokens)
+        print("speed", json.dumps(out["speed"]), flush=True)
+        rng = random.Random(0)
+        noisy_train = [typos(t, rng) for t in train_texts]
+        noisy_test = [typos(test.queries[q], rng) for q in qids]
+        out["scifact with typos"] = compare(col, test, noisy_train, train_rel, noisy_test)
+        print("typos", json.dumps(out["scifact with typos"]), flush=True)
+        vectors = np.stack([it.vector for it in col.get(ids, include=["vector"])])
+        col.close()
+        out["ingest, texts/s"] = ingest(test, ids, vectors, tmp)
+        print("ingest", json.dumps(out["ingest, texts/s"]), flush=True)
+        arcd = load_beir(DATA / "arcd", "test")
+        qs = list(arcd.queries)
+        halves = (qs[: len(qs) // 2], qs[len(qs) // 2 :])
+        acol = build(tmp / "arcd", arcd, list(arcd.corpus))
+        out["arcd"] = {}
+        for name, (tune_on, measure_on) in {
+            "tuned on half 1, measured on half 2": halves,
+            "tuned on half 2, measured on half 1": halves[::-1],
+        }.items():
+            part = BeirData(
+                arcd.corpus,
+                {q: arcd.queries[q] for q in measure_on},
+                {q: arcd.qrels[q] for q in measure_on},
+            )
+            rel = [{d for d, g in arcd.qrels[q].items() if g > 0} for q in tune_on]
+            out["arcd"][name] = compare(acol, part, [arcd.queries[q] for q in tune_on], rel)
+        acol.close()
+        print("arcd", json.dumps(out["arcd"]), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    RESULTS.mkdir(exist_ok=True)
+    name = "hybrid-small.json" if args.small else "hybrid.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
