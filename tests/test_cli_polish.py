@@ -45,7 +45,8 @@ def test_shell_completion_script() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "simsearch.cli", "--show-completion", "bash"],
         capture_output=True, text=True, timeout=60,
-        env=os.environ | {"PYTHONPATH": str(SRC)},
+        # The shell is named by the argument; CI may run without SHELL set.
+        env=os.environ | {"PYTHONPATH": str(SRC), "SHELL": "/bin/bash"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "complete" in done.stdout
