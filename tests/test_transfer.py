@@ -257,17 +257,22 @@ def test_parquet_without_pyarrow_names_the_extra(
         col.export(tmp_path / "a.parquet")
 
 
-def test_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+def _piped(command: str) -> Any:
+    """Run ``simsearch COMMAND`` in bash, where COMMAND may end in a pipe to a reader."""
     import os
     import subprocess
     import sys
 
-    _build(tmp_path / "a", n=2000).close()
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    done = subprocess.run(
-        f"set -o pipefail; {sys.executable} -m simsearch.cli export {tmp_path / 'a'} | head -n 2",
+    return subprocess.run(
+        f"set -o pipefail; {sys.executable} -m simsearch.cli {command}",
         shell=True, executable="/bin/bash", capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
+
+
+def test_export_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    _build(tmp_path / "a", n=2000).close()
+    done = _piped(f"export {tmp_path / 'a'} | head -n 2")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert len(done.stdout.splitlines()) == 2
@@ -348,16 +353,8 @@ def test_import_from_standard_input(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["info", "get", "list"])
 def test_every_command_into_a_closed_pipe_exits_quietly(tmp_path: Path, command: str) -> None:
-    import os
-    import subprocess
-    import sys
-
     _build(tmp_path / "a", n=50).close()
     target = tmp_path if command == "list" else tmp_path / "a"
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    done = subprocess.run(
-        f"set -o pipefail; {sys.executable} -m simsearch.cli {command} {target} | true",
-        shell=True, executable="/bin/bash", capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+    done = _piped(f"{command} {target} | true")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""

@@ -145,20 +145,19 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-    had_catalogue = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='fields'"
-    ).fetchone()
-    for statement in CATALOGUE_SCHEMA:
-        conn.execute(statement)
-    if not had_catalogue:
-        fill_catalogue(conn)
-    had_lexical = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='lexical'"
-    ).fetchone()
-    for statement in LEXICAL_SCHEMA:
-        conn.execute(statement)
-    if not had_lexical:
-        fill_lexical(conn)
+    # Tables kept by triggers: created with their triggers, and filled from the items a
+    # collection written before them already holds.
+    for table, statements, fill in (
+        ("fields", CATALOGUE_SCHEMA, fill_catalogue),
+        ("lexical", LEXICAL_SCHEMA, fill_lexical),
+    ):
+        had = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)
+        ).fetchone()
+        for statement in statements:
+            conn.execute(statement)
+        if not had:
+            fill(conn)
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', '0')")
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (STORE_ID_KEY, uuid.uuid4().hex)
