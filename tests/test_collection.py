@@ -184,3 +184,35 @@ def test_hits_parse_metadata_lazily_and_stay_immutable(tmp_path: Path) -> None:
             hit.score = 2.0  # type: ignore[misc]
         with pytest.raises(AttributeError):
             res.k = 1  # type: ignore[misc]
+
+
+def test_a_few_queries_score_in_parts_small_enough_to_stay_off_blas_threads(monkeypatch) -> None:
+    """One query over many rows is scored in products of at most ``SERIAL_PRODUCT``
+    multiply-adds (OpenBLAS threads larger ones, which stall on busy cores), with the
+    same hits as one whole product; a batch keeps whole products."""
+    from simsearch.index import flat
+    from simsearch.types import Metric
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((20_000, 50)).astype(np.float32)
+    index = flat.FlatIndex.from_arrays(Metric.COSINE, np.arange(20_000), vectors)
+    query = rng.standard_normal((1, 50)).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = query[0] / np.linalg.norm(query[0])
+    expected = np.argsort(-(unit @ q), kind="stable")[:10]
+
+    sizes: list[int] = []
+    real = np.matmul
+
+    def counting(a, b, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return real(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counting)
+    _, rows = index.search(query, 10)
+    assert list(rows[0]) == list(expected)
+    assert len(sizes) > 1
+    assert max(sizes) <= flat.SERIAL_PRODUCT
+    sizes.clear()
+    index.search(np.repeat(query, flat.SERIAL_QUERIES + 1, axis=0), 10)
+    assert max(sizes) > flat.SERIAL_PRODUCT

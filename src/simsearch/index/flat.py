@@ -24,6 +24,14 @@ BLOCK = 16384
 QUERY_CHUNK = 1024
 #: Up to this many scores (queries x vectors) a search computes in one product.
 ONE_PASS = 4_000_000
+#: A product of a few queries is split so that each part does at most this many
+#: multiply-adds: OpenBLAS hands larger ones to its thread pool, whose spin-waiting
+#: threads stall for milliseconds when the cores are busy (a server's cores are), while
+#: one query's product gains little from a second thread (it is memory-bound). Measured
+#: on 39,000 x 50 rows with other work running: median 8.0 ms whole, 0.6 ms in parts.
+SERIAL_PRODUCT = 262_144
+#: Up to this many queries a product is split as above; more keep BLAS's threads.
+SERIAL_QUERIES = 4
 #: Compact the arrays once this share of the slots is dead.
 COMPACT_FRACTION = 0.25
 
@@ -214,7 +222,14 @@ class FlatIndex:
     ) -> FloatArray:
         block = self._vecs[idx]
         # Writing into one reused buffer spares a fresh (page-faulting) allocation per block.
-        s = np.matmul(q, block.T, out=None if out is None else out[:, : len(block)])
+        s = np.empty((len(q), len(block)), dtype=np.float32) if out is None else out
+        s = s[:, : len(block)]
+        step = max(1, SERIAL_PRODUCT // max(len(q) * self.dim, 1))
+        if len(q) > SERIAL_QUERIES or len(block) <= step:
+            np.matmul(q, block.T, out=s)
+        else:
+            for start in range(0, len(block), step):
+                np.matmul(q, block[start : start + step].T, out=s[:, start : start + step])
         if self.metric is Metric.L2:
             s *= 2.0
             s -= self._sqnorms[idx]
