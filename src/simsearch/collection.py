@@ -177,7 +177,7 @@ class Collection:
             "size_bytes": self._store.size_bytes(),
             "migration": migration,
             "fields": field_summaries(fields, config.fields),
-            "field_indexes": self._keeper.fields.describe(config.fields),
+            "field_indexes": self._keeper.describe_fields(config.fields),
         }
 
     # -- writes ------------------------------------------------------------------------------

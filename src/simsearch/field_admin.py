@@ -102,9 +102,11 @@ def explain_filter(
             allowed=allowed,
             force_exact=exact,
             dim=pinned.index.dim,
+            window=None if pinned.window is None or allowed is None else len(pinned.window),
         )
         if isinstance(config.index, Flat):
             out.update(plan="exact", reason="flat index")
         else:
-            out.update(plan="exact" if plan.exact else "graph", reason=plan.reason)
+            name = "exact" if plan.exact else "window" if plan.window else "graph"
+            out.update(plan=name, reason=plan.reason)
         return out

@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from simsearch.config import HNSW, IVFPQ, CollectionConfig, Flat, IndexConfig
+from simsearch.config import HNSW, IVFPQ, CollectionConfig, FieldIndexSpec, Flat, IndexConfig
 from simsearch.errors import CollectionClosedError
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array, VectorIndex
@@ -36,6 +37,7 @@ from simsearch.index.hnsw import HNSWIndex
 from simsearch.index.persist import OtherSettingsError
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.subsets import SubsetCache
+from simsearch.index.window_set import WindowSet, window_specs
 from simsearch.store import SQLiteStore
 from simsearch.store.reads import ReadTxn, StoreState
 from simsearch.types import Metric
@@ -146,6 +148,7 @@ class Pinned:
     subsets: SubsetCache
     filter_key: str | None
     filter_source: str | None = None  # where the allowed rows came from (see FilterCache)
+    window: HNSWIndex | None = None  # a window bucket's graph holding every allowed row
 
     def exact_flat(self, rows: Callable[[], Int64Array], filtered: bool) -> FlatIndex | None:
         """A flat copy of ``rows`` (all live rows, or the filter's), reused while the index
@@ -172,6 +175,7 @@ class IndexKeeper:
         self.subsets = SubsetCache()
         self.described = DescribedRows()
         self.fields = FieldIndexes(directory, store.store_id)
+        self.windows = WindowSet()
         self.version = 0  # bumped at every change of the index, so copies of it expire
         self._lock = threading.RLock()  # decisions about the index, one thread at a time
         self._gate = _Gate()
@@ -210,13 +214,17 @@ class IndexKeeper:
                         self.index = self._loaded_or_new(snap, config, config.dim)
                         self._kind = config.index
                         self.described.clear()
+                        self.windows.reset()
                     if seq != self.applied_seq:
                         assert self.index is not None
+                        if self.windows.indexes:  # they read the written rows' values
+                            self.fields.catch_up(snap, seq, config)
                         self.index.reserve(snap.count_since(self.applied_seq))
                         for changes in snap.changes_since(
                             self.applied_seq, config.dim, chunk=CATCH_UP_CHUNK
                         ):
                             self.index.apply(changes)
+                            self.windows.apply(changes, self.fields)
                             self.described.forget(changes.rows.tolist())
                             self.described.forget(changes.deleted.tolist())
                         self.applied_seq = seq
@@ -242,7 +250,15 @@ class IndexKeeper:
                     snap, flt, self.applied_seq, len(index), indexed
                 )
             key = None if flt is None or flt.matches_all else flt.key
-            pinned = Pinned(index, allowed, state, config, self.version, self.subsets, key, source)
+            window = None
+            if index is not None and key is not None and window_specs(config):
+                self.fields.catch_up(snap, state.seq, config)
+                self.windows.ensure(config, index, self.fields)
+                bucket = self.windows.pick(flt)
+                window = None if bucket is None else bucket.graph
+            pinned = Pinned(
+                index, allowed, state, config, self.version, self.subsets, key, source, window
+            )
             hold = self._gate.reading()
             hold.__enter__()  # taken before the lock goes, so no change slips in between
         try:
@@ -254,8 +270,21 @@ class IndexKeeper:
         """Build (or catch up) the declared payload indexes now, and save them."""
         with self._lock:
             state = snap.state()
-            self.fields.catch_up(snap, state.seq, snap.config(state))
+            config = snap.config(state)
+            self.fields.catch_up(snap, state.seq, config)
             self.fields.save()
+            if self.index is not None and self.applied_seq == state.seq:
+                self.windows.ensure(config, self.index, self.fields)
+
+    def describe_fields(self, specs: tuple[FieldIndexSpec, ...]) -> list[dict[str, Any]]:
+        """Each declared payload index (see ``FieldIndexes.describe``), with the memory of
+        its window buckets (``window_bytes``: ``None`` until built in this process)."""
+        with self._lock:
+            described = self.fields.describe(specs)
+            for spec, entry in zip(specs, described, strict=True):
+                if spec.window:
+                    entry["window_bytes"] = self.windows.nbytes(spec)
+            return described
 
     def allowed_rows(self, snap: ReadTxn, flt: SqlFilter) -> tuple[Int64Array, str]:
         """The rows ``flt`` allows in ``snap`` (ascending) and where they came from: the
@@ -295,9 +324,11 @@ class IndexKeeper:
                 )
                 if key is None or allowed is not None:
                     source = None if key is None else "cache"
+                    bucket = None if key is None else self.windows.pick(flt)
                     pinned = Pinned(
-                        index, allowed, state, config, self.version, self.subsets, key, source
-                    )
+                        index, allowed, state, config, self.version, self.subsets, key, source,
+                        None if bucket is None else bucket.graph,
+                    )  # fmt: skip
                     hold = self._gate.reading()
                     hold.__enter__()
         try:
@@ -396,7 +427,12 @@ class IndexKeeper:
                         # build ran may have been described since: drop it again.
                         self.described.forget(changes.rows.tolist())
                         self.described.forget(changes.deleted.tolist())
-                    self.applied_seq = snap.current_seq()
+                    before, self.applied_seq = self.applied_seq, snap.current_seq()
+                    if self.windows.indexes and self.applied_seq != before:
+                        # The windows follow the writes the old index had not yet seen.
+                        self.fields.catch_up(snap, self.applied_seq, snap.config(snap.state()))
+                        for changes in snap.changes_since(before, fresh.dim):
+                            self.windows.apply(changes, self.fields)
                     self.index = fresh
                     self.version += 1
                 self.saved_seq = -1
@@ -434,6 +470,11 @@ class IndexKeeper:
                 if isinstance(self.index, HNSWIndex) and self.index.dead:
                     self.index.rebuild()
                     self.saved_seq = -1
+                if self.windows.indexes and self.index is not None:
+                    # Built again, without the deleted marks they gathered.
+                    self.windows.reset()
+                    self.fields.catch_up(snap, seq, config)
+                    self.windows.ensure(config, self.index, self.fields)
                 elif isinstance(self.index, QuantizedIndex):
                     self.index = index_from_store(snap, config)
                     self.applied_seq = seq

@@ -54,8 +54,10 @@ def candidates(
     knobs: Knobs,
     exact: bool,
     exact_flat: ExactFlat | None = None,
+    window: VectorIndex | None = None,
 ) -> Ranked:
-    """The ``k`` best rows per query among ``allowed`` (every live row when ``None``)."""
+    """The ``k`` best rows per query among ``allowed`` (every live row when ``None``);
+    ``window``: a window bucket's graph that holds every allowed row, if one does."""
     if isinstance(index, FlatIndex):
         return Ranked(*index.search(queries, k, allowed))
     plan = plan_search(
@@ -65,6 +67,7 @@ def candidates(
         force_exact=exact,
         dim=index.dim,
         ef=knobs.ef,
+        window=None if window is None or allowed is None else len(window),
     )
     dim = queries.shape[1]
     if not plan.exact:
@@ -84,7 +87,8 @@ def candidates(
                         lambda rows: snap.vectors_of_rows(rows, dim),
                     )
                 )
-            return Ranked(*index.search(queries, k, allowed, ef=knobs.ef))
+            walked = window if plan.window and window is not None else index
+            return Ranked(*walked.search(queries, k, allowed, ef=knobs.ef))
         except RuntimeError:
             pass  # the walk found fewer than k items (a graph cut by deletions): go exact
 

@@ -9,7 +9,10 @@ before the plan is made. The costs come from bench/bench_filters.py on GloVe-50:
 scoring a flat copy costs about 0.02 microseconds a row at 50 dimensions, a walk
 about 1.8 microseconds per unit of its widened beam. Rows whose copy does not fit the
 copies' memory budget (see :mod:`simsearch.index.subsets`) would be copied out of the
-graph at every search (about 7 microseconds a row), so those are walked.
+graph at every search (about 7 microseconds a row), so those are walked. A range
+filter on a window field (:mod:`simsearch.index.window`) may also walk the smallest
+bucket graph holding its range, whose beam widens by the allowed share of the bucket
+instead of the collection's: chosen when that costs the least of the three.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Plan:
 
     exact: bool
     reason: str
+    window: bool = False  # walk the window bucket instead of the whole graph
 
 
 def plan_search(
@@ -47,17 +51,21 @@ def plan_search(
     force_exact: bool = False,
     dim: int | None = None,
     ef: int | None = None,
+    window: int | None = None,
 ) -> Plan:
     """The plan for a search over ``live`` items of which ``allowed`` pass the filter, of
-    ``dim`` dimensions with a beam of ``ef`` (the index's own when ``None``).
+    ``dim`` dimensions with a beam of ``ef`` (the index's own when ``None``), where a
+    window bucket of ``window`` items holds every allowed one (``None``: no bucket).
 
     >>> from simsearch.config import HNSW
     >>> plan_search(HNSW(), live=390_000, allowed=3_900)
-    Plan(exact=True, reason='the filter leaves 3900 items')
+    Plan(exact=True, reason='the filter leaves 3900 items', window=False)
     >>> plan_search(HNSW(), live=390_000, allowed=39_000, dim=50).reason  # doctest: +ELLIPSIS
     'the filter leaves 39000 items: scoring them (about 0.9 ms) costs less than the walk...'
     >>> plan_search(HNSW(), live=390_000, allowed=195_000, dim=50).exact
     False
+    >>> plan_search(HNSW(), live=1_000_000, allowed=100_000, dim=50, window=250_000).window
+    True
     """
     if isinstance(index, Flat):
         return Plan(True, "flat index")
@@ -73,17 +81,35 @@ def plan_search(
         if allowed <= EXACT_FILTER_SHARE * live:
             return Plan(True, f"the filter leaves {allowed} items")
         return Plan(False, "graph search filtered")
+    width = ef if ef is not None else int(getattr(index, "ef_search", 64))
+    walk_ms = _walk_ms(width, allowed / max(live, 1))
+    exact_ms = EXACT_US_PER_ROW_DIM * allowed * dim / 1000
     budget = max(BUDGET_SHARE * live * dim, MIN_BUDGET)
     if allowed * dim > budget:
+        exact_ms = float("inf")  # copied out of the graph at every search: never chosen
+    if window is not None:
+        window_ms = _walk_ms(width, allowed / max(window, 1))
+        if window_ms < min(exact_ms, walk_ms):
+            scoring = (
+                "copying" if exact_ms == float("inf") else f"scoring (about {exact_ms:.1f} ms)"
+            )
+            return Plan(
+                False,
+                f"window graph of {window} items ({allowed / window:.0%} allowed): walking "
+                f"it (about {window_ms:.1f} ms) costs less than {scoring} the {allowed} "
+                f"allowed items and the whole walk (about {walk_ms:.1f} ms)",
+                window=True,
+            )
+    if exact_ms == float("inf"):
         return Plan(
             False, f"graph search filtered: the {allowed} allowed items are too many to copy"
         )
-    share = allowed / max(live, 1)
-    width = ef if ef is not None else int(getattr(index, "ef_search", 64))
-    beam = min(width / share, MAX_FILTERED_EF)
-    exact_ms = EXACT_US_PER_ROW_DIM * allowed * dim / 1000
-    walk_ms = WALK_US_PER_EF * beam / 1000
     costs = f"scoring them (about {exact_ms:.1f} ms) costs {{}} the walk (about {walk_ms:.1f} ms)"
     if exact_ms <= walk_ms:
         return Plan(True, f"the filter leaves {allowed} items: " + costs.format("less than"))
     return Plan(False, "graph search filtered: " + costs.format("more than"))
+
+
+def _walk_ms(width: int, share: float) -> float:
+    """The cost model's milliseconds for a filtered walk whose allowed share is ``share``."""
+    return WALK_US_PER_EF * min(width / max(share, 1e-9), MAX_FILTERED_EF) / 1000

@@ -190,8 +190,9 @@ class Searcher:
             # smaller of the two, so a huge k costs nothing.
             k = max(1, min(request.depth, len(index)))
             ctx = SearchContext(
-                snap, index, config, pinned.allowed, request.knobs, request.exact, pinned.exact_flat
-            )
+                snap, index, config, pinned.allowed, request.knobs, request.exact,
+                pinned.exact_flat, pinned.window,
+            )  # fmt: skip
             calibrator = self._calibration.calibrator(snap, state, index, config)
             if calibrator is None and request.wants_relevance:
                 raise NotCalibratedError(
@@ -249,7 +250,7 @@ class Searcher:
             k = max(1, min(request.depth, len(pinned.index)))
             ctx = SearchContext(
                 None, pinned.index, config, pinned.allowed, request.knobs, request.exact,
-                pinned.exact_flat,
+                pinned.exact_flat, pinned.window,
             )  # fmt: skip
             ranked = page(ctx.candidates(queries, k), request)
             rows = ranked.rows

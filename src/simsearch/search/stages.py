@@ -44,6 +44,7 @@ class SearchContext:
     knobs: Knobs
     exact: bool
     exact_flat: ExactFlat | None = None
+    window: VectorIndex | None = None  # a window bucket holding every allowed row
 
     def candidates(self, queries: FloatArray, k: int, *, filtered: bool = True) -> Ranked:
         allowed = self.allowed if filtered else None
@@ -57,6 +58,7 @@ class SearchContext:
             self.knobs,
             self.exact,
             self.exact_flat,
+            self.window if filtered else None,
         )
 
     def space(self, queries: FloatArray) -> FloatArray:
