@@ -16,8 +16,9 @@ batched call. Peers' slow cases stop after ``--peer-seconds`` of queries.
 Also: the first use of a filter never seen before on indexed fields (an equality, a
 range, an ``$in`` of 10 values) against the same filter on an unindexed copy of the
 field (the SQL scan); and range filters on ``x`` at windows of 0.1%, 1%, 10% and 50%
-of its range, through the planner, exact over the allowed rows (prefilter) and the
-filtered graph walk (postfilter).
+of its range: exact over the allowed rows (prefilter), the whole graph's filtered walk
+(postfilter), the window buckets of ``x`` declared with ``window=True`` (built in the
+run: build time and memory reported), and the planner's own choice among them.
 
 Run: ``make bench-filters`` (``--sizes 100000,390000,1000000 --queries 300``).
 Writes bench/results/filters.json.
@@ -38,6 +39,7 @@ import numpy as np
 
 import simsearch
 from bench_latency import extended, glove, recall
+from simsearch.search import plan as plan_module
 
 K = 10
 EF = 128
@@ -218,18 +220,49 @@ def first_use(col: Any, queries: np.ndarray) -> dict[str, Any]:
 
 
 def windows(col: Any, base: np.ndarray, x: np.ndarray, queries: np.ndarray, n: int) -> Any:
-    out = {}
+    """Range windows on ``x``: prefilter (exact over the allowed rows), postfilter (the
+    whole graph's filtered walk), the window buckets, and the planner's own choice."""
+    out: dict[str, Any] = {"cases": {}}
+    cases: dict[str, Any] = out["cases"]
     order = np.argsort(x)
+    wheres = {}
     for width in WINDOWS:
         lo = 0.25
-        where = {"x": {"$gte": lo, "$lt": lo + width}}
+        wheres[width] = {"x": {"$gte": lo, "$lt": lo + width}}
         allowed = np.sort(order[(x[order] >= lo) & (x[order] < lo + width)])
-        exact = truth(base, queries[:n], allowed)
-        case: dict[str, Any] = {"allowed": len(allowed), "plan": col.explain(where=where)["plan"]}
-        for name, force in (("planner", False), ("prefilter", True)):
-            stats, answers = simsearch_case(col, queries, where, n, exact=force, budget=10.0)
-            case[name] = {**stats, **quality(answers, exact)}
-        out[f"{width:g}"] = case
+        cases[f"{width:g}"] = {"allowed": len(allowed), "exact": truth(base, queries[:n], allowed)}
+
+    def measure(name: str, exact: bool = False, never_exact: bool = False) -> None:
+        saved = plan_module.EXACT_US_PER_ROW_DIM
+        if never_exact:  # the planner's exact path priced out: it walks
+            plan_module.EXACT_US_PER_ROW_DIM = float("inf")
+        try:
+            for width, where in wheres.items():
+                case = cases[f"{width:g}"]
+                stats, answers = simsearch_case(col, queries, where, n, exact=exact, budget=10.0)
+                case[name] = {**stats, **quality(answers, case["exact"])}
+                if name in ("planner", "window"):
+                    case[f"{name}_plan"] = col.explain(where=where)["plan"]
+        finally:
+            plan_module.EXACT_US_PER_ROW_DIM = saved
+
+    measure("prefilter", exact=True)
+    measure("postfilter", never_exact=True)
+    col.drop_field_index("x")
+    start = time.perf_counter()
+    col.index_field("x", "float", window=True)
+    out["window_build_s"] = round(time.perf_counter() - start, 1)
+    described = next(f for f in col.info()["field_indexes"] if f["field"] == "x")
+    out["window_bytes"] = described.get("window_bytes")
+    out["window_bytes_per_item"] = round((described.get("window_bytes") or 0) / len(x), 1)
+    measure("window", never_exact=True)
+    measure("planner")
+    for width, case in cases.items():
+        del case["exact"]
+        others = max(case["prefilter"]["qps"], case["postfilter"]["qps"])
+        case["window_vs_best_other"] = round(case["window"]["qps"] / others, 2)
+        case["planner_vs_best_other"] = round(case["planner"]["qps"] / others, 2)
+        print(json.dumps({"window": width, **case}), flush=True)
     return out
 
 
