@@ -36,8 +36,36 @@ def text_of(b: int, i: int, version: int = 0) -> str:
     return f"w{b}x{i}v{version} common words"
 
 
+def batch_sets(b: int) -> list[np.ndarray]:
+    """A multi-vector batch: sets of 1 to 6 vectors, fixed by the batch number."""
+    rng = np.random.default_rng(b)
+    return [rng.standard_normal((int(rng.integers(1, 7)), DIM)) for _ in range(BATCH)]
+
+
+def write_sets(path: str, start: int) -> None:
+    """Add multi-vector batches, replace a set of the previous one and delete another."""
+    multi = simsearch.MultiVector(k_sim=3, r_reps=4)
+    with simsearch.Collection.open(path, dim=DIM, multivector=multi) as col:
+        b = start
+        while True:
+            ids = [f"b{b}-{i}" for i in range(BATCH)]
+            col.add(ids, multivectors=batch_sets(b), metadata=[{"batch": b}] * BATCH)
+            print(b, flush=True)
+            if b > 0:
+                prev = b - 1
+                replaced = [-batch_sets(prev)[0]]
+                col.upsert(f"b{prev}-0", multivectors=replaced, metadata={"batch": prev})
+                col.delete([f"b{prev}-1"])
+                print(f"changed {prev}", flush=True)
+            col.search(batch_sets(b)[0], k=3)
+            b += 1
+
+
 def main() -> None:
     path, start, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if kind == "sets":
+        write_sets(path, start)
+        return
     col = simsearch.Collection.open(path, metric="l2", index=index_of(kind))
     if kind == "fields":
         col.index_field("batch", "integer")

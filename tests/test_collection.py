@@ -108,6 +108,7 @@ def test_public_api_is_curated() -> None:
         "IVFPQ",
         "Item",
         "Metric",
+        "MultiVector",
         "RemoteCollection",
         "Results",
         "TextTruncatedWarning",

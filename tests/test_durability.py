@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import simsearch
-from crash_writer import BATCH, batch_vectors, index_of
+from crash_writer import BATCH, batch_sets, batch_vectors, index_of
 
 HERE = Path(__file__).parent
 
@@ -37,17 +37,8 @@ def test_sigkill_never_loses_an_acknowledged_batch_nor_keeps_part_of_one(
     in_flight_committed: set[int] = set()  # batches whose add() committed just before a kill
     next_batch = 0
     for _ in range(20):
-        child = _child(path, next_batch, kind)
-        assert child.stdout is not None
-        # Let it run a random while, counting from its first acknowledged batch.
-        first = child.stdout.readline()
-        assert first, "the writer died before acknowledging anything"
-        acked.add(int(first))
-        time.sleep(float(rng.uniform(0.0, 0.4)))
-        os.kill(child.pid, signal.SIGKILL)
-        rest, _ = child.communicate()
-        acked.update(int(line) for line in rest.split())
-        child.wait()
+        # A random while, counting from its first acknowledged batch.
+        _run_and_kill(path, next_batch, kind, rng, acked, set())
 
         with simsearch.Collection.open(path, index=index_of(kind)) as col:
             per_batch: dict[int, int] = defaultdict(int)
@@ -160,6 +151,27 @@ def test_two_writers_in_two_processes(tmp_path: Path) -> None:
         assert len({h.id for h in hits}) == 800
 
 
+def _run_and_kill(
+    path: Path, start: int, kind: str, rng: np.random.Generator, acked: set[int], changed: set[int]
+) -> None:
+    """Run a writer from batch ``start``, kill it a random while after its first
+    acknowledged batch, and note what it acknowledged: batches, and "changed" ones."""
+    child = _child(path, start, kind)
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    assert first, "the writer died before acknowledging anything"
+    acked.add(int(first))
+    time.sleep(float(rng.uniform(0.0, 0.4)))
+    os.kill(child.pid, signal.SIGKILL)
+    rest, _ = child.communicate()
+    for line in rest.splitlines():
+        if line.startswith("changed "):
+            changed.add(int(line.split()[1]))
+        elif line.strip():
+            acked.add(int(line))
+    child.wait()
+
+
 def test_sigkill_keeps_the_lexical_index_exactly_the_acknowledged_texts(tmp_path: Path) -> None:
     """20 kills while texts are added, replaced and deleted: after each reopen a lexical
     search finds every stored text by its own word, finds nothing else, and FTS5's own
@@ -174,20 +186,7 @@ def test_sigkill_keeps_the_lexical_index_exactly_the_acknowledged_texts(tmp_path
     changed: set[int] = set()
     next_batch = 0
     for _ in range(20):
-        child = _child(path, next_batch, "texts")
-        assert child.stdout is not None
-        first = child.stdout.readline()
-        assert first, "the writer died before acknowledging anything"
-        acked.add(int(first))
-        time.sleep(float(rng.uniform(0.0, 0.4)))
-        os.kill(child.pid, signal.SIGKILL)
-        rest, _ = child.communicate()
-        for line in rest.splitlines():
-            if line.startswith("changed "):
-                changed.add(int(line.split()[1]))
-            elif line.strip():
-                acked.add(int(line))
-        child.wait()
+        _run_and_kill(path, next_batch, "texts", rng, acked, changed)
         with simsearch.Collection.open(path) as col:
             stored = {item.id: item.text for item in col.iter_items()}
             batches = {int(item.metadata["batch"]) for item in col.iter_items()}
@@ -213,3 +212,53 @@ def test_sigkill_keeps_the_lexical_index_exactly_the_acknowledged_texts(tmp_path
             finally:
                 db.close()
         next_batch = max(batches) + 1
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_sigkill_keeps_multivector_items_whole(tmp_path: Path) -> None:
+    """10 kills while sets are added, replaced and deleted: after each reopen every
+    acknowledged batch is whole, each stored item holds exactly its set (the token
+    vectors committed with the item, never apart), and search finds them."""
+    import sqlite3
+
+    path = tmp_path / "c"
+    rng = np.random.default_rng(13)
+    acked: set[int] = set()
+    changed: set[int] = set()
+    next_batch = 0
+    for _ in range(10):
+        _run_and_kill(path, next_batch, "sets", rng, acked, changed)
+        with simsearch.Collection.open(path) as col:
+            items = col.get(include=["metadata", "multivector"])
+            per_batch: dict[int, int] = defaultdict(int)
+            for item in items:
+                b, i = (int(x) for x in item.id[1:].split("-"))
+                per_batch[b] += 1
+                assert item.multivector is not None
+                old, new = _unit(batch_sets(b)[i]), _unit(-batch_sets(b)[i])
+                if i == 0 and b in changed:
+                    np.testing.assert_allclose(item.multivector, new, atol=2e-3)
+                elif i == 0:  # replaced just before a kill, or not yet
+                    assert np.allclose(item.multivector, old, atol=2e-3) or np.allclose(
+                        item.multivector, new, atol=2e-3
+                    )
+                else:
+                    np.testing.assert_allclose(item.multivector, old, atol=2e-3)
+                assert not (i == 1 and b in changed), "an acknowledged delete came back"
+            assert acked <= set(per_batch), "an acknowledged batch was lost"
+            assert set(per_batch.values()) <= {BATCH, BATCH - 1}, "a batch was stored in part"
+            db = sqlite3.connect(path / "simsearch.sqlite3")
+            try:
+                tokens = db.execute("SELECT count(*) FROM tokens").fetchone()[0]
+            finally:
+                db.close()
+            assert tokens == len(items), "token vectors and items differ"
+            last = max(acked)
+            top = col.search(batch_sets(last)[5], k=1, exact=True)[0][0]
+            assert top.id == f"b{last}-5"
+            everything = col.search(np.ones((1, 16)), k=len(items) + 5, candidates=10_000)[0]
+            assert {h.id for h in everything} == {i.id for i in items}
+        next_batch = max(per_batch) + 1

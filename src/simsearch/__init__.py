@@ -51,6 +51,7 @@ from simsearch.errors import (
     StoreBusyError,
     TextTruncatedWarning,
 )
+from simsearch.multivector import MultiVector
 from simsearch.types import Hit, Item, Metric, Results
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ __all__ = [
     "ItemNotFoundError",
     "Metric",
     "MissingDependencyError",
+    "MultiVector",
     "NotACollectionError",
     "NotCalibratedError",
     "PayloadTooLargeError",

@@ -16,6 +16,7 @@ import numpy as np
 
 from simsearch.errors import InvalidArgumentError, NotACollectionError
 from simsearch.filters import SqlFilter, compile_filter
+from simsearch.multivector.tokens import unpack
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.store.reads import Int64Array, ReadTxn, require_all
 from simsearch.types import Item, parse_stored_metadata
@@ -27,7 +28,7 @@ __all__ = ["INCLUDE", "MISSING", "check_include", "count_items", "get_items", "l
 RowsOf = Callable[[ReadTxn, SqlFilter], Int64Array]
 
 #: What ``get`` can return of each item besides its id.
-INCLUDE = ("metadata", "text", "vector")
+INCLUDE = ("metadata", "text", "vector", "multivector")
 #: What ``get`` does with an id that does not exist.
 MISSING = ("error", "skip")
 
@@ -69,6 +70,13 @@ def _items(snap: ReadTxn, rows: list[int], parts: frozenset[str]) -> dict[int, I
         # Read by id, so that a damaged vector is named by its item's id.
         stored = snap.get([id_ for id_, _, _ in described.values()], dim)
         vectors = {id_: row.vector for id_, row in stored.items()}
+    sets: dict[int, Any] = {}
+    multi = snap.config().multivector
+    if "multivector" in parts and described and multi is not None and multi.dim is not None:
+        picked = np.array(sorted(described), dtype=np.int64)
+        counts, blobs = snap.token_blobs(picked)
+        for row, count, blob in zip(picked.tolist(), counts, blobs, strict=True):
+            sets[row] = unpack(blob, count, multi.dim, multi.storage)
     out = {}
     for row, (id_, text, meta) in described.items():
         out[row] = Item(
@@ -76,6 +84,7 @@ def _items(snap: ReadTxn, rows: list[int], parts: frozenset[str]) -> dict[int, I
             vectors.get(id_),
             text if "text" in parts else None,
             parse_stored_metadata(meta, id_) if "metadata" in parts else {},
+            sets.get(row),
         )
     return out
 

@@ -22,6 +22,8 @@ from simsearch.field_admin import declare_field_index, drop_field_index, explain
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
+from simsearch.multivector import MultiVector
+from simsearch.multivector.refuse import refuse_multivector
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
 from simsearch.scoring.hubness import HubnessBank
@@ -84,6 +86,7 @@ class Collection:
         encoder: str | Encoder | None = None,
         index: IndexConfig | None = None,
         create: bool = True,
+        multivector: bool | MultiVector = False,
     ) -> Collection:
         """Open the collection at ``path`` (a folder), creating it if it does not exist.
 
@@ -99,10 +102,13 @@ class Collection:
                 derived from the store, so another kind on reopen rebuilds it.
             create: when false, a missing collection raises
                 :class:`~simsearch.NotACollectionError`.
+            multivector: ``True`` or a :class:`~simsearch.MultiVector` makes items sets of
+                ``dim``-d vectors scored by MaxSim (so does a token encoder); fixed at creation.
         """
         directory, store, enc = open_store(
-            path, metric=metric, dim=dim, encoder=encoder, index=index, create=create
-        )
+            path, metric=metric, dim=dim, encoder=encoder, index=index, create=create,
+            multivector=multivector,
+        )  # fmt: skip
         try:
             return cls(directory, store, enc)
         except BaseException:
@@ -178,6 +184,7 @@ class Collection:
             "migration": migration,
             "fields": field_summaries(fields, config.fields),
             "field_indexes": self._keeper.describe_fields(config.fields),
+            "multivector": config.multivector.to_dict() if config.multivector else None,
         }
 
     # -- writes ------------------------------------------------------------------------------
@@ -189,16 +196,18 @@ class Collection:
         texts: Sequence[str] | str | None = None,
         metadata: Sequence[JSONObject | None] | JSONObject | None = None,
         progress: Progress | None = None,
+        multivectors: Any = None,
     ) -> None:
         """Add new items; an id that exists raises :class:`~simsearch.DuplicateIdError`.
 
         Give ``vectors``, or ``texts`` to embed (or both: the vectors are stored, the texts
-        kept). The whole batch is one transaction, or nothing is written. ``progress``: a
-        bar while embedding (``None``: for large batches only), or a callback."""
+        kept); a multi-vector collection takes ``multivectors`` (one ``(n_i, dim)`` array
+        per id) or texts. The whole batch is one transaction, or nothing is written.
+        ``progress``: a bar while embedding (``None``: large batches only), or a callback."""
         self._check_open()
         write_items(
             self._store, self._embedder, self._upgrades, ids, vectors, texts, metadata, progress,
-            replace_existing=False,
+            replace_existing=False, multivectors=multivectors,
         )  # fmt: skip
 
     def upsert(
@@ -209,12 +218,13 @@ class Collection:
         texts: Sequence[str] | str | None = None,
         metadata: Sequence[JSONObject | None] | JSONObject | None = None,
         progress: Progress | None = None,
+        multivectors: Any = None,
     ) -> None:
-        """Add new items and replace existing ones whole (vector, text and metadata)."""
+        """Add new items and replace existing ones whole (vector or set, text, metadata)."""
         self._check_open()
         write_items(
             self._store, self._embedder, self._upgrades, ids, vectors, texts, metadata, progress,
-            replace_existing=True,
+            replace_existing=True, multivectors=multivectors,
         )  # fmt: skip
 
     def update(
@@ -329,12 +339,14 @@ class Collection:
         fusion: str = "convex",
         alpha: float | None = None,
         progress: Progress | None = None,
+        candidates: int | None = None,
     ) -> Results:
         """The ``k`` items most similar to each query, best first (the pipeline is
         :mod:`simsearch.search`).
 
         Args:
-            query: a string or list of strings (embedded), a vector, or a 2-D batch.
+            query: a string or list of strings (embedded), a vector, or a 2-D batch (in a
+                multi-vector collection: one 2-D set of vectors, or a list of them).
             k: hits per query (fewer only if fewer items exist or match).
             offset: skip this many best hits first, for paging (``offset=10, k=10`` is the
                 second page of ten).
@@ -353,6 +365,8 @@ class Collection:
             mode, fusion, alpha: ``"dense"``, ``"lexical"`` (BM25 of texts) or ``"hybrid"``
                 fused by ``"convex"`` (dense weight ``alpha``; default :meth:`tune_hybrid`'s)
                 or ``"rrf"`` (:mod:`simsearch.search.hybrid`); hits carry both side scores.
+            candidates: a multi-vector collection's MaxSim rerank depth (of FDE candidates,
+                :mod:`simsearch.search.late`); ``exact=True`` scores every item by MaxSim.
 
         Returns:
             :class:`~simsearch.Results`, a row of hits per query, higher scores better.
@@ -361,7 +375,7 @@ class Collection:
         request = SearchRequest.build(
             k=k, where=where, offset=offset, ef=ef, nprobe=nprobe, rescore=rescore, exact=exact,
             min_relevance=min_relevance, cutoff=cutoff, hubness=hubness, mode=mode,
-            fusion=fusion, alpha=alpha,
+            fusion=fusion, alpha=alpha, candidates=candidates,
         )  # fmt: skip
         return self._searcher.search(query, request, progress)
 
@@ -527,6 +541,7 @@ class Collection:
         :mod:`simsearch.scoring.duplicates`); pairs below ``min_margin`` are dropped.
         Exact, so it suits collections up to a few hundred thousand items."""
         self._check_open()
+        refuse_multivector(self.config, "find_duplicates")
         return find_pairs(
             self.iter_items(), self.config.metric, k=k, margin=margin,
             min_margin=min_margin, candidates=candidates,

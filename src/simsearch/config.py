@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from simsearch.errors import InvalidArgumentError, InvalidFilterError, NotACollectionError
 from simsearch.filters import field_keys
+from simsearch.multivector.fde import MultiVector
 from simsearch.types import Metric
 
 __all__ = [
@@ -304,11 +305,23 @@ class CollectionConfig:
     format_version: int = FORMAT_VERSION
     fields: tuple[FieldIndexSpec, ...] = ()  # payload indexes, by field path
     lexical: str = LEXICAL_SPEC
+    #: A multi-vector collection's encoding and storage of token sets (``dim`` is then
+    #: the dimension of the encodings the index holds, and ``metric`` their inner product).
+    multivector: MultiVector | None = None
+
+    @property
+    def token_dim(self) -> int | None:
+        """The dimension of what a write gives: a vector, or one vector of a set."""
+        return self.multivector.dim if self.multivector is not None else self.dim
 
     def to_json(self) -> str:
         data: dict[str, Any] = asdict(self)
         data["metric"] = self.metric.value
         data["index"] = index_to_dict(self.index)
+        if self.multivector is None:
+            data.pop("multivector")
+        else:
+            data["multivector"] = self.multivector.to_dict()
         return json.dumps(data, sort_keys=True)
 
     @staticmethod
@@ -342,6 +355,9 @@ class CollectionConfig:
                 isinstance(f, dict) and set(f) == {"field", "kind", "window"} for f in declared
             ):
                 raise TypeError(f"fields is {declared!r}")
+            multi = data.get("multivector")
+            if multi is not None and not isinstance(multi, dict):
+                raise TypeError(f"multivector is {multi!r}")
             config = CollectionConfig(
                 metric=Metric.parse(data["metric"]),
                 dim=dim,
@@ -350,6 +366,7 @@ class CollectionConfig:
                 format_version=version,
                 fields=tuple(FieldIndexSpec(**f) for f in declared),
                 lexical=lexical,
+                multivector=MultiVector.from_dict(multi) if multi is not None else None,
             )
         except (ValueError, KeyError, TypeError, InvalidArgumentError) as exc:
             raise NotACollectionError(f"the saved collection config is unreadable: {exc}") from None

@@ -13,12 +13,20 @@ the mapped vectors stand in for both.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from simsearch.config import CollectionConfig, EncoderSpec
-from simsearch.encoders import DEFAULT_ENCODER, Encoder, ProgressCallback, get_encoder
+from simsearch.encoders import (
+    DEFAULT_ENCODER,
+    Encoder,
+    ProgressCallback,
+    TokenEncoder,
+    get_encoder,
+)
+from simsearch.encoders.text_tokens import TOKEN_ENCODER
 from simsearch.errors import (
     ConfigMismatchError,
     DimensionMismatchError,
@@ -39,6 +47,7 @@ __all__ = [
 ]
 
 Progress = bool | ProgressCallback
+T = TypeVar("T")
 #: Show a bar on its own (progress=None) when embedding at least this many texts.
 AUTO_PROGRESS_MIN = 256
 
@@ -68,10 +77,11 @@ def check_compatible(config: CollectionConfig, encoder_spec: EncoderSpec) -> Non
             f"(version {config.encoder.version}, {config.encoder.dim}-d); it cannot take "
             f"{encoder_spec.name} (version {encoder_spec.version}, {encoder_spec.dim}-d)"
         )
-    if config.dim is not None and config.dim != encoder_spec.dim:
+    dim = config.token_dim
+    if dim is not None and dim != encoder_spec.dim:
         raise DimensionMismatchError(
-            f"the collection holds {config.dim}-d vectors but encoder {encoder_spec.name} "
-            f"makes {encoder_spec.dim}-d ones; pass vectors, or use a {config.dim}-d encoder"
+            f"the collection holds {dim}-d vectors but encoder {encoder_spec.name} "
+            f"makes {encoder_spec.dim}-d ones; pass vectors, or use a {dim}-d encoder"
         )
 
 
@@ -91,15 +101,40 @@ def encode(
 ) -> FloatArray:
     """``encoder`` over ``texts``, with a bar for large batches (``progress=None``), a bar
     or none as asked, or a callback."""
-    show = progress if progress is not None else len(texts) >= AUTO_PROGRESS_MIN
+    return with_progress(
+        len(texts), encoder.name, progress, lambda p: encoder.encode(texts, kind=kind, progress=p)
+    )
+
+
+def encode_sets(
+    encoder: TokenEncoder,
+    texts: list[str],
+    kind: Literal["query", "passage"],
+    progress: Progress | None,
+) -> list[FloatArray]:
+    """``encoder``'s token sets of ``texts``, with a bar or callback as :func:`encode`'s."""
+    return with_progress(
+        len(texts),
+        encoder.name,
+        progress,
+        lambda p: encoder.encode_tokens(texts, kind=kind, progress=p),
+    )
+
+
+def with_progress(
+    n: int, name: str, progress: Progress | None, run: Callable[[ProgressCallback | None], T]
+) -> T:
+    """``run(callback)`` over ``n`` texts: a bar for large batches (``progress=None``), a
+    bar or none as asked, or the caller's callback."""
+    show = progress if progress is not None else n >= AUTO_PROGRESS_MIN
     if callable(show):
-        return encoder.encode(texts, kind=kind, progress=show)
+        return run(show)
     if show:
         from simsearch.progress import progress_bar  # rich loads only when a bar is drawn
 
-        with progress_bar(len(texts), f"Embedding with {encoder.name}") as advance:
-            return encoder.encode(texts, kind=kind, progress=advance)
-    return encoder.encode(texts, kind=kind)
+        with progress_bar(n, f"Embedding with {name}") as advance:
+            return run(advance)
+    return run(None)
 
 
 class Embedder:
@@ -114,10 +149,21 @@ class Embedder:
         if self._encoder is not None and saved is not None and spec(self._encoder) != saved:
             self._encoder = None  # a model upgrade has finished since: follow the saved encoder
         if self._encoder is None:
-            encoder = get_encoder(saved.name if saved else DEFAULT_ENCODER)
+            default = TOKEN_ENCODER if config.multivector is not None else DEFAULT_ENCODER
+            encoder = get_encoder(saved.name if saved else default)
             check_compatible(config, spec(encoder))
             self._encoder = encoder
         return self._encoder
+
+    def token_encoder(self, config: CollectionConfig) -> TokenEncoder:
+        """The encoder of texts into token sets, for a multi-vector collection."""
+        encoder = self.text_encoder(config)
+        if not isinstance(encoder, TokenEncoder):
+            raise InvalidArgumentError(
+                f"encoder {encoder.name} makes one vector per text; a multi-vector collection "
+                f"needs a token encoder such as {TOKEN_ENCODER!r}"
+            )
+        return encoder
 
     def forget(self) -> None:
         """Follow the saved encoder from now on (a model upgrade finished)."""

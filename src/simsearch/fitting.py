@@ -13,6 +13,7 @@ from simsearch.config import CollectionConfig
 from simsearch.errors import DimensionMismatchError, InvalidArgumentError
 from simsearch.index.flat import normalize
 from simsearch.index.keeper import IndexKeeper
+from simsearch.multivector.refuse import refuse_multivector
 from simsearch.scoring.calibration import MAX_DEPTH, Calibrator
 from simsearch.scoring.calibration_fit import fit_calibrator, judged_of
 from simsearch.scoring.hubness import HUBNESS_KEY, METHODS, banks_to_text, k_occurrence_skewness
@@ -50,6 +51,7 @@ def set_hubness_bank(
     with store.snapshot() as snap:
         with keeper.reading(snap) as pinned:
             config = pinned.config
+            refuse_multivector(config, "hubness reduction")
             if config.metric is Metric.L2:
                 raise InvalidArgumentError("hubness reduction works on cosine and dot collections")
             if config.dim is None or pinned.index is None or len(pinned.index) == 0:
@@ -85,6 +87,7 @@ def hubness_report(
     with store.snapshot() as snap:
         with keeper.reading(snap) as pinned:
             config = pinned.config
+            refuse_multivector(config, "a hubness report")
             if config.dim is None or pinned.index is None or len(pinned.index) == 0:
                 raise InvalidArgumentError("the collection is empty")
             live = pinned.index.live_rows()
@@ -136,6 +139,7 @@ def calibrate(
         relevant = [relevant_ids(j) for j in judgements]
     with store.snapshot() as snap, keeper.reading(snap) as pinned:
         config = pinned.config
+        refuse_multivector(config, "calibration")
         if config.dim is None or pinned.index is None or len(pinned.index) < 2:
             raise InvalidArgumentError("calibration needs a collection of at least 2 items")
         background = background_of(snap, pinned.index, config)

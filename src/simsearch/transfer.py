@@ -47,6 +47,7 @@ from simsearch.errors import (
     InvalidVectorError,
     SimsearchError,
 )
+from simsearch.multivector.refuse import refuse_multivector
 from simsearch.scoring.calibration import Calibrator
 from simsearch.scoring.hubness import HUBNESS_KEY, banks_from_text
 from simsearch.scoring.relevance import CALIBRATION_KEY
@@ -122,6 +123,7 @@ def export_store(
     if not isinstance(vectors, bool):
         raise InvalidArgumentError(f"vectors must be true or false, got {vectors!r}")
     with store.snapshot() as snap:
+        refuse_multivector(snap.config(), "export")
         header = _header(snap)
         header["vectors"] = vectors
         if kind == "parquet":

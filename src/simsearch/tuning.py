@@ -17,6 +17,7 @@ import numpy as np
 
 from simsearch.errors import InvalidArgumentError
 from simsearch.index.keeper import IndexKeeper
+from simsearch.multivector.refuse import refuse_multivector
 from simsearch.scoring.fusion import HYBRID_KEY, best_alpha
 from simsearch.scoring.relevance import relevant_ids
 from simsearch.search.hybrid import POOL, hybrid_pool, matches_of
@@ -65,6 +66,7 @@ def tune_hybrid(
         raise InvalidArgumentError("no judgement names a relevant item: nothing to tune on")
     with store.snapshot() as snap, keeper.reading(snap) as pinned:
         config = pinned.config
+        refuse_multivector(config, "hybrid tuning")
         if config.dim is None or pinned.index is None or len(pinned.index) == 0:
             raise InvalidArgumentError("the collection is empty: add items first")
         if not snap.query("SELECT 1 FROM items WHERE text IS NOT NULL LIMIT 1").fetchone():

@@ -86,6 +86,8 @@ class Item:
     vector: FloatArray | None = field(repr=False)
     text: str | None = None
     metadata: JSONObject = field(default_factory=dict)
+    #: A multi-vector item's set of vectors ``(n, dim)``, when ``get`` was asked for it.
+    multivector: FloatArray | None = field(default=None, repr=False)
 
 
 class Hit:

@@ -73,6 +73,11 @@ def update_items(
         state = snap.state()
         config = snap.config(state)
         upgrading = upgrades.current(snap, state) is not None
+    if config.multivector is not None and (given is not None or text_list is not None):
+        raise InvalidArgumentError(
+            "update() changes the metadata of a multi-vector collection's items; to change "
+            "their sets or texts, upsert them whole (multivectors=... or texts=...)"
+        )
     if upgrading and (given is not None or text_list is not None):
         raise InvalidArgumentError(_UPGRADING)
     embedded: FloatArray | None = None

@@ -15,6 +15,7 @@ import numpy as np
 
 from simsearch.errors import (
     DimensionMismatchError,
+    DuplicateIdError,
     InvalidArgumentError,
     InvalidIdError,
     InvalidMetadataError,
@@ -37,6 +38,7 @@ __all__ = [
     "check_query_texts",
     "check_texts",
     "describe_invalid_unicode",
+    "duplicate_ids",
     "lone_surrogate_at",
     "metadata_json",
     "metadata_to_json",
@@ -112,6 +114,13 @@ def as_vector_batch(vectors: Any, dim: int | None, *, what: str = "vectors") -> 
             "(scale them down)"
         )
     return out
+
+
+def duplicate_ids(existing: Sequence[str]) -> DuplicateIdError:
+    """The error for a batch of new items whose ``existing`` ids are stored already."""
+    shown = ", ".join(repr(i) for i in existing[:5])
+    more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+    return DuplicateIdError(f"ids already exist: {shown}{more}; use upsert")
 
 
 def check_ids(ids: Any) -> list[str]:

@@ -14,15 +14,21 @@ from simsearch.embedding import Embedder, Progress, check_compatible, spec
 from simsearch.errors import (
     ConfigMismatchError,
     DimensionMismatchError,
-    DuplicateIdError,
     InvalidArgumentError,
 )
 from simsearch.filters import compile_filter
+from simsearch.multivector.writes import write_sets
 from simsearch.store import SQLiteStore
 from simsearch.types import FloatArray
 from simsearch.upgrade.compat import Migration
 from simsearch.upgrade.migration import MIGRATION_KEY, Upgrades
-from simsearch.validation import as_vector_batch, check_ids, check_texts, metadata_json
+from simsearch.validation import (
+    as_vector_batch,
+    check_ids,
+    check_texts,
+    duplicate_ids,
+    metadata_json,
+)
 
 __all__ = ["delete_items", "write_items"]
 
@@ -38,12 +44,22 @@ def write_items(
     progress: Progress | None,
     *,
     replace_existing: bool,
+    multivectors: Any = None,
 ) -> None:
-    """``add`` (``replace_existing=False``) or ``upsert`` one batch: all of it or nothing."""
+    """``add`` (``replace_existing=False``) or ``upsert`` one batch: all of it or nothing
+    (multi-vector items through :func:`~simsearch.multivector.writes.write_sets`)."""
     id_list = check_ids(ids)
     n = len(id_list)
     text_list = check_texts(texts, n) if texts is not None else None
     metas = metadata_json(metadata, n)
+    if multivectors is not None and vectors is not None:
+        raise InvalidArgumentError("give vectors or multivectors, not both")
+    if multivectors is not None:
+        write_sets(
+            store, embedder, id_list, multivectors, text_list, metas, progress,
+            replace_existing=replace_existing,
+        )  # fmt: skip
+        return
     encoder_spec: EncoderSpec | None = None
     migration: Migration | None = None
     fresh: FloatArray | None = None  # the new model's vectors, during a model upgrade
@@ -60,6 +76,12 @@ def write_items(
             state = snap.state()
             config = snap.config(state)
             migration = upgrades.current(snap, state)
+        if config.multivector is not None:
+            write_sets(
+                store, embedder, id_list, None, text_list, metas, progress,
+                replace_existing=replace_existing,
+            )  # fmt: skip
+            return
         if migration is not None and migration.to is None:
             raise InvalidArgumentError(
                 "a model upgrade from your own vectors is in progress: give the new "
@@ -90,6 +112,11 @@ def write_items(
                     "re-embedded (vectors alone would stay in the old space)"
                 )
         config = txn.config()
+        if config.multivector is not None:
+            raise InvalidArgumentError(
+                "the collection holds sets of vectors: give multivectors=[...] (one 2-D "
+                "array per id) or texts, not vectors"
+            )
         new_config = config
         if new_config.dim is None:
             check_index_fits(new_config.index, vecs.shape[1])
@@ -108,9 +135,7 @@ def write_items(
         else:
             existing = txn.insert(id_list, vecs, stored_texts, metas)
             if existing:
-                shown = ", ".join(repr(i) for i in existing[:5])
-                more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
-                raise DuplicateIdError(f"ids already exist: {shown}{more}; use upsert")
+                raise duplicate_ids(existing)
         if fresh is not None:
             txn.save_pending_for_ids(id_list, fresh)
         if new_config != config:

@@ -4,12 +4,13 @@ Importing this package registers the built-in encoders without loading any
 model or runtime: those load when an encoder is first used.
 """
 
-from simsearch.encoders import text_onnx, text_small, text_st
+from simsearch.encoders import text_onnx, text_small, text_st, text_tokens
 from simsearch.encoders.base import (
     DEFAULT_ENCODER,
     Encoder,
     ProgressCallback,
     TextKind,
+    TokenEncoder,
     available_encoders,
     get_encoder,
     register_encoder,
@@ -20,10 +21,12 @@ __all__ = [
     "Encoder",
     "ProgressCallback",
     "TextKind",
+    "TokenEncoder",
     "available_encoders",
     "get_encoder",
     "register_encoder",
     "text_onnx",
     "text_small",
     "text_st",
+    "text_tokens",
 ]

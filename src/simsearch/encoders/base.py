@@ -19,6 +19,7 @@ __all__ = [
     "Encoder",
     "ProgressCallback",
     "TextKind",
+    "TokenEncoder",
     "available_encoders",
     "get_encoder",
     "register_encoder",
@@ -49,6 +50,22 @@ class Encoder(Protocol):
         progress: ProgressCallback | None = None,
     ) -> FloatArray:
         """Embed ``texts`` into a ``(len(texts), dim)`` float32 array."""
+        ...
+
+
+@runtime_checkable
+class TokenEncoder(Encoder, Protocol):
+    """An encoder that also embeds each text as a set of token vectors (for multi-vector
+    collections, scored by MaxSim); ``dim`` is the dimension of one token vector."""
+
+    def encode_tokens(
+        self,
+        texts: Sequence[str],
+        *,
+        kind: TextKind = "passage",
+        progress: ProgressCallback | None = None,
+    ) -> list[FloatArray]:
+        """One ``(n_tokens, dim)`` float32 array per text."""
         ...
 
 

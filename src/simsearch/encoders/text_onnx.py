@@ -96,15 +96,7 @@ class MiniLMOnnxEncoder:
             cut.extend(int(idx[j]) for j in overflowed)
             if progress is not None:
                 progress(len(idx))
-        if cut:
-            cut.sort()
-            warnings.warn(
-                f"{len(cut)} of {len(texts)} texts are longer than the model's "
-                f"{self.max_tokens} tokens and were cut: only their start is embedded "
-                f"(the first is text {cut[0]}, of {len(texts[cut[0]]):,} characters)",
-                TextTruncatedWarning,
-                stacklevel=2,
-            )
+        self.warn_cut(cut, texts)
         return out
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
@@ -116,7 +108,10 @@ class MiniLMOnnxEncoder:
             self._whole.no_padding()
         return [tuple(span) for span in self._whole.encode(text, add_special_tokens=False).offsets]
 
-    def _encode_batch(self, texts: list[str]) -> tuple[FloatArray, list[int]]:
+    def token_states(self, texts: list[str]) -> tuple[FloatArray, Any, Any, list[int]]:
+        """The model's output 0 for one batch (the token states before pooling, ``(n,
+        length, dim)``), the word-piece ids and attention mask (``(n, length)``), and which
+        texts were cut at ``max_tokens``."""
         encodings = self._tokenizer.encode_batch(texts)
         # A truncated encoding keeps the rest of its word pieces as overflow.
         overflowed = [j for j, e in enumerate(encodings) if e.overflowing]
@@ -126,6 +121,22 @@ class MiniLMOnnxEncoder:
         states = self._session.run(
             None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         )[0]
+        return np.asarray(states, dtype=np.float32), ids, mask, overflowed
+
+    def warn_cut(self, cut: list[int], texts: Sequence[str]) -> None:
+        """Say how many texts were cut at ``max_tokens`` (``cut``: their positions)."""
+        if cut:
+            cut.sort()
+            warnings.warn(
+                f"{len(cut)} of {len(texts)} texts are longer than the model's "
+                f"{self.max_tokens} tokens and were cut: only their start is embedded "
+                f"(the first is text {cut[0]}, of {len(texts[cut[0]]):,} characters)",
+                TextTruncatedWarning,
+                stacklevel=3,
+            )
+
+    def _encode_batch(self, texts: list[str]) -> tuple[FloatArray, list[int]]:
+        states, _, mask, overflowed = self.token_states(texts)
         weights = mask[:, :, None].astype(np.float32)
         pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -80,6 +80,7 @@ class SearchRequest:
     mode: str = "dense"
     fusion: str = "convex"
     alpha: float | None = None  # the dense weight of convex fusion; None: the saved one
+    candidates: int | None = None  # a multi-vector search's MaxSim rerank depth
 
     @staticmethod
     def build(
@@ -97,6 +98,7 @@ class SearchRequest:
         mode: Any = "dense",
         fusion: Any = "convex",
         alpha: Any = None,
+        candidates: Any = None,
     ) -> SearchRequest:
         """The request for these ``search`` arguments; a bad one raises a specific error."""
         knobs = (
@@ -124,6 +126,14 @@ class SearchRequest:
         if cutoff is not None and correction.method != "none":
             raise InvalidArgumentError("cutoff='f1' cannot be combined with hubness reduction")
         _check_text_modes(mode, fusion, alpha, correction, min_relevance, cutoff)
+        if candidates is not None and (
+            isinstance(candidates, bool)
+            or not isinstance(candidates, int)
+            or not 1 <= candidates <= MAX_KNOB
+        ):
+            raise InvalidArgumentError(
+                f"candidates must be an integer in [1, {MAX_KNOB}], got {candidates!r}"
+            )
         flt = compile_filter(where) if where is not None else None
         return SearchRequest(
             k=check_k(k),
@@ -137,6 +147,7 @@ class SearchRequest:
             mode=mode,
             fusion=fusion,
             alpha=None if alpha is None else float(alpha),
+            candidates=candidates,
         )
 
     @property

@@ -15,15 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from simsearch.embedding import Embedder, Progress
+from simsearch.embedding import Embedder, Progress, encode_sets
 from simsearch.errors import DimensionMismatchError, InvalidArgumentError, NotCalibratedError
 from simsearch.index.keeper import IndexKeeper
+from simsearch.multivector.tokens import as_query_sets, prepare
 from simsearch.scoring.calibration import Calibrator
 from simsearch.scoring.fusion import DEFAULT_ALPHA, HYBRID_KEY, parse_hybrid
 from simsearch.scoring.hubness import HubnessBank, HubnessTerms
 from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.candidates import Ranked
 from simsearch.search.hybrid import Sides, text_stage
+from simsearch.search.late import check_late_request, late_rank
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext, cut, hubness_rerank, with_relevance
 from simsearch.store import SQLiteStore
@@ -121,10 +123,25 @@ class Searcher:
         self._calibration = calibration
         self._hubness = hubness
         self._alpha = Saved(HYBRID_KEY, parse_hybrid)
+        self._sets: bool | None = None  # whether items are sets (fixed when a store is made)
+
+    def holds_sets(self) -> bool:
+        """Whether the collection is a multi-vector one (read once: it never changes)."""
+        if self._sets is None:
+            config = self._store.read_config()
+            if config is None:
+                return False
+            self._sets = config.multivector is not None
+        return self._sets
 
     def query_vectors(self, query: Any, progress: Progress | None) -> FloatArray:
         """A query's vectors in the space the index holds now (texts embedded, a model
         upgrade's map applied to the user's vectors)."""
+        if self.holds_sets():
+            raise InvalidArgumentError(
+                "this works on collections of one vector per item; this one holds sets of "
+                "vectors (multivector=True)"
+            )
         texts = query_texts(query)
         with self._store.snapshot() as snap:
             state = snap.state()
@@ -139,7 +156,48 @@ class Searcher:
             )
         return as_vector_batch(query, config.dim, what="query vectors")
 
+    def late_search(self, query: Any, request: SearchRequest, progress: Progress | None) -> Results:
+        """A multi-vector search (see :mod:`simsearch.search.late`): query sets (given, or
+        the texts' token sets), FDE candidates, MaxSim."""
+        check_late_request(request)
+        texts = query_texts(query)
+        with self._store.snapshot() as snap:
+            config = snap.config()
+        multi = config.multivector
+        assert multi is not None
+        if texts is not None:
+            encoder = self._embedder.token_encoder(config)
+            show = progress if len(texts) > 1 else False
+            sets = encode_sets(encoder, texts, "query", show)
+        else:
+            sets = as_query_sets(query, multi.dim)
+        sets = prepare(sets, multi.cosine)
+        with self._store.snapshot() as snap, self._keeper.reading(snap, request.filter) as pinned:
+            multi = pinned.config.multivector
+            assert multi is not None
+            if pinned.index is None or multi.dim is None:
+                return Results(k=request.k, rows=[[] for _ in range(len(sets))])
+            if sets[0].shape[1] != multi.dim:
+                raise DimensionMismatchError(
+                    f"query vectors have dimension {sets[0].shape[1]}, the collection holds "
+                    f"{multi.dim}-d vectors"
+                )
+            k = max(1, min(request.depth, len(pinned.index)))
+            ctx = SearchContext(
+                snap, pinned.index, pinned.config, pinned.allowed, request.knobs, False,
+                pinned.exact_flat,
+            )  # fmt: skip
+            ranked = late_rank(ctx, snap, multi, sets, k, request.candidates, request.exact)
+            return self._described(snap, request, page(ranked, request), None)
+
     def search(self, query: Any, request: SearchRequest, progress: Progress | None) -> Results:
+        if not isinstance(query, InCollectionSpace) and self.holds_sets():
+            return self.late_search(query, request, progress)
+        if request.candidates is not None:
+            raise InvalidArgumentError(
+                "candidates sets how many encodings a multi-vector collection reranks by "
+                "MaxSim; this collection holds one vector per item"
+            )
         in_space = isinstance(query, InCollectionSpace)
         texts = None if in_space else query_texts(query)
         embedded_for: tuple[str | None, Any] | None = None

@@ -446,6 +446,47 @@ class ReadTxn:
             done += len(got)
         return out
 
+    def token_counts(self, rows: Int64Array) -> tuple[list[int], int]:
+        """How many token vectors each of ``rows`` (ascending) holds, and their sum."""
+        counts: list[int] = []
+        for start in range(0, len(rows), _VECTOR_CHUNK):
+            part = rows[start : start + _VECTOR_CHUNK]
+            counts.extend(
+                c
+                for (c,) in self._conn.execute(
+                    "SELECT count FROM tokens WHERE row IN (SELECT value FROM json_each(?)) "
+                    "ORDER BY row",
+                    (json.dumps(part.tolist()),),
+                )
+            )
+        if len(counts) != len(rows):
+            raise CorruptCollectionError(
+                f"{len(rows) - len(counts)} items of the collection at {self.collection} have "
+                f"no stored token vectors; run `simsearch check {self.collection}`"
+            )
+        return counts, sum(counts)
+
+    def token_blobs(self, rows: Int64Array) -> tuple[list[int], list[bytes]]:
+        """The packed token vectors of ``rows`` (ascending, all live in this snapshot): each
+        set's vector count and blob, in that order."""
+        counts: list[int] = []
+        blobs: list[bytes] = []
+        for start in range(0, len(rows), _VECTOR_CHUNK):
+            part = rows[start : start + _VECTOR_CHUNK]
+            got = self._conn.execute(
+                "SELECT count, data FROM tokens WHERE row IN (SELECT value FROM json_each(?)) "
+                "ORDER BY row",
+                (json.dumps(part.tolist()),),
+            ).fetchall()
+            if len(got) != len(part):
+                raise CorruptCollectionError(
+                    f"{len(part) - len(got)} items of the collection at {self.collection} have "
+                    f"no stored token vectors; run `simsearch check {self.collection}`"
+                )
+            counts.extend(c for c, _ in got)
+            blobs.extend(b for _, b in got)
+        return counts, blobs
+
     # -- a model upgrade ----------------------------------------------------------------------
     _STALE = (
         "FROM items i LEFT JOIN pending p ON p.row = i.row "

@@ -59,7 +59,9 @@ DB_FILENAME = "simsearch.sqlite3"
 #: 3: every collection carries a random ``store_id`` that its saved indexes name.
 #: 4: the catalogue of metadata fields, kept by triggers (see ``store/catalogue.py``).
 #: 5: the lexical index of texts, kept by triggers (see ``store/lexical.py``).
-SCHEMA_VERSION = 5
+#: 6: the token vectors of multi-vector items (``tokens``), removed with their item by a
+#: trigger.
+SCHEMA_VERSION = 6
 #: How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 60.0
 PAGE_SIZE = 16384
@@ -96,6 +98,20 @@ CREATE TABLE IF NOT EXISTS pending (
     vector BLOB NOT NULL
 );
 """
+
+
+#: Each multi-vector item's set of token vectors, packed as the collection's config says
+#: (see ``multivector/tokens.py``); written in the item's transaction, gone with its row.
+TOKENS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tokens (row INTEGER PRIMARY KEY, count INTEGER NOT NULL, "
+    "data BLOB NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS tokens_delete AFTER DELETE ON items BEGIN "
+    "DELETE FROM tokens WHERE row = OLD.row; END",
+)
+
+
+def _nothing_to_fill(conn: sqlite3.Connection) -> None:
+    """Items written before schema 6 hold no token vectors."""
 
 
 def _busy(exc: sqlite3.OperationalError) -> Exception:
@@ -150,6 +166,7 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     for table, statements, fill in (
         ("fields", CATALOGUE_SCHEMA, fill_catalogue),
         ("lexical", LEXICAL_SCHEMA, fill_lexical),
+        ("tokens", TOKENS_SCHEMA, _nothing_to_fill),
     ):
         had = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)

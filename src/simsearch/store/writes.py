@@ -105,6 +105,16 @@ class WriteTxn(ReadTxn):
         )
         self.touched = True
 
+    def save_tokens(
+        self, ids: Sequence[str], counts: Sequence[int], blobs: Sequence[bytes]
+    ) -> None:
+        """The token vectors of items this transaction has just written (replacing any)."""
+        self._conn.executemany(
+            "INSERT INTO tokens (row, count, data) SELECT row, ?, ? FROM items WHERE id = ? "
+            "ON CONFLICT(row) DO UPDATE SET count=excluded.count, data=excluded.data",
+            zip(counts, blobs, ids, strict=True),
+        )
+
     def save_pending(self, rows: Sequence[int], seqs: Sequence[int], vectors: FloatArray) -> int:
         """Keep new-encoder vectors of rows that still hold the version (seq) that was
         embedded; returns how many were kept."""

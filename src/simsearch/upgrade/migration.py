@@ -22,6 +22,7 @@ from simsearch.encoders import Encoder, ProgressCallback
 from simsearch.errors import ConfigMismatchError, InvalidArgumentError
 from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
+from simsearch.multivector.refuse import refuse_multivector
 from simsearch.scoring.hubness import HUBNESS_KEY
 from simsearch.scoring.relevance import CALIBRATION_KEY
 from simsearch.store import SQLiteStore
@@ -105,6 +106,7 @@ class Upgrades:
         with self._store.snapshot() as snap:
             with self._keeper.reading(snap) as pinned:
                 config = pinned.config
+                refuse_multivector(config, "a model upgrade")
                 if config.encoder is None or config.dim is None or pinned.index is None:
                     raise InvalidArgumentError(
                         "only a collection embedded from texts can be migrated to a new "
@@ -203,6 +205,7 @@ class Upgrades:
         with self._store.snapshot() as snap:
             with self._keeper.reading(snap) as pinned:
                 config = pinned.config
+                refuse_multivector(config, "a model upgrade")
                 if config.dim is None or pinned.index is None or len(pinned.index) == 0:
                     raise InvalidArgumentError(
                         "the collection is empty: there is nothing to migrate"
