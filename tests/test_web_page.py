@@ -211,6 +211,34 @@ def test_search_page_shows_ranked_results(keyed_server: Server, browser: Any) ->
     assert ImageStat.Stat(image.convert("L")).mean[0] > 128  # the light theme
 
 
+def test_a_multivector_collection_shows_hits_like_any_other(
+    keyed_server: Server, browser: Any
+) -> None:
+    name = "webtokens"
+    httpx.delete(f"{keyed_server.url}/collections/{name}", headers=ADMIN)
+    body = {"name": name, "encoder": "minilm-l6-v2-tokens"}
+    httpx.post(f"{keyed_server.url}/collections", headers=ADMIN, json=body).raise_for_status()
+    httpx.post(
+        f"{keyed_server.url}/collections/{name}/add",
+        headers=ADMIN,
+        timeout=120,
+        json={
+            "ids": list(TEXTS),
+            "texts": list(TEXTS.values()),
+            "metadata": [{"kind": k} for k in TEXTS],
+        },
+    ).raise_for_status()
+    open_with_key(browser, keyed_server.url + "/", KEYS["all-read"])
+    choose(browser, name)
+    assert "items 4" in find(browser, "#stats").text
+    search(browser, "astronauts landing on the moon")
+    assert "result(s)" in find(browser, "#status").text
+    assert ranked_ids(browser)[0] == "moon"
+    hit = find_all(browser, "#results .hit")[0]
+    assert "Apollo 11" in hit.find_element(*by(".text")).text
+    assert "score" in hit.find_element(*by(".num")).text
+
+
 def test_results_are_paged_and_the_state_lives_in_the_url(
     keyed_server: Server, browser: Any
 ) -> None:

@@ -30,6 +30,7 @@ from simsearch.errors import (
     SimsearchError,
     error_class_for_code,
 )
+from simsearch.multivector.tokens import as_query_sets, as_token_sets
 from simsearch.types import Hit, Item, JSONObject, Results
 from simsearch.validation import as_vector_batch, check_ids, check_k, check_metadata, check_texts
 
@@ -109,11 +110,13 @@ class Client:
         metric: str = "cosine",
         dim: int | None = None,
         encoder: str | None = None,
+        multivector: bool = False,
     ) -> RemoteCollection:
-        """Create a collection (needs an admin key)."""
-        self.request(
-            "POST", "/collections", {"name": name, "metric": metric, "dim": dim, "encoder": encoder}
-        )
+        """Create a collection (needs an admin key); ``multivector=True``: of sets of vectors."""
+        body = {"name": name, "metric": metric, "dim": dim, "encoder": encoder}
+        if multivector:
+            body["multivector"] = True
+        self.request("POST", "/collections", body)
         return RemoteCollection(self, name)
 
     def collection(self, name: str) -> RemoteCollection:
@@ -141,6 +144,23 @@ class Client:
         self.close()
 
 
+def _is_set_batch(query: Any) -> bool:
+    """Whether ``query`` is several sets of vectors: a 3-D array or a list of 2-D ones."""
+    if isinstance(query, np.ndarray):
+        return query.ndim == 3
+    return (
+        isinstance(query, Sequence)
+        and bool(query)
+        and all(isinstance(q, np.ndarray) and q.ndim == 2 for q in query)
+    ) or (
+        isinstance(query, Sequence)
+        and bool(query)
+        and isinstance(query[0], Sequence)
+        and bool(query[0])
+        and isinstance(query[0][0], Sequence)
+    )
+
+
 def _vectors(vectors: Any) -> list[list[float]] | None:
     if vectors is None:
         return None
@@ -166,7 +186,9 @@ class RemoteCollection:
     def __len__(self) -> int:
         return int(self.info()["count"])
 
-    def _write(self, op: str, ids: Any, vectors: Any, texts: Any, metadata: Any) -> None:
+    def _write(
+        self, op: str, ids: Any, vectors: Any, texts: Any, metadata: Any, multivectors: Any
+    ) -> None:
         id_list = check_ids(ids)
         body = {
             "ids": id_list,
@@ -174,9 +196,12 @@ class RemoteCollection:
             "texts": check_texts(texts, len(id_list)) if texts is not None else None,
             "metadata": check_metadata(metadata, len(id_list)) if metadata is not None else None,
         }
+        if multivectors is not None:
+            sets = as_token_sets(multivectors, len(id_list), None)
+            body["multivectors"] = [s.tolist() for s in sets]
         if body["vectors"] is not None and len(body["vectors"]) != len(id_list):
             raise InvalidArgumentError(f"got {len(id_list)} ids but {len(body['vectors'])} vectors")
-        if vectors is None and texts is None:
+        if vectors is None and texts is None and multivectors is None:
             raise InvalidArgumentError(
                 "give vectors, texts, or both (to change only the metadata of stored items, use "
                 "update(ids, metadata=...))"
@@ -191,9 +216,10 @@ class RemoteCollection:
         texts: Sequence[str] | str | None = None,
         metadata: Sequence[JSONObject | None] | JSONObject | None = None,
         progress: Any = None,
+        multivectors: Any = None,
     ) -> None:
         """Add new items; see :meth:`simsearch.Collection.add`."""
-        self._write("add", ids, vectors, texts, metadata)
+        self._write("add", ids, vectors, texts, metadata, multivectors)
 
     def upsert(
         self,
@@ -203,9 +229,10 @@ class RemoteCollection:
         texts: Sequence[str] | str | None = None,
         metadata: Sequence[JSONObject | None] | JSONObject | None = None,
         progress: Any = None,
+        multivectors: Any = None,
     ) -> None:
         """Add or replace items; see :meth:`simsearch.Collection.upsert`."""
-        self._write("upsert", ids, vectors, texts, metadata)
+        self._write("upsert", ids, vectors, texts, metadata, multivectors)
 
     def delete(
         self, ids: Sequence[str] | str | None = None, *, where: Any = None, all: bool = False
@@ -316,13 +343,18 @@ class RemoteCollection:
         fusion: str = "convex",
         alpha: float | None = None,
         progress: Any = None,
+        candidates: int | None = None,
     ) -> Results:
-        """The k most similar items per query; see :meth:`simsearch.Collection.search`."""
+        """The k most similar items per query; see :meth:`simsearch.Collection.search`.
+        A list of 2-D arrays (or a 3-D array) is a batch of query sets for a multi-vector
+        collection, a 2-D array one set there (a batch of vectors elsewhere)."""
         k = check_k(k)
         if isinstance(query, str) or (
             isinstance(query, Sequence) and query and all(isinstance(q, str) for q in query)
         ):
             payload: Any = query if isinstance(query, str) else list(query)
+        elif _is_set_batch(query):
+            payload = [s.tolist() for s in as_query_sets(query, None)]
         else:
             if isinstance(query, Sequence) and any(isinstance(q, str) for q in query):
                 raise InvalidArgumentError("a query batch must be all strings or all vectors")
@@ -338,6 +370,7 @@ class RemoteCollection:
                 "min_relevance": min_relevance,
                 "cutoff": cutoff,
                 **({"mode": mode, "fusion": fusion, "alpha": alpha} if mode != "dense" else {}),
+                **({"candidates": candidates} if candidates is not None else {}),
             },
         )
         rows = [

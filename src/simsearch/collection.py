@@ -22,7 +22,7 @@ from simsearch.field_admin import declare_field_index, drop_field_index, explain
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
-from simsearch.multivector import MultiVector
+from simsearch.multivector import MultiVector, multivector_summary
 from simsearch.multivector.refuse import refuse_multivector
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
@@ -176,7 +176,7 @@ class Collection:
             "path": str(self.path),
             "count": count,
             "metric": config.metric.value,
-            "dim": config.dim,
+            "dim": config.token_dim,
             "encoder": {"name": encoder.name, "version": encoder.version} if encoder else None,
             "index": index_name(config.index),
             "seq": state.seq,
@@ -184,7 +184,7 @@ class Collection:
             "migration": migration,
             "fields": field_summaries(fields, config.fields),
             "field_indexes": self._keeper.describe_fields(config.fields),
-            "multivector": config.multivector.to_dict() if config.multivector else None,
+            "multivector": multivector_summary(config.multivector),
         }
 
     # -- writes ------------------------------------------------------------------------------

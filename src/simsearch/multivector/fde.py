@@ -190,9 +190,16 @@ class FDEEncoder:
         every = (np.arange(self.partitions)[:, None] >> np.arange(k)[::-1]) & 1
         self.bits_of = np.empty((self.partitions, k), dtype=np.int8)
         self.bits_of[_gray_bucket(every)] = every
-        self._weights = (1 << np.arange(k)[::-1]).astype(np.int64)
-        self._partition_codes = self.bits_of.astype(np.int64) @ self._weights
-        self._popcount = np.array([bin(c).count("1") for c in range(self.partitions)], np.int64)
+        # Hamming distances between the partitions' sign bits, (partitions, partitions).
+        self._distance = (self.bits_of[:, None, :] != self.bits_of[None, :, :]).sum(axis=2)
+        self._stacked = np.hstack(
+            [
+                m
+                for rep in range(config.r_reps)
+                for m in (self.gaussians[rep], self.projections[rep])
+                if m is not None
+            ]
+        ).astype(np.float32)
         self.final: FloatArray | None = None
         if config.d_final is not None:
             rng = np.random.default_rng([config.seed, config.r_reps, 1])
@@ -229,19 +236,21 @@ class FDEEncoder:
         return out
 
     def _encode_chunk(self, sets: list[FloatArray], *, query: bool) -> FloatArray:
-        n, parts, block = len(sets), self.partitions, self.block
+        n, parts, block, k = len(sets), self.partitions, self.block, self.config.k_sim
         lengths = np.array([len(s) for s in sets], dtype=np.int64)
         points = np.concatenate(sets).astype(np.float32, copy=False)
         owner = np.repeat(np.arange(n), lengths)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        # Every repetition's SimHash directions and projection in one product: one pass
+        # over the points instead of two per repetition.
+        products = points @ self._stacked
+        width = k + (0 if self.config.projection == "identity" else block)
         raw = np.zeros((self.config.r_reps, n * parts, block), dtype=np.float32)
         fill = self.config.fill_empty and not query
         for rep in range(self.config.r_reps):
-            bits = (points @ self.gaussians[rep] > 0).astype(np.int64)
-            bucket = _gray_bucket(bits)
-            matrix = self.projections[rep]
-            projected = points if matrix is None else points @ matrix
-            key = owner * parts + bucket
+            part = products[:, rep * width : (rep + 1) * width]
+            bits = (part[:, :k] > 0).astype(np.int64)
+            projected = points if self.config.projection == "identity" else part[:, k:]
+            key = owner * parts + _gray_bucket(bits)
             order = np.argsort(key, kind="stable")
             keys, first, counts = np.unique(key[order], return_index=True, return_counts=True)
             sums = np.add.reduceat(projected[order], first, axis=0)
@@ -249,8 +258,8 @@ class FDEEncoder:
                 sums /= counts[:, None]
             flat = raw[rep]
             flat[keys] = sums
-            if fill:
-                self._fill(flat, keys, bits, projected, starts, lengths)
+            if fill and len(keys) < n * parts:
+                self._fill(flat, keys, order[first], projected, n)
         return np.ascontiguousarray(
             raw.reshape(self.config.r_reps, n, parts * block).transpose(1, 0, 2)
         ).reshape(n, -1)
@@ -259,26 +268,29 @@ class FDEEncoder:
         self,
         flat: FloatArray,
         filled: np.ndarray,
-        bits: np.ndarray,
+        firsts: np.ndarray,
         projected: FloatArray,
-        starts: np.ndarray,
-        lengths: np.ndarray,
+        n: int,
     ) -> None:
         """Give each empty partition of each set the set's projected vector whose sign bits
-        are nearest the partition's in Hamming distance (the first such vector on ties)."""
-        n, parts = len(lengths), self.partitions
+        are nearest the partition's in Hamming distance (the first such vector on ties).
+
+        ``filled`` names the (set, partition) blocks that hold vectors and ``firsts`` the
+        first vector of each: every vector of a partition has its bits, so the nearest
+        vector to an empty partition is the first vector of the nearest filled one."""
+        parts = self.partitions
+        total = len(projected)
+        flat_first = np.full(n * parts, total, dtype=np.int64)  # ``total``: empty partition
+        flat_first[filled] = firsts
+        first = flat_first.reshape(n, parts)
+        # (sets, empty partition p, filled partition q): Hamming distance, then vector order.
+        ranked = self._distance[None, :, :] * (total + 1) + first[:, None, :]
+        ranked = np.where(first[:, None, :] < total, ranked, np.iinfo(np.int64).max)
+        nearest = np.take_along_axis(first, ranked.argmin(axis=2), axis=1).reshape(-1)
         empty = np.ones(n * parts, dtype=bool)
         empty[filled] = False
-        if not empty.any():
-            return
-        # Hamming distance of every vector to every partition: (tokens, partitions).
-        codes = bits @ self._weights  # the raw sign bits of each vector, as one integer
-        distance = self._popcount[codes[:, None] ^ self._partition_codes[None, :]]
-        total = len(bits)
-        ranked = distance * (total + 1) + np.arange(total)[:, None]
-        nearest = np.minimum.reduceat(ranked, starts, axis=0) % (total + 1)  # (n, parts)
         where = np.flatnonzero(empty)
-        flat[where] = projected[nearest.reshape(-1)[where]]
+        flat[where] = projected[nearest[where]]
 
 
 @functools.lru_cache(maxsize=8)

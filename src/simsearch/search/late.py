@@ -16,7 +16,7 @@ from simsearch.errors import InvalidArgumentError
 from simsearch.index.base import Int64Array
 from simsearch.index.rescore import merge_top_k
 from simsearch.multivector.fde import MultiVector, fde_encoder
-from simsearch.multivector.tokens import maxsim, unpack
+from simsearch.multivector.tokens import maxsim, unpack_many
 from simsearch.search.candidates import Ranked
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext
@@ -56,9 +56,7 @@ def maxsim_of_rows(
     counts, blobs = snap.token_blobs(rows)
     if not blobs:
         return np.empty((len(queries), 0), dtype=np.float32)
-    docs = np.concatenate(
-        [unpack(b, c, multi.dim, multi.storage) for c, b in zip(counts, blobs, strict=True)]
-    )
+    docs = unpack_many(blobs, counts, multi.dim, multi.storage)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     return maxsim(queries, docs, starts)
 

@@ -216,13 +216,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 f"{settings.max_response_bytes:,}: ask for fewer hits or items"
             )
 
-    def check_search(body: SearchRequest) -> None:
+    def check_search(body: SearchRequest, sets: bool) -> None:
         query = body.query
         texts: list[str] | None = None
         if isinstance(query, str):
             queries, texts = 1, [query]
         elif query and isinstance(query[0], str):
             queries, texts = len(query), [q for q in query if isinstance(q, str)]
+        elif sets and query and isinstance(query[0], list) and not isinstance(query[0][0], list):
+            queries = 1  # one set of query vectors
         elif query and isinstance(query[0], list):
             queries = len(query)
         else:  # one vector (or an empty list, which simsearch refuses)
@@ -294,8 +296,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """Create a collection (admin key)."""
         allow(key, None, Right.ADMIN)
         col = registry.create(
-            body.name, metric=body.metric, dim=body.dim, encoder=body.encoder, index=body.index
-        )
+            body.name, metric=body.metric, dim=body.dim, encoder=body.encoder, index=body.index,
+            multivector=body.multivector,
+        )  # fmt: skip
         return info(body.name, col)
 
     @app.get("/collections/{name}", tags=["collections"])
@@ -326,7 +329,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         allow(key, name, Right.WRITE)
         check_texts(body.texts)
         col = registry.get(name)
-        col.add(body.ids, vectors=body.vectors, texts=body.texts, metadata=body.metadata)
+        col.add(
+            body.ids, vectors=body.vectors, texts=body.texts, metadata=body.metadata,
+            multivectors=body.multivectors,
+        )  # fmt: skip
         return info(name, col)
 
     @app.post(
@@ -338,7 +344,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         allow(key, name, Right.WRITE)
         check_texts(body.texts)
         col = registry.get(name)
-        col.upsert(body.ids, vectors=body.vectors, texts=body.texts, metadata=body.metadata)
+        col.upsert(
+            body.ids, vectors=body.vectors, texts=body.texts, metadata=body.metadata,
+            multivectors=body.multivectors,
+        )  # fmt: skip
         return info(name, col)
 
     @app.post("/collections/{name}/delete", tags=["items"])
@@ -366,9 +375,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     def search(name: str, body: SearchRequest, key: Caller) -> SearchResponse:
         allow(key, name, Right.READ)
-        check_search(body)
+        col = registry.get(name)
+        check_search(body, col.config.multivector is not None)
         _check_field_names(body.where)
-        results = registry.get(name).search(
+        results = col.search(
             body.query,
             k=body.k,
             offset=body.offset,
@@ -378,6 +388,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             mode=body.mode,
             fusion=body.fusion,
             alpha=body.alpha,
+            candidates=body.candidates,
         )
         check_answer(sum(h.size_hint() for row in results for h in row))
         return SearchResponse(

@@ -88,7 +88,14 @@ class CollectionRegistry:
             return col
 
     def create(
-        self, name: str, *, metric: str, dim: int | None, encoder: str | None, index: str = "flat"
+        self,
+        name: str,
+        *,
+        metric: str,
+        dim: int | None,
+        encoder: str | None,
+        index: str = "flat",
+        multivector: bool = False,
     ) -> Collection:
         path = self._path(name)
         with self._name_lock(name):
@@ -97,8 +104,9 @@ class CollectionRegistry:
             if path.exists() or path.is_symlink():
                 raise CollectionExistsError(f"{name!r} is taken by another folder")
             col = Collection.open(
-                path, metric=metric, dim=dim, encoder=encoder, index=index_from_name(index)
-            )
+                path, metric=metric, dim=dim, encoder=encoder, index=index_from_name(index),
+                multivector=multivector,
+            )  # fmt: skip
             with self._lock:
                 self._open[name] = col
             return col

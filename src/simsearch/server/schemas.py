@@ -50,6 +50,11 @@ class CreateCollection(_Strict):
         description="flat (exact), hnsw (graph), hnsw-int8 or hnsw-binary (graph over "
         "compressed codes, rescored) or ivfpq (compressed inverted file, rescored)",
     )
+    multivector: bool = Field(
+        default=False,
+        description="items are sets of dim-d vectors scored by MaxSim (the token encoder "
+        "minilm-l6-v2-tokens makes one too)",
+    )
 
 
 class EncoderInfo(BaseModel):
@@ -92,6 +97,11 @@ class CollectionInfo(BaseModel):
         description="the payload indexes: each with 'field', 'kind', 'window' and 'bytes' "
         "(memory, null until built)",
     )
+    multivector: dict[str, Any] | None = Field(
+        default=None,
+        description="a multi-vector collection's encoding of its sets (MUVERA: k_sim, d_proj, "
+        "r_reps, d_final, seed), storage and token dimension; null for one vector per item",
+    )
     error: ErrorDetail | None = Field(
         default=None,
         description="why the collection cannot be opened (listing only); the other fields "
@@ -102,6 +112,11 @@ class CollectionInfo(BaseModel):
 class WriteItems(_Strict):
     ids: list[str] = Field(min_length=1, max_length=MAX_BATCH)
     vectors: list[list[float]] | None = Field(default=None, max_length=MAX_BATCH)
+    multivectors: list[list[list[float]]] | None = Field(
+        default=None,
+        max_length=MAX_BATCH,
+        description="A multi-vector collection's items: one set of vectors per id.",
+    )
     texts: list[str] | None = Field(default=None, max_length=MAX_BATCH)
     metadata: list[dict[str, Any] | None] | None = Field(default=None, max_length=MAX_BATCH)
 
@@ -191,8 +206,9 @@ class ItemsOut(BaseModel):
 
 
 class SearchRequest(_Strict):
-    query: str | list[str] | list[float] | list[list[float]] = Field(
-        description="A text, a list of texts, one vector, or a batch of vectors."
+    query: str | list[str] | list[float] | list[list[float]] | list[list[list[float]]] = Field(
+        description="A text, a list of texts, one vector, or a batch of vectors; in a "
+        "multi-vector collection a 2-D array is one set of query vectors, a 3-D one a batch."
     )
     k: int = Field(default=10, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000, description="skip the best hits first")
@@ -209,6 +225,12 @@ class SearchRequest(_Strict):
     fusion: Literal["convex", "rrf"] = Field(default="convex", description="Hybrid fusion.")
     alpha: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Dense weight of convex fusion."
+    )
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="A multi-vector collection's MaxSim rerank depth (FDE candidates).",
     )
 
 
