@@ -185,7 +185,7 @@ class Searcher:
             k = max(1, min(request.depth, len(pinned.index)))
             ctx = SearchContext(
                 snap, pinned.index, pinned.config, pinned.allowed, request.knobs, False,
-                pinned.exact_flat,
+                pinned.exact_flat, pinned.window,
             )  # fmt: skip
             ranked = late_rank(ctx, snap, multi, sets, k, request.candidates, request.exact)
             return self._described(snap, request, page(ranked, request), None)
