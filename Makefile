@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.browser
 BENCH_STAMP := $(VENV)/.bench
 
-.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness bench-migration bench-latency bench-filters eval-scifact clean
+.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness bench-migration bench-latency bench-filters bench-multivector eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench-migration: $(BENCH_STAMP)
 bench-hybrid: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_lexical_choice.py
 	PYTHONPATH=bench $(BIN)/python bench/bench_hybrid.py
+
+# Multi-vector (MaxSim) search on SciFact and arcd; token vectors cached under .data/tokens.
+bench-multivector: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_multivector.py
 
 bench-ann: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_ann.py
