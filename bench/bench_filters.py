@@ -27,6 +27,7 @@ Writes bench/results/filters.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -39,6 +40,7 @@ import numpy as np
 
 import simsearch
 from bench_latency import extended, glove, recall
+from simsearch.search import candidates as candidates_module
 from simsearch.search import plan as plan_module
 
 K = 10
@@ -233,18 +235,26 @@ def windows(col: Any, base: np.ndarray, x: np.ndarray, queries: np.ndarray, n: i
         cases[f"{width:g}"] = {"allowed": len(allowed), "exact": truth(base, queries[:n], allowed)}
 
     def measure(name: str, exact: bool = False, never_exact: bool = False) -> None:
-        saved = plan_module.EXACT_US_PER_ROW_DIM
-        if never_exact:  # the planner's exact path priced out: it walks
+        saved = plan_module.EXACT_US_PER_ROW_DIM, candidates_module.plan_search
+        if never_exact:
+            # The exact path priced out and ``exact_below`` ignored: the planner walks (the
+            # window buckets where one holds the window, else the whole graph).
             plan_module.EXACT_US_PER_ROW_DIM = float("inf")
+            planner = saved[1]
+
+            def walking(index: Any, **kw: Any) -> Any:
+                return planner(dataclasses.replace(index, exact_below=0), **kw)
+
+            candidates_module.plan_search = walking
         try:
             for width, where in wheres.items():
                 case = cases[f"{width:g}"]
                 stats, answers = simsearch_case(col, queries, where, n, exact=exact, budget=10.0)
                 case[name] = {**stats, **quality(answers, case["exact"])}
-                if name in ("planner", "window"):
-                    case[f"{name}_plan"] = col.explain(where=where)["plan"]
+                if name == "planner":
+                    case["planner_plan"] = col.explain(where=where)["plan"]
         finally:
-            plan_module.EXACT_US_PER_ROW_DIM = saved
+            plan_module.EXACT_US_PER_ROW_DIM, candidates_module.plan_search = saved
 
     measure("prefilter", exact=True)
     measure("postfilter", never_exact=True)
@@ -274,6 +284,10 @@ def one_size(n: int, words: np.ndarray, queries: np.ndarray, args: Any, root: Pa
     out: dict[str, Any] = {"n": n}
     col, secs = build_simsearch(root / "simsearch", base, labels, x)
     out["build_s"] = {"simsearch": round(secs, 1)}
+    if args.windows_only:
+        out["windows"] = windows(col, base, x, queries, min(args.queries, 200))
+        col.close()
+        return out
     peers: dict[str, Any] = {}
     if "chroma" in args.peers:
         peers["chroma"], secs = build_chroma(root / "chroma", base, labels)
@@ -315,6 +329,9 @@ def main() -> None:
     parser.add_argument("--peers", default="chroma,lancedb")
     parser.add_argument("--peer-seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--windows-only", action="store_true", help="only the range windows on x (no peers)"
+    )
     args = parser.parse_args()
     words = glove()
     queries, words = words[-10_000:], words[:-10_000]
