@@ -248,3 +248,25 @@ def test_cli_search_and_http_take_a_mode(tmp_path: Path) -> None:
         assert got["results"][0][0]["lexical_score"] > 0
         refused = http.post("/collections/c/search", json={"query": "dog", "mode": "sparse"})
         assert refused.status_code in (400, 422)
+
+
+def test_equal_dense_scores_fuse_equally_whatever_float32_rounding(tmp_path: Path) -> None:
+    """Items as similar to the query as each other in exact arithmetic come out of float32
+    a step apart; min-max must not stretch that step to the whole range (one of them
+    scored alpha, the others 0). Found by the stateful test after a text update."""
+    from simsearch.scoring.fusion import fuse
+    from test_stateful_lexical import letters
+
+    with simsearch.Collection.open(tmp_path / "c", encoder="letters-stateful") as col:
+        for i in ("a", "b", "c", "e"):
+            col.add(i, vectors=[letters(i + i)], metadata={"blue": i != "a"})
+        col.update("a", texts=["cat"])
+        hits = col.search("dog", mode="hybrid", alpha=0.3, k=3, where={"blue": True})[0]
+        assert len({h.dense_score for h in hits}) > 1  # float32 rounding tells them apart
+        assert [round(h.score, 6) for h in hits] == [0.3, 0.3, 0.3]
+    step = np.float32(0.5233550667762756)
+    scores = np.array([[np.nextafter(step, np.float32(1)), step, step]], dtype=np.float32)
+    valid = np.ones((1, 3), dtype=bool)
+    none = np.full((1, 3), -1, dtype=np.int64)
+    fused = fuse(scores, np.zeros((1, 3), np.float32), none, none, valid, "convex", 0.3)
+    assert np.allclose(fused, 0.3)

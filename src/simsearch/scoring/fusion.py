@@ -46,6 +46,9 @@ RRF_K = 60
 DEFAULT_ALPHA = 0.5
 #: The weights ``tune_hybrid`` tries.
 ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 21).tolist())
+#: The spread of one side's scores, relative to their size, below which convex fusion
+#: takes them for equal (about eight float32 steps).
+SAME_SCORE = 1e-6
 #: The meta key the tuned hybrid weight is saved under.
 HYBRID_KEY = "hybrid"
 
@@ -57,7 +60,12 @@ def _minmax(scores: F32, valid: npt.NDArray[np.bool_]) -> F32:
     safe = np.where(np.isfinite(span) & (span > 0), span, 1.0)
     out = np.where(valid, (scores - np.where(np.isfinite(low), low, 0.0)) / safe, 0.0)
     # One distinct score on a side: every candidate it scored ranks equally, at the top.
-    return np.where(valid & (span == 0), 1.0, out).astype(np.float32)
+    # Scores within float32 rounding of each other count as one: equal similarities come
+    # out of float32 arithmetic a step or two apart, and min-max would stretch those
+    # steps to the whole range, scoring one such candidate 1 and the others 0.
+    scale = np.maximum(np.abs(np.where(np.isfinite(low), low, 0.0)), np.abs(high))
+    same = np.isfinite(span) & (span <= SAME_SCORE * np.maximum(scale, 1e-30))
+    return np.where(valid & same, 1.0, out).astype(np.float32)
 
 
 def fuse(
