@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from simsearch.eval import evaluate_rankings, load_beir
-from simsearch.store.lexical import STOPWORDS
+from simsearch.index.tokens import STOPWORDS
 
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "scifact"
 RESULTS = Path(__file__).parent / "results"

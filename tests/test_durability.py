@@ -174,10 +174,8 @@ def _run_and_kill(
 
 def test_sigkill_keeps_the_lexical_index_exactly_the_acknowledged_texts(tmp_path: Path) -> None:
     """20 kills while texts are added, replaced and deleted: after each reopen a lexical
-    search finds every stored text by its own word, finds nothing else, and FTS5's own
-    integrity check passes."""
-    import sqlite3
-
+    search finds every stored text by its own word and finds nothing else (the lexical
+    index saved at the last close, caught up with what the killed writer committed)."""
     from crash_writer import text_of
 
     path = tmp_path / "c"
@@ -206,11 +204,6 @@ def test_sigkill_keeps_the_lexical_index_exactly_the_acknowledged_texts(tmp_path
                     if b in changed and i == 0:  # replaced: the old text is no longer found
                         old = col.search(text_of(b, 0, 0).split()[0], mode="lexical")[0]
                         assert old == []
-            db = sqlite3.connect(path / "simsearch.sqlite3")
-            try:
-                db.execute("INSERT INTO lexical (lexical) VALUES ('integrity-check')")
-            finally:
-                db.close()
         next_batch = max(batches) + 1
 
 

@@ -3,6 +3,7 @@ tuned from judgements, and bad queries."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ import pytest
 
 import simsearch
 from simsearch.encoders.base import register_encoder
+from simsearch.index.lexical import LEXICAL_DIR
+from simsearch.index.tokens import MAX_QUERY_WORDS, query_words
 from simsearch.scoring.fusion import DEFAULT_ALPHA, HYBRID_KEY
-from simsearch.store.lexical import MAX_QUERY_WORDS, match_expression, query_words
 
 TEXTS = {
     "a": "The cat sat on the mat",
@@ -59,7 +61,7 @@ def ids(res: simsearch.Results) -> list[list[str]]:
 def test_lexical_search_ranks_by_bm25_and_stems(tmp_path: Path) -> None:
     with make(tmp_path) as col:
         hits = col.search("cat", mode="lexical", k=10)[0]
-        # Porter stemming: "cats" and "cat" are one term; texts without it are absent.
+        # Stemming: "cats" and "cat" are one term; texts without it are absent.
         assert {h.id for h in hits} == {"a", "b", "d"}
         assert all(h.lexical_score == h.score > 0 and h.dense_score is None for h in hits)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -80,11 +82,17 @@ def test_writes_keep_the_lexical_index_exact(tmp_path: Path) -> None:
         hybrid = {h.id: h for h in col.search("car", mode="hybrid", k=10)[0]}
         assert hybrid["v"].lexical_score == 0.0
         assert hybrid["w"].lexical_score > 0
+    assert (tmp_path / "c" / LEXICAL_DIR).is_dir()  # saved on close
     with simsearch.Collection.open(tmp_path / "c") as col:  # reopened: the same
         assert ids(col.search("car", mode="lexical")) == [["w"]]
-        db = sqlite3.connect(tmp_path / "c" / "simsearch.sqlite3")
-        db.execute("INSERT INTO lexical (lexical) VALUES ('integrity-check')")  # raises if not
-        db.close()
+        with simsearch.Collection.open(tmp_path / "c") as other:  # a second process's writes
+            other.add("x", texts=["car car car"])
+            other.delete("w")
+        assert ids(col.search("car", mode="lexical")) == [["x"]]
+        col.update("x", texts=["a red bicycle"])
+    with simsearch.Collection.open(tmp_path / "c") as col:  # the saved index, caught up
+        assert ids(col.search("car", mode="lexical")) == [[]]
+        assert ids(col.search("bicycles", mode="lexical")) == [["x"]]
 
 
 def test_filters_apply_before_lexical_ranking(tmp_path: Path) -> None:
@@ -174,7 +182,6 @@ def test_fts_syntax_is_read_as_words(tmp_path: Path) -> None:
         assert "n" in ids(col.search("NEAR", mode="lexical"))[0]
         assert ids(col.search("-", mode="lexical")) == [[]]
         assert query_words("the of") == []
-        assert match_expression("the of") is None
 
 
 def test_long_and_huge_queries(tmp_path: Path) -> None:
@@ -200,16 +207,39 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_collection_from_before_gets_its_lexical_index(tmp_path: Path) -> None:
-    make(tmp_path).close()
-    db = sqlite3.connect(tmp_path / "c" / "simsearch.sqlite3")
-    for name in ("lexical_insert", "lexical_delete", "lexical_update"):
-        db.execute(f"DROP TRIGGER {name}")
-    db.execute("DROP TABLE lexical")
-    db.execute("PRAGMA user_version=4")
-    db.commit()
-    db.close()
-    with simsearch.Collection.open(tmp_path / "c") as col:
-        assert {h.id for h in col.search("cat", mode="lexical")[0]} == {"a", "b", "d"}
+    """Schema 4 (no lexical index) and schema 5 (FTS5 kept by triggers): on open the FTS5
+    table and its triggers are gone, the old tokenisation's name is read, and lexical
+    search works from the index built from the store."""
+    from simsearch.config import FTS5_LEXICAL_SPEC
+
+    for version in (4, 5):
+        folder = tmp_path / str(version)
+        make(folder).close()
+        db = sqlite3.connect(folder / "c" / "simsearch.sqlite3")
+        if version == 5:
+            db.execute(
+                "CREATE VIRTUAL TABLE lexical USING fts5(text, content='items', "
+                "content_rowid='row')"
+            )
+            db.execute(
+                "CREATE TRIGGER lexical_insert AFTER INSERT ON items BEGIN "
+                "INSERT INTO lexical (rowid, text) VALUES (NEW.row, NEW.text); END"
+            )
+            config = json.loads(
+                db.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0]
+            )
+            config["lexical"] = FTS5_LEXICAL_SPEC
+            db.execute("UPDATE meta SET value=? WHERE key='config'", (json.dumps(config),))
+        db.execute(f"PRAGMA user_version={version}")
+        db.commit()
+        db.close()
+        with simsearch.Collection.open(folder / "c") as col:
+            col.add("f", texts=["a cat again"])  # no trigger writes to a dropped table
+            assert {h.id for h in col.search("cat", mode="lexical")[0]} == {"a", "b", "d", "f"}
+        db = sqlite3.connect(folder / "c" / "simsearch.sqlite3")
+        left = db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'lexical%'").fetchall()
+        db.close()
+        assert left == []
 
 
 def _texts_only(tmp_path: Path) -> Path:

@@ -26,6 +26,8 @@ __all__ = ["INCLUDE", "MISSING", "check_include", "count_items", "get_items", "l
 
 #: ``rows_of(snap, flt)``: the rows a filter allows in a snapshot, ascending.
 RowsOf = Callable[[ReadTxn, SqlFilter], Int64Array]
+#: The rows of a filter (or ``None``: every item) and a text filter together, ascending.
+TextRows = Callable[[ReadTxn, SqlFilter | None], Int64Array]
 
 #: What ``get`` can return of each item besides its id.
 INCLUDE = ("metadata", "text", "vector", "multivector")
@@ -99,10 +101,12 @@ def get_items(
     include: Any,
     missing: Any,
     rows_of: RowsOf | None = None,
+    text_rows: TextRows | None = None,
 ) -> list[Item]:
     """Items by id (in the order given), by filter (in insertion order), or both (those of
     ``ids`` that match), then ``offset`` skipped and at most ``limit`` kept. ``rows_of``
-    gives a filter's rows (from payload indexes); without it SQL scans."""
+    gives a filter's rows (from payload indexes); without it SQL scans. ``text_rows``
+    gives the rows of ``where`` and a text filter together, when one is asked for."""
     parts = check_include(include)
     _check_count(limit, "limit", optional=True)
     _check_count(offset, "offset", optional=False)
@@ -114,8 +118,13 @@ def get_items(
     flt = _filter(where)
     end = None if limit is None else int(offset) + int(limit)
     with store.snapshot() as snap:
-        if id_list is None and flt is not None and rows_of is not None:
-            rows = rows_of(snap, flt)[int(offset) : end].tolist()
+        matched = None
+        if text_rows is not None:
+            matched = text_rows(snap, flt)
+        elif flt is not None and (rows_of is not None or id_list is not None):
+            matched = rows_of(snap, flt) if rows_of is not None else snap.filter_rows(flt)
+        if id_list is None and matched is not None:
+            rows = matched[int(offset) : end].tolist()
         elif id_list is None:
             rows = snap.page_rows(flt, None if limit is None else int(limit), int(offset))
         else:
@@ -123,8 +132,7 @@ def get_items(
             if missing == "error":
                 require_all(id_list, found)
             rows = [found[i] for i in id_list if i in found]
-            if flt is not None:
-                matched = rows_of(snap, flt) if rows_of is not None else snap.filter_rows(flt)
+            if matched is not None:
                 allowed = set(matched.tolist())
                 rows = [r for r in rows if r in allowed]
             rows = rows[int(offset) : end]
@@ -132,10 +140,15 @@ def get_items(
     return [items[r] for r in rows]
 
 
-def count_items(store: SQLiteStore, where: Any, rows_of: RowsOf | None = None) -> int:
-    """How many items match ``where`` (all of them when it is ``None``)."""
+def count_items(
+    store: SQLiteStore, where: Any, rows_of: RowsOf | None = None, text_rows: TextRows | None = None
+) -> int:
+    """How many items match ``where`` (all of them when it is ``None``), and the text filter
+    whose rows (with ``where``'s) ``text_rows`` gives."""
     flt = _filter(where)
     with store.snapshot() as snap:
+        if text_rows is not None:
+            return len(text_rows(snap, flt))
         if flt is None:
             return snap.count()
         return len(rows_of(snap, flt) if rows_of is not None else snap.filter_rows(flt))

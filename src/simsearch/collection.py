@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from simsearch import fitting
-from simsearch.browse import count_items, get_items
+from simsearch.browse import TextRows, count_items, get_items
 from simsearch.config import CollectionConfig, FieldIndexSpec, IndexConfig, index_name
 from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
@@ -24,6 +24,7 @@ from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
 from simsearch.multivector import MultiVector, multivector_summary
 from simsearch.multivector.refuse import refuse_multivector
+from simsearch.index.text_filter import TextFilter
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
 from simsearch.scoring.hubness import HubnessBank
@@ -268,23 +269,32 @@ class Collection:
         offset: int = 0,
         include: Sequence[str] = ("metadata", "text", "vector"),
         missing: str = "error",
+        where_text: Any = None,
     ) -> list[Item]:
         """Items by id (in the order asked), by filter (in insertion order), or both (those
         of ``ids`` matching ``where``); with neither, every item. ``offset`` and ``limit``
         page through them. ``include`` names the parts read besides the id (``metadata``,
         ``text``, ``vector``; one left out is ``None``, or ``{}`` for metadata).
         ``missing="error"`` (the default) raises :class:`~simsearch.ItemNotFoundError`
-        naming absent ids, ``"skip"`` leaves them out."""
+        naming absent ids, ``"skip"`` leaves them out. ``where_text`` matches words of
+        texts, as in :meth:`search`."""
         self._check_open()
         return get_items(
             self._store, ids, where=where, limit=limit, offset=offset, include=include,
-            missing=missing, rows_of=self._filtered_rows,
+            missing=missing, rows_of=self._filtered_rows, text_rows=self._text_rows(where_text),
         )  # fmt: skip
 
-    def count(self, where: Any = None) -> int:
-        """How many items match the filter ``where`` (every item when ``None``)."""
+    def count(self, where: Any = None, *, where_text: Any = None) -> int:
+        """How many items match the filter ``where`` (every item when ``None``) and the
+        text filter ``where_text`` (as in :meth:`search`)."""
         self._check_open()
-        return count_items(self._store, where, self._filtered_rows)
+        return count_items(self._store, where, self._filtered_rows, self._text_rows(where_text))
+
+    def _text_rows(self, where_text: Any) -> TextRows | None:
+        text = TextFilter.parse(where_text)
+        if text is None:
+            return None
+        return lambda snap, flt: self._keeper.text_rows(snap, flt, text)
 
     def _filtered_rows(self, snap: ReadTxn, flt: SqlFilter) -> Int64Array:
         return self._keeper.allowed_rows(snap, flt)[0]
@@ -338,6 +348,7 @@ class Collection:
         mode: str = "dense",
         fusion: str = "convex",
         alpha: float | None = None,
+        where_text: Any = None,
         progress: Progress | None = None,
         candidates: int | None = None,
     ) -> Results:
@@ -367,6 +378,8 @@ class Collection:
                 or ``"rrf"`` (:mod:`simsearch.search.hybrid`); hits carry both side scores.
             candidates: a multi-vector collection's MaxSim rerank depth (of FDE candidates,
                 :mod:`simsearch.search.late`); ``exact=True`` scores every item by MaxSim.
+            where_text: ``{"$contains": "word"}`` and/or ``{"$not_contains": "word"}``
+                (:mod:`simsearch.index.text_filter`), with ``where``, before ranking.
 
         Returns:
             :class:`~simsearch.Results`, a row of hits per query, higher scores better.
@@ -375,7 +388,7 @@ class Collection:
         request = SearchRequest.build(
             k=k, where=where, offset=offset, ef=ef, nprobe=nprobe, rescore=rescore, exact=exact,
             min_relevance=min_relevance, cutoff=cutoff, hubness=hubness, mode=mode,
-            fusion=fusion, alpha=alpha, candidates=candidates,
+            fusion=fusion, alpha=alpha, candidates=candidates, where_text=where_text,
         )  # fmt: skip
         return self._searcher.search(query, request, progress)
 

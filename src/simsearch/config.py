@@ -31,9 +31,12 @@ __all__ = [
 
 #: Bumped whenever the on-disk layout changes incompatibly.
 FORMAT_VERSION = 1
-#: The tokenisation of the lexical index (``store/lexical.py``): its FTS5 tokenizer and
-#: the stopwords dropped from queries. Saved with each collection.
-LEXICAL_SPEC = "fts5 porter unicode61 remove_diacritics 2; stopwords lucene-english"
+#: The tokenisation of the lexical index (``index/tokens.py``): how texts split into words,
+#: their stemmer, and the stopwords left out. Saved with each collection.
+LEXICAL_SPEC = "words nfkd-marks-removed casefold; snowball english; stopwords lucene-english"
+#: The tokenisation of schema 5's FTS5 index: a collection that names it gets its lexical
+#: index built anew with ``LEXICAL_SPEC`` (it is derived data).
+FTS5_LEXICAL_SPEC = "fts5 porter unicode61 remove_diacritics 2; stopwords lucene-english"
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,8 @@ class CollectionConfig:
             if index is not None and not isinstance(index, dict):
                 raise TypeError(f"index is {index!r}")
             lexical = data.get("lexical", LEXICAL_SPEC)
+            if lexical == FTS5_LEXICAL_SPEC:
+                lexical = LEXICAL_SPEC
             if lexical != LEXICAL_SPEC:
                 raise TypeError(f"its lexical tokenisation {lexical!r} is not one this reads")
             version = data["format_version"]

@@ -64,15 +64,17 @@ def tune_hybrid(
     relevant = [relevant_ids(j) for j in judgements]
     if not any(relevant):
         raise InvalidArgumentError("no judgement names a relevant item: nothing to tune on")
-    with store.snapshot() as snap, keeper.reading(snap) as pinned:
+    with store.snapshot() as snap, keeper.reading(snap, lexical=True) as pinned:
         config = pinned.config
         refuse_multivector(config, "hybrid tuning")
         if config.dim is None or pinned.index is None or len(pinned.index) == 0:
             raise InvalidArgumentError("the collection is empty: add items first")
-        if not snap.query("SELECT 1 FROM items WHERE text IS NOT NULL LIMIT 1").fetchone():
+        assert pinned.lexical is not None
+        bm25 = pinned.lexical.bm25
+        if not bm25.live:
             raise InvalidArgumentError("the collection holds no texts: hybrid search needs them")
         ctx = SearchContext(snap, pinned.index, config, None, DEFAULT_KNOBS, False)
-        pool = hybrid_pool(ctx, snap, queries, matches_of(texts), POOL)
+        pool = hybrid_pool(ctx, snap, bm25, queries, matches_of(bm25, texts), POOL)
         described = snap.describe_rows(np.unique(pool.rows[pool.rows >= 0]).tolist())
 
     def quality(alpha: float) -> float:

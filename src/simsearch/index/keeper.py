@@ -34,10 +34,12 @@ from simsearch.index.field_set import FieldIndexes
 from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
+from simsearch.index.lexical import LexicalIndex
 from simsearch.index.persist import OtherSettingsError
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.subsets import SubsetCache
 from simsearch.index.window_set import WindowSet, window_specs
+from simsearch.index.text_filter import TextFilter
 from simsearch.store import SQLiteStore
 from simsearch.store.reads import ReadTxn, StoreState
 from simsearch.types import Metric
@@ -149,6 +151,7 @@ class Pinned:
     filter_key: str | None
     filter_source: str | None = None  # where the allowed rows came from (see FilterCache)
     window: HNSWIndex | None = None  # a window bucket's graph holding every allowed row
+    lexical: LexicalIndex | None = None  # caught up to the snapshot too, when asked for
 
     def exact_flat(self, rows: Callable[[], Int64Array], filtered: bool) -> FlatIndex | None:
         """A flat copy of ``rows`` (all live rows, or the filter's), reused while the index
@@ -176,6 +179,7 @@ class IndexKeeper:
         self.described = DescribedRows()
         self.fields = FieldIndexes(directory, store.store_id)
         self.windows = WindowSet()
+        self.lexical = LexicalIndex(directory, store.store_id)
         self.version = 0  # bumped at every change of the index, so copies of it expire
         self._lock = threading.RLock()  # decisions about the index, one thread at a time
         self._gate = _Gate()
@@ -233,11 +237,22 @@ class IndexKeeper:
             return state, config
 
     @contextmanager
-    def reading(self, snap: ReadTxn, flt: SqlFilter | None = None) -> Iterator[Pinned]:
+    def reading(
+        self,
+        snap: ReadTxn,
+        flt: SqlFilter | None = None,
+        *,
+        lexical: bool = False,
+        text: TextFilter | None = None,
+    ) -> Iterator[Pinned]:
         """The index caught up to ``snap`` and held steady while the block runs, with the
-        rows ``flt`` allows."""
+        rows ``flt`` and ``text`` allow; and the lexical index too when ``lexical`` (or a
+        text filter needs it)."""
+        lexical = lexical or text is not None
         with self._lock:
             state, config = self.catch_up(snap)
+            if lexical:
+                self.catch_up_lexical(snap, state.seq)
             index = self.index if config.dim is not None else None
             allowed, source = None, None
             if index is not None and flt is not None and not flt.matches_all:
@@ -256,15 +271,35 @@ class IndexKeeper:
                 self.windows.ensure(config, index, self.fields)
                 bucket = self.windows.pick(flt)
                 window = None if bucket is None else bucket.graph
+            if index is not None and text is not None:
+                by_text = text.rows(self.lexical.bm25, index.live_rows())
+                allowed = by_text if allowed is None else np.intersect1d(allowed, by_text)
+                key, source = f"{key} {text.key}", f"{source or 'all'} + lexical index"
             pinned = Pinned(
-                index, allowed, state, config, self.version, self.subsets, key, source, window
-            )
+                index, allowed, state, config, self.version, self.subsets, key, source, window,
+                self.lexical if lexical else None,
+            )  # fmt: skip
             hold = self._gate.reading()
             hold.__enter__()  # taken before the lock goes, so no change slips in between
         try:
             yield pinned
         finally:
             hold.__exit__(None, None, None)
+
+    def catch_up_lexical(self, snap: ReadTxn, seq: int, progress: bool | None = None) -> None:
+        """Bring the lexical index to ``seq`` (``snap``'s; under the lock), holding readers
+        back while it changes."""
+        with self._lock:
+            if self.lexical.applied_seq != seq or not self.lexical.started:
+                with self._gate.changing():
+                    self.lexical.catch_up(snap, seq, progress)
+
+    def text_rows(self, snap: ReadTxn, flt: SqlFilter | None, text: TextFilter) -> Int64Array:
+        """The rows ``flt`` (``None``: all) and ``text`` allow in ``snap``, ascending."""
+        with self.reading(snap, flt, text=text) as pinned:
+            if pinned.index is None:
+                return np.zeros(0, dtype=np.int64)
+            return pinned.allowed if pinned.allowed is not None else pinned.index.live_rows()
 
     def build_fields(self, snap: ReadTxn) -> None:
         """Build (or catch up) the declared payload indexes now, and save them."""
@@ -502,8 +537,12 @@ class IndexKeeper:
                             self.catch_up(snap, rebuild_later=False)
                         state = snap.state()
                         self.fields.catch_up(snap, state.seq, snap.config(state))
+                if self.lexical.started:  # used in this process: saved at the store's state
+                    with self._store.snapshot() as snap:
+                        self.lexical.catch_up(snap, snap.current_seq(), False)
                 self.save()
                 self.fields.save()
+                self.lexical.save()
             except Exception as exc:  # the data is safe in the store; only time is lost
                 warnings.warn(
                     f"the index of {self._store.collection} could not be saved ({exc!r}); "

@@ -1,8 +1,8 @@
 """The lexical and hybrid candidate stages: BM25 from the lexical index, and its fusion
 with the dense candidates.
 
-``lexical``: each query's best rows by BM25 (:mod:`simsearch.store.lexical`), read in
-the search's snapshot, among the rows the filter allows. ``hybrid``: the best
+``lexical``: each query's best rows by BM25 (:mod:`simsearch.index.lexical`, caught
+up to the search's snapshot), among the rows the filter allows. ``hybrid``: the best
 ``max(POOL, depth)`` rows of each side, united (:class:`Pool`); every candidate gets its exact dense
 similarity and its BM25 score (0 where no query word is in its text), and they are
 fused (:mod:`simsearch.scoring.fusion`) into the score it is ranked by. Both report
@@ -20,17 +20,19 @@ import numpy.typing as npt
 
 from simsearch.errors import InvalidArgumentError
 from simsearch.index.base import Int64Array
+from simsearch.index.bm25 import BM25Index, best_of
 from simsearch.index.flat import normalize
+from simsearch.index.tokens import query_words
 from simsearch.scoring.fusion import fuse
 from simsearch.search.candidates import Ranked
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext
-from simsearch.store.lexical import best_of, lexical_matches, lexical_search, match_expression
 from simsearch.store.reads import ReadTxn
 from simsearch.types import FloatArray, Metric
 
 __all__ = [
-    "POOL", "Pool", "Sided", "Sides", "hybrid_pool", "lexical_ranked", "matches_of", "text_stage",
+    "POOL", "Pool", "Sided", "Sides", "Terms", "allowed_mask", "hybrid_pool", "lexical_ranked",
+    "matches_of", "text_stage",
 ]  # fmt: skip
 
 F32 = npt.NDArray[np.float32]
@@ -47,9 +49,22 @@ class Sided:
     lexical: F32
 
 
-def matches_of(texts: Sequence[str]) -> list[str | None]:
-    """Each query text's FTS5 expression (``None``: no word to look for)."""
-    return [match_expression(t) for t in texts]
+#: A query's term ids in the lexical index (``None``: it has no word to look for).
+Terms = list[int] | None
+
+
+def matches_of(bm25: BM25Index, texts: Sequence[str]) -> list[Terms]:
+    """Each query text's terms."""
+    return [bm25.vocab.query_terms(t) if query_words(t) else None for t in texts]
+
+
+def allowed_mask(allowed: Int64Array | None) -> npt.NDArray[np.bool_] | None:
+    """``allowed`` (ascending rows) as a mask over rows."""
+    if allowed is None:
+        return None
+    mask = np.zeros(int(allowed[-1]) + 1 if len(allowed) else 0, dtype=bool)
+    mask[allowed] = True
+    return mask
 
 
 def _padded(
@@ -64,11 +79,12 @@ def _padded(
 
 
 def lexical_ranked(
-    snap: ReadTxn, matches: Sequence[str | None], k: int, allowed: Int64Array | None
+    bm25: BM25Index, matches: Sequence[Terms], k: int, allowed: Int64Array | None
 ) -> Ranked:
     """The ``k`` best rows of each query by BM25 among ``allowed`` (``None``: all)."""
     empty = (np.zeros(0, np.float64), np.zeros(0, np.int64))
-    parts = [empty if m is None else lexical_search(snap.query, m, k, allowed) for m in matches]
+    mask = allowed_mask(allowed)
+    parts = [empty if not m else bm25.search(m, k, mask) for m in matches]
     return Ranked(*_padded(parts, k))
 
 
@@ -131,8 +147,9 @@ class Pool:
 def hybrid_pool(
     ctx: SearchContext,
     snap: ReadTxn,
+    bm25: BM25Index,
     queries: FloatArray,
-    matches: Sequence[str | None],
+    matches: Sequence[Terms],
     depth: int,
 ) -> Pool:
     """The union of each side's best ``depth`` rows per query, every one scored by both."""
@@ -141,7 +158,8 @@ def hybrid_pool(
     # Each query's matches are read once: the best ``depth`` of them are its lexical side,
     # and the dense side's candidates take their BM25 scores from them too.
     empty = (np.zeros(0, np.float64), np.zeros(0, np.int64))
-    matched = [empty if m is None else lexical_matches(snap.query, m, ctx.allowed) for m in matches]
+    mask = allowed_mask(ctx.allowed)
+    matched = [empty if not m else bm25.matches(m, mask) for m in matches]
     lexical_side = [best_of(s, r, depth)[1] for s, r in matched]
     unions = []
     for i in range(n):
@@ -171,6 +189,7 @@ Sides = tuple[F32, F32]
 def text_stage(
     ctx: SearchContext,
     snap: ReadTxn,
+    bm25: BM25Index,
     request: SearchRequest,
     texts: Sequence[str],
     queries: FloatArray,
@@ -179,21 +198,18 @@ def text_stage(
 ) -> Sided:
     """The lexical or hybrid candidates ``request.mode`` asks for, ``k`` deep, after the
     ``offset`` best (a lexical search leaves the dense scores NaN: it embeds nothing)."""
-    matches = matches_of(texts)
+    matches = matches_of(bm25, texts)
     if request.mode == "lexical":
-        ranked = lexical_ranked(snap, matches, k, ctx.allowed)
+        ranked = lexical_ranked(bm25, matches, k, ctx.allowed)
         sided = Sided(
             ranked,
             np.full(ranked.rows.shape, np.nan, dtype=np.float32),
             np.where(ranked.rows >= 0, ranked.scores, 0.0).astype(np.float32),
         )
     else:
-        pool = hybrid_pool(ctx, snap, queries, matches, max(POOL, k))
+        pool = hybrid_pool(ctx, snap, bm25, queries, matches, max(POOL, k))
         sided = pool.ranked(request.fusion, alpha, k)
-    if (
-        any(m is not None for m in matches)
-        and not snap.query("SELECT 1 FROM items WHERE text IS NOT NULL LIMIT 1").fetchone()
-    ):
+    if any(m is not None for m in matches) and not bm25.live:
         raise InvalidArgumentError(
             f"mode={request.mode!r} ranks items by their texts, and this collection holds "
             "none (only vectors): search with mode='dense'"

@@ -7,6 +7,7 @@ from typing import Any
 
 from simsearch.errors import InvalidArgumentError
 from simsearch.filters import SqlFilter, compile_filter
+from simsearch.index.text_filter import TextFilter
 from simsearch.scoring.fusion import FUSIONS
 from simsearch.scoring.hubness import HubnessTerms
 from simsearch.validation import check_k
@@ -81,6 +82,7 @@ class SearchRequest:
     fusion: str = "convex"
     alpha: float | None = None  # the dense weight of convex fusion; None: the saved one
     candidates: int | None = None  # a multi-vector search's MaxSim rerank depth
+    text: TextFilter | None = None  # where_text
 
     @staticmethod
     def build(
@@ -99,6 +101,7 @@ class SearchRequest:
         fusion: Any = "convex",
         alpha: Any = None,
         candidates: Any = None,
+        where_text: Any = None,
     ) -> SearchRequest:
         """The request for these ``search`` arguments; a bad one raises a specific error."""
         knobs = (
@@ -148,6 +151,7 @@ class SearchRequest:
             fusion=fusion,
             alpha=None if alpha is None else float(alpha),
             candidates=candidates,
+            text=TextFilter.parse(where_text),
         )
 
     @property

@@ -224,7 +224,13 @@ class Searcher:
             quick = self._quick(queries, request)
             if quick is not None:
                 return quick
-        with self._store.snapshot() as snap, self._keeper.reading(snap, request.filter) as pinned:
+        lexical = request.mode != "dense"
+        with (
+            self._store.snapshot() as snap,
+            self._keeper.reading(
+                snap, request.filter, lexical=lexical, text=request.text
+            ) as pinned,
+        ):
             state, config = pinned.state, pinned.config
             self._store.remember(snap, state)
             migration = self._upgrades.current(snap, state)
@@ -270,7 +276,9 @@ class Searcher:
                 if alpha is None:
                     saved = self._alpha.get(snap, state)
                     alpha = DEFAULT_ALPHA if saved is None else saved
-                sided = text_stage(ctx, snap, request, texts, queries, k, alpha)
+                assert pinned.lexical is not None
+                bm25 = pinned.lexical.bm25
+                sided = text_stage(ctx, snap, bm25, request, texts, queries, k, alpha)
                 return self._described(snap, request, sided.ranked, (sided.dense, sided.lexical))
             ranked = page(rank_stages(request, ctx, queries, k, calibrator, terms), request)
             return self._described(snap, request, ranked, None)
@@ -286,7 +294,7 @@ class Searcher:
         )
 
     def _quick(self, queries: FloatArray, request: SearchRequest) -> Results | None:
-        if request.hubness.method != "none" or request.wants_relevance:
+        if request.hubness.method != "none" or request.wants_relevance or request.text:
             return None
         with self._store.quick_reads() as possible:
             return self._quick_reads(queries, request) if possible else None

@@ -280,6 +280,15 @@ class ReadTxn:
             deleted=np.asarray(deleted, dtype=np.int64),
         )
 
+    def texts_since(
+        self, seq: int, chunk: int = 8192
+    ) -> Iterator[tuple[list[int], list[str | None]]]:
+        """Rows written after ``seq`` and their texts (``None``: vector only), ascending,
+        in chunks of at most ``chunk`` rows."""
+        cur = self._conn.execute("SELECT row, text FROM items WHERE seq > ? ORDER BY row", (seq,))
+        while got := cur.fetchmany(chunk):
+            yield [r for r, _ in got], [t for _, t in got]
+
     def fields(self) -> list[FieldInfo]:
         """The metadata fields stored items hold (see :mod:`simsearch.store.catalogue`)."""
         return read_catalogue(self._conn)

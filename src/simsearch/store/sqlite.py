@@ -40,7 +40,6 @@ from simsearch.errors import (
     StoreBusyError,
 )
 from simsearch.store.catalogue import CATALOGUE_SCHEMA, fill_catalogue
-from simsearch.store.lexical import LEXICAL_SCHEMA, fill_lexical
 from simsearch.store.reads import Changes, Int64Array, ReadTxn, StoredRow, StoreState
 from simsearch.store.writes import WriteTxn
 from simsearch.types import Described
@@ -58,10 +57,19 @@ __all__ = [
 DB_FILENAME = "simsearch.sqlite3"
 #: 3: every collection carries a random ``store_id`` that its saved indexes name.
 #: 4: the catalogue of metadata fields, kept by triggers (see ``store/catalogue.py``).
-#: 5: the lexical index of texts, kept by triggers (see ``store/lexical.py``).
+#: 5: the lexical index of texts in FTS5, kept by triggers.
 #: 6: the token vectors of multi-vector items (``tokens``), removed with their item by a
 #: trigger.
-SCHEMA_VERSION = 6
+#: 7: the lexical index is derived data beside the store (``index/lexical.py``): schema 5's
+#: FTS5 table and its triggers are dropped.
+SCHEMA_VERSION = 7
+#: What schema 5 had and schema 7 drops (the triggers first: they write to the table).
+_DROPPED = (
+    "DROP TRIGGER IF EXISTS lexical_insert",
+    "DROP TRIGGER IF EXISTS lexical_delete",
+    "DROP TRIGGER IF EXISTS lexical_update",
+    "DROP TABLE IF EXISTS lexical",
+)
 #: How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 60.0
 PAGE_SIZE = 16384
@@ -163,9 +171,10 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
     # Tables kept by triggers: created with their triggers, and filled from the items a
     # collection written before them already holds.
+    for statement in _DROPPED:
+        conn.execute(statement)
     for table, statements, fill in (
         ("fields", CATALOGUE_SCHEMA, fill_catalogue),
-        ("lexical", LEXICAL_SCHEMA, fill_lexical),
         ("tokens", TOKENS_SCHEMA, _nothing_to_fill),
     ):
         had = conn.execute(
