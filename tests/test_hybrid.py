@@ -300,3 +300,23 @@ def test_equal_dense_scores_fuse_equally_whatever_float32_rounding(tmp_path: Pat
     none = np.full((1, 3), -1, dtype=np.int64)
     fused = fuse(scores, np.zeros((1, 3), np.float32), none, none, valid, "convex", 0.3)
     assert np.allclose(fused, 0.3)
+
+
+def test_the_first_text_search_builds_the_index_reporting_progress(tmp_path: Path) -> None:
+    """A collection without a saved lexical index (one from before it, or whose files were
+    lost) builds it at its first text search, through the progress callback it is given;
+    a dense search needs no lexical index and does not build it."""
+    import shutil
+
+    with make(tmp_path) as col:
+        col.search("cat", mode="lexical")
+    shutil.rmtree(tmp_path / "c" / LEXICAL_DIR)
+    with simsearch.Collection.open(tmp_path / "c") as col:
+        assert len(col.search("cat", k=2)[0]) == 2
+        assert not col._keeper.lexical.started
+        done: list[int] = []
+        hits = col.search("cat", mode="lexical", progress=done.append)[0]
+        assert sum(done) == len(TEXTS) and {h.id for h in hits} == {"a", "b", "d"}
+        done.clear()
+        col.search("cat", mode="lexical", progress=done.append)
+        assert done == []  # caught up: nothing to read

@@ -131,3 +131,46 @@ def test_bad_where_text_is_refused(tmp_path: Path, where_text: Any, words: str) 
         ):
             with pytest.raises(simsearch.InvalidArgumentError, match=words):
                 call()
+
+
+def test_where_text_through_the_cli_server_and_client(tmp_path: Path) -> None:
+    import json
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from simsearch.cli import app
+    from simsearch.client import Client
+    from simsearch.server.app import create_app
+    from simsearch.server.settings import ServerSettings
+
+    with simsearch.Collection.open(tmp_path / "t", metric="dot") as col:
+        col.add(["a", "b", "c"], vectors=np.eye(3), texts=["red cat", "red dog", "blue cat"])
+    done = CliRunner().invoke(
+        app,
+        ["search", str(tmp_path / "t"), "red", "--mode", "lexical", "--not-contains", "dog",
+         "--json"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert [h["id"] for h in json.loads(done.stdout)] == ["a"]
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path / "data"))) as http:
+        http.post("/collections", json={"name": "c", "metric": "dot", "dim": 3})
+        body = {"ids": ["a", "b", "c"], "vectors": np.eye(3).tolist()}
+        http.post("/collections/c/add", json={**body, "texts": ["red cat", "red dog", "cat"]})
+        got = http.post(
+            "/collections/c/search",
+            json={"query": [1, 1, 1], "where_text": {"$contains": "cat"}, "k": 5},
+        ).json()
+        assert {h["id"] for h in got["results"][0]} == {"a", "c"}
+        counted = http.post("/collections/c/count", json={"where_text": {"$contains": "red"}})
+        assert counted.json()["count"] == 2
+        bad = http.post("/collections/c/count", json={"where_text": {"$has": "red"}})
+        assert bad.status_code in (400, 422)
+        client = Client("http://testserver")
+        client._http.close()
+        client._http = http  # the client's requests, answered by the app in this process
+        remote = client.collection("c")
+        assert remote.count(where_text={"$not_contains": "red"}) == 1
+        assert [it.id for it in remote.get(where_text={"$contains": "dog"})] == ["b"]
+        hits = remote.search("red", mode="lexical", where_text={"$contains": "cat"})[0]
+        assert [h.id for h in hits] == ["a"]

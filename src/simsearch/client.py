@@ -262,6 +262,7 @@ class RemoteCollection:
         offset: int = 0,
         include: Sequence[str] = ("metadata", "text", "vector"),
         missing: str = "error",
+        where_text: Any = None,
     ) -> list[Item]:
         """Items by id and/or filter, paged; see :meth:`simsearch.Collection.get` (a server
         sends at most 10,000 items an answer)."""
@@ -271,6 +272,8 @@ class RemoteCollection:
             body["ids"] = check_ids(ids)
         if where is not None:
             body["where"] = where
+        if where_text is not None:
+            body["where_text"] = where_text
         if limit is not None:
             body["limit"] = limit
         data = self._client.request("POST", f"{self._base}/get", body)
@@ -299,9 +302,11 @@ class RemoteCollection:
         body = {"where": where, "exact": exact}
         return dict(self._client.request("POST", f"{self._base}/explain", body))
 
-    def count(self, where: Any = None) -> int:
-        """How many items match ``where``; see :meth:`simsearch.Collection.count`."""
-        return int(self._client.request("POST", f"{self._base}/count", {"where": where})["count"])
+    def count(self, where: Any = None, *, where_text: Any = None) -> int:
+        """How many items match ``where`` and ``where_text``; see
+        :meth:`simsearch.Collection.count`."""
+        body = {"where": where, **({"where_text": where_text} if where_text is not None else {})}
+        return int(self._client.request("POST", f"{self._base}/count", body)["count"])
 
     def update(
         self,
@@ -342,6 +347,7 @@ class RemoteCollection:
         mode: str = "dense",
         fusion: str = "convex",
         alpha: float | None = None,
+        where_text: Any = None,
         progress: Any = None,
         candidates: int | None = None,
     ) -> Results:
@@ -371,6 +377,7 @@ class RemoteCollection:
                 "cutoff": cutoff,
                 **({"mode": mode, "fusion": fusion, "alpha": alpha} if mode != "dense" else {}),
                 **({"candidates": candidates} if candidates is not None else {}),
+                **({"where_text": where_text} if where_text is not None else {}),
             },
         )
         rows = [

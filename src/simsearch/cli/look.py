@@ -45,13 +45,21 @@ def search(
         str, typer.Option(help="dense (vectors), lexical (BM25 of texts) or hybrid (both).")
     ] = "dense",
     fusion: Annotated[str, typer.Option(help="Hybrid fusion: convex or rrf.")] = "convex",
+    contains: Annotated[
+        str | None, typer.Option(help="Only items whose text holds these words.")
+    ] = None,
+    not_contains: Annotated[
+        str | None, typer.Option(help="Only items whose text does not hold these words.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the K items most similar to QUERY."""
+    asked = {"$contains": contains, "$not_contains": not_contains}
+    where_text = {op: v for op, v in asked.items() if v is not None} or None
     with errors(), Collection.open(collection, create=False) as col:
         hits = col.search(
             query, k=k, where=parse_where(where), min_relevance=min_relevance, offset=offset,
-            mode=mode, fusion=fusion,
+            mode=mode, fusion=fusion, where_text=where_text,
         )[0]  # fmt: skip
         if as_json:
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))

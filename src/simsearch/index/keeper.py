@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from simsearch.index.field_set import FieldIndexes
 from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
-from simsearch.index.lexical import LexicalIndex
+from simsearch.index.lexical import LexicalIndex, Progress
 from simsearch.index.persist import OtherSettingsError
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.subsets import SubsetCache
@@ -119,6 +119,22 @@ class _Gate:
                 self._readers -= 1
                 self._cond.notify_all()
 
+    def reserve(self) -> None:
+        """Take a reader's hold now (under the keeper's lock); :meth:`held` gives it back."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._changing and not self._waiting)
+            self._readers += 1
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """The block runs in the hold :meth:`reserve` took, given back at its end."""
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
     @contextmanager
     def changing(self) -> Iterator[None]:
         with self._cond:
@@ -180,10 +196,15 @@ class IndexKeeper:
         self.fields = FieldIndexes(directory, store.store_id)
         self.windows = WindowSet()
         self.lexical = LexicalIndex(directory, store.store_id)
+        self._lexical_lock = threading.Lock()  # the lexical index's catch-ups and readers
         self.version = 0  # bumped at every change of the index, so copies of it expire
         self._lock = threading.RLock()  # decisions about the index, one thread at a time
         self._gate = _Gate()
         self.closed = False
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise CollectionClosedError(f"the collection at {self._store.collection} is closed")
 
     # -- keeping up --------------------------------------------------------------------------
     def catch_up(
@@ -244,15 +265,34 @@ class IndexKeeper:
         *,
         lexical: bool = False,
         text: TextFilter | None = None,
+        progress: Progress | None = None,
     ) -> Iterator[Pinned]:
         """The index caught up to ``snap`` and held steady while the block runs, with the
         rows ``flt`` and ``text`` allow; and the lexical index too when ``lexical`` (or a
-        text filter needs it)."""
+        text filter needs it), caught up first under a lock of its own, held while the
+        block runs, so that building it (a long first catch-up, with a bar when
+        ``progress`` asks) holds back no dense search or write."""
         lexical = lexical or text is not None
+        with ExitStack() as stack:
+            if lexical:
+                stack.enter_context(self._lexical_lock)
+                self._check_open()
+                if snap.state().seq < self.lexical.applied_seq:
+                    snap.renew()  # older than the lexical index: it must not hold rows unseen
+                self.lexical.catch_up(snap, snap.state().seq, progress)
+            pinned = self._pinned(snap, flt, lexical, text)
+            stack.enter_context(self._gate.held())
+            yield pinned
+
+    def _pinned(
+        self, snap: ReadTxn, flt: SqlFilter | None, lexical: bool, text: TextFilter | None
+    ) -> Pinned:
+        """What :meth:`reading` yields; the gate's hold is taken by the caller (the keeper's
+        lock is held on return, released once the hold is taken)."""
         with self._lock:
             state, config = self.catch_up(snap)
-            if lexical:
-                self.catch_up_lexical(snap, state.seq)
+            if lexical and self.lexical.applied_seq != state.seq:
+                self.lexical.catch_up(snap, state.seq)  # the snapshot was renewed since
             index = self.index if config.dim is not None else None
             allowed, source = None, None
             if index is not None and flt is not None and not flt.matches_all:
@@ -279,20 +319,8 @@ class IndexKeeper:
                 index, allowed, state, config, self.version, self.subsets, key, source, window,
                 self.lexical if lexical else None,
             )  # fmt: skip
-            hold = self._gate.reading()
-            hold.__enter__()  # taken before the lock goes, so no change slips in between
-        try:
-            yield pinned
-        finally:
-            hold.__exit__(None, None, None)
-
-    def catch_up_lexical(self, snap: ReadTxn, seq: int, progress: bool | None = None) -> None:
-        """Bring the lexical index to ``seq`` (``snap``'s; under the lock), holding readers
-        back while it changes."""
-        with self._lock:
-            if self.lexical.applied_seq != seq or not self.lexical.started:
-                with self._gate.changing():
-                    self.lexical.catch_up(snap, seq, progress)
+            self._gate.reserve()  # a hold taken before the lock goes: no change slips in
+            return pinned
 
     def text_rows(self, snap: ReadTxn, flt: SqlFilter | None, text: TextFilter) -> Int64Array:
         """The rows ``flt`` (``None``: all) and ``text`` allow in ``snap``, ascending."""
@@ -538,11 +566,12 @@ class IndexKeeper:
                         state = snap.state()
                         self.fields.catch_up(snap, state.seq, snap.config(state))
                 if self.lexical.started:  # used in this process: saved at the store's state
-                    with self._store.snapshot() as snap:
+                    with self._lexical_lock, self._store.snapshot() as snap:
                         self.lexical.catch_up(snap, snap.current_seq(), False)
                 self.save()
                 self.fields.save()
-                self.lexical.save()
+                with self._lexical_lock:
+                    self.lexical.save()
             except Exception as exc:  # the data is safe in the store; only time is lost
                 warnings.warn(
                     f"the index of {self._store.collection} could not be saved ({exc!r}); "

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +47,12 @@ import numpy as np
 from simsearch.config import LEXICAL_SPEC
 from simsearch.index.bm25 import BM25Index, ByTerm
 from simsearch.index.persist import check_folder, replace_folder
-from simsearch.progress import progress_bar
 from simsearch.store.reads import ReadTxn
 
-__all__ = ["LEXICAL_DIR", "PROGRESS_FROM", "LexicalIndex"]
+__all__ = ["LEXICAL_DIR", "PROGRESS_FROM", "LexicalIndex", "Progress"]
+
+#: A catch-up's progress: a bar or none, or a callback given the rows done each time.
+Progress = bool | Callable[[int], None]
 
 LEXICAL_DIR = "lexical"
 _META = "lexical.json"
@@ -71,9 +75,9 @@ class LexicalIndex:
         self.saved_seq = -1
         self.started = False  # loaded or begun in this process
 
-    def catch_up(self, snap: ReadTxn, seq: int, progress: bool | None = None) -> None:
-        """Bring the index to ``seq`` (the snapshot's). ``progress``: show a bar for a long
-        catch-up (``None``: when one is long)."""
+    def catch_up(self, snap: ReadTxn, seq: int, progress: Progress | None = None) -> None:
+        """Bring the index to ``seq`` (the snapshot's). ``progress``: a bar (``None``: when
+        at least ``PROGRESS_FROM`` rows are read), none, or a callback."""
         if not self.started:
             self.started = True
             self._load(snap)
@@ -82,8 +86,7 @@ class LexicalIndex:
         bm25 = self.bm25
         bm25.remove(snap.rows_deleted_since(self.applied_seq).tolist())
         total = snap.count_since(self.applied_seq)
-        show = progress if progress is not None else total >= PROGRESS_FROM
-        with _maybe_bar(show and total > 0, total) as advance:
+        with _progress(progress, total) as advance:
             for rows, texts in snap.texts_since(self.applied_seq, CHUNK):
                 bm25.remove(rows)
                 kept = [(r, t) for r, t in zip(rows, texts, strict=True) if t is not None]
@@ -190,13 +193,11 @@ def _restored(meta: dict[str, Any], arrays: dict[str, Any]) -> BM25Index:
     return bm25
 
 
-class _NoBar:
-    def __enter__(self) -> Any:
-        return lambda n: None
+def _progress(progress: Progress | None, total: int) -> AbstractContextManager[Any]:
+    if callable(progress):
+        return nullcontext(progress)
+    if (progress is None and total >= PROGRESS_FROM) or (progress is True and total > 0):
+        from simsearch.progress import progress_bar  # rich loads only when a bar is drawn
 
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _maybe_bar(show: bool, total: int) -> Any:
-    return progress_bar(total, "indexing texts") if show else _NoBar()
+        return progress_bar(total, "Indexing texts")
+    return nullcontext(lambda n: None)

@@ -228,7 +228,7 @@ class Searcher:
         with (
             self._store.snapshot() as snap,
             self._keeper.reading(
-                snap, request.filter, lexical=lexical, text=request.text
+                snap, request.filter, lexical=lexical, text=request.text, progress=progress
             ) as pinned,
         ):
             state, config = pinned.state, pinned.config

@@ -389,6 +389,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             fusion=body.fusion,
             alpha=body.alpha,
             candidates=body.candidates,
+            where_text=body.where_text,
         )
         check_answer(sum(h.size_hint() for row in results for h in row))
         return SearchResponse(

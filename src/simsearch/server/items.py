@@ -52,6 +52,7 @@ def add_item_routes(
         items = registry.get(name).get(
             body.ids,
             where=body.where,
+            where_text=body.where_text,
             limit=limit,
             offset=body.offset,
             include=body.include,
@@ -81,7 +82,7 @@ def add_item_routes(
     def count_items(name: str, body: CountItems, key: Caller) -> Counted:
         """How many items match the filter (every item without one)."""
         allow(key, name, Right.READ)
-        return Counted(count=registry.get(name).count(body.where))
+        return Counted(count=registry.get(name).count(body.where, where_text=body.where_text))
 
     @app.post(
         "/collections/{name}/update",

@@ -126,6 +126,9 @@ class GetItems(_Strict):
         default=None, min_length=1, max_length=MAX_BATCH, description="in the order wanted"
     )
     where: dict[str, Any] | None = Field(default=None, description="a metadata filter")
+    where_text: dict[str, str] | None = Field(
+        default=None, description='a text filter: {"$contains": "word"}, {"$not_contains": ...}'
+    )
     limit: int | None = Field(
         default=None, ge=0, le=MAX_BATCH, description=f"at most this many (and {MAX_BATCH:,})"
     )
@@ -160,6 +163,9 @@ class ExplainSearch(_Strict):
 
 class CountItems(_Strict):
     where: dict[str, Any] | None = Field(default=None, description="a metadata filter")
+    where_text: dict[str, str] | None = Field(
+        default=None, description='a text filter: {"$contains": "word"}, {"$not_contains": ...}'
+    )
 
 
 class Counted(BaseModel):
@@ -231,6 +237,9 @@ class SearchRequest(_Strict):
         ge=1,
         le=100_000,
         description="A multi-vector collection's MaxSim rerank depth (FDE candidates).",
+    )
+    where_text: dict[str, str] | None = Field(
+        default=None, description='a text filter: {"$contains": "word"}, {"$not_contains": ...}'
     )
 
 
