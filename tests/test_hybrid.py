@@ -200,7 +200,7 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
             ({"mode": "hybrid", "alpha": 1.5}, "alpha must be"),
             ({"mode": "hybrid", "alpha": True}, "alpha must be"),
             ({"mode": "lexical", "min_relevance": 0.5}, "work with mode='dense'"),
-            ({"mode": "hybrid", "hubness": "csls"}, "work with mode='dense'"),
+            ({"mode": "hybrid", "hubness": "csls"}, "hubness works with mode='dense'"),
         ):
             with pytest.raises(simsearch.InvalidArgumentError, match=words):
                 col.search("cat", **kwargs)  # type: ignore[arg-type]
@@ -320,3 +320,39 @@ def test_the_first_text_search_builds_the_index_reporting_progress(tmp_path: Pat
         done.clear()
         col.search("cat", mode="lexical", progress=done.append)
         assert done == []  # caught up: nothing to read
+
+
+def test_a_hybrid_calibration_gives_fused_hits_relevance(tmp_path: Path) -> None:
+    """calibrate(mode="hybrid") fits the fused score: min_relevance and cutoff keep their
+    meaning in hybrid search (a prefix of the hits, relevance rising with the score)."""
+    names = ["alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima"]
+    with simsearch.Collection.open(tmp_path / "c", encoder="letters-test") as col:
+        ids_ = [f"d{i}" for i in range(len(names) * 3)]
+        col.add(ids_, texts=[f"{names[i % len(names)]} story {i}" for i in range(len(ids_))])
+        queries = [f"{n} story" for n in names]
+        judged = [
+            {f"d{i}", f"d{i + len(names)}", f"d{i + 2 * len(names)}"} for i in range(len(names))
+        ]
+        with pytest.raises(simsearch.NotCalibratedError, match="mode='hybrid'"):
+            col.search("alpha", mode="hybrid", min_relevance=0.5)
+        summary = col.calibrate(queries, judged, mode="hybrid")
+        assert summary["kind"] == "hybrid" and summary["alpha"] == DEFAULT_ALPHA
+        every = col.search(queries, mode="hybrid", k=12)
+        kept = col.search(queries, mode="hybrid", k=12, min_relevance=0.5)
+        assert sum(len(r) for r in kept) < sum(len(r) for r in every)
+        for full, some in zip(every, kept, strict=True):
+            assert [h.id for h in some] == [h.id for h in full][: len(some)]
+            assert all(h.relevance is not None and h.relevance >= 0.5 for h in some)
+            rel = [h.relevance for h in some]
+            assert rel == sorted(rel, reverse=True)
+        best = col.search(queries, mode="hybrid", k=12, cutoff="f1")
+        assert all(len(r) >= 1 for r in best)
+        with pytest.raises(simsearch.InvalidArgumentError, match="fitted with fusion='convex'"):
+            col.search("alpha", mode="hybrid", fusion="rrf", min_relevance=0.5)
+        with pytest.raises(simsearch.InvalidArgumentError, match="alpha=0.9"):
+            col.search("alpha", mode="hybrid", alpha=0.9, min_relevance=0.5)
+        with pytest.raises(simsearch.InvalidArgumentError, match="mode must be"):
+            col.calibrate(queries, judged, mode="sparse")
+        col.uncalibrate()
+        with pytest.raises(simsearch.NotCalibratedError):
+            col.search("alpha", mode="hybrid", min_relevance=0.5)

@@ -28,6 +28,7 @@ from simsearch.index.text_filter import TextFilter
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
 from simsearch.scoring.hubness import HubnessBank
+from simsearch.scoring.hybrid_calibration import HYBRID_CALIBRATION_KEY
 from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.request import SearchRequest
 from simsearch.search.runner import Searcher
@@ -35,7 +36,7 @@ from simsearch.store import SQLiteStore
 from simsearch.store.catalogue import field_summaries
 from simsearch.store.reads import ReadTxn
 from simsearch.transfer import check_target, export_store, import_dump, read_dump
-from simsearch.tuning import check_tuning, tune_hybrid
+from simsearch.tuning import calibrate_hybrid_of, check_tuning, tune_hybrid
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.updates import update_items
 from simsearch.upgrade.compat import DEFAULT_BLEND
@@ -514,6 +515,7 @@ class Collection:
         queries: Any = None,
         judgements: Sequence[Any] | None = None,
         *,
+        mode: str = "dense",
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Fit and save how raw scores map to relevance: from ``queries`` and their
@@ -522,10 +524,15 @@ class Collection:
         (:mod:`simsearch.scoring.calibration_fit`); with neither, relevance against each
         query's own score distribution (:mod:`simsearch.scoring.calibration`). Returns what
         was fitted and its cross-validated F1 and calibration error beside the global
-        baselines; ``threshold`` is the F1-best ``min_relevance``."""
+        baselines; ``threshold`` is the F1-best ``min_relevance``. ``mode="hybrid"`` fits
+        the fused score of hybrid search instead, at the saved weight
+        (:mod:`simsearch.scoring.hybrid_calibration`)."""
         self._check_open()
         if (queries is None) != (judgements is None):
             raise InvalidArgumentError("give queries and judgements together, or neither")
+        if mode != "dense":
+            return calibrate_hybrid_of(self._store, self._keeper, self._searcher, mode, queries,
+                                       judgements, progress)  # fmt: skip
         fitting.refuse_l2(self.config, "calibration works on cosine and dot collections, not l2")
         given = None if queries is None else self._searcher.query_vectors(queries, progress)
         return fitting.calibrate(self._store, self._keeper, given, judgements)
@@ -540,6 +547,7 @@ class Collection:
         self._check_open()
         with self._store.write() as txn:
             txn.save_meta(CALIBRATION_KEY, None)
+            txn.save_meta(HYBRID_CALIBRATION_KEY, None)
 
     def find_duplicates(
         self,

@@ -19,15 +19,23 @@ from simsearch.errors import InvalidArgumentError
 from simsearch.index.keeper import IndexKeeper
 from simsearch.multivector.refuse import refuse_multivector
 from simsearch.scoring.fusion import HYBRID_KEY, best_alpha
+from simsearch.scoring.hybrid_calibration import DEPTH, HYBRID_CALIBRATION_KEY, fit_hybrid
 from simsearch.scoring.relevance import relevant_ids
-from simsearch.search.hybrid import POOL, hybrid_pool, matches_of
+from simsearch.search.hybrid import POOL, Pool, hybrid_pool, matches_of
 from simsearch.search.request import DEFAULT_KNOBS
-from simsearch.search.runner import query_texts
+from simsearch.search.runner import Searcher, query_texts
 from simsearch.search.stages import SearchContext
 from simsearch.store import SQLiteStore
 from simsearch.types import FloatArray
 
-__all__ = ["TUNE_DEPTH", "check_tuning", "tune_hybrid"]
+__all__ = [
+    "TUNE_DEPTH",
+    "calibrate_hybrid",
+    "calibrate_hybrid_of",
+    "check_tuning",
+    "judged_pool",
+    "tune_hybrid",
+]
 
 #: The rank depth of the quality a weight is chosen by (nDCG@10).
 TUNE_DEPTH = 10
@@ -51,17 +59,14 @@ def check_tuning(queries: Any, judgements: Any) -> list[str]:
     return texts
 
 
-def tune_hybrid(
+def judged_pool(
     store: SQLiteStore,
     keeper: IndexKeeper,
     texts: list[str],
     queries: FloatArray,
-    judgements: Sequence[Any],
-) -> dict[str, Any]:
-    """Choose and save the convex weight with the best nDCG@10 over ``texts`` (embedded
-    as ``queries``) and their ``judgements``; returns it, its nDCG@10, and the nDCG@10
-    of dense (alpha 1) and lexical (alpha 0) alone on the same queries."""
-    relevant = [relevant_ids(j) for j in judgements]
+    relevant: list[set[str]],
+) -> tuple[Pool, dict[int, Any]]:
+    """Each judged query's hybrid candidates, and the descriptions of their rows."""
     if not any(relevant):
         raise InvalidArgumentError("no judgement names a relevant item: nothing to tune on")
     with store.snapshot() as snap, keeper.reading(snap, lexical=True) as pinned:
@@ -76,6 +81,74 @@ def tune_hybrid(
         ctx = SearchContext(snap, pinned.index, config, None, DEFAULT_KNOBS, False)
         pool = hybrid_pool(ctx, snap, bm25, queries, matches_of(bm25, texts), POOL)
         described = snap.describe_rows(np.unique(pool.rows[pool.rows >= 0]).tolist())
+    return pool, described
+
+
+def calibrate_hybrid(
+    store: SQLiteStore,
+    keeper: IndexKeeper,
+    texts: list[str],
+    queries: FloatArray,
+    judgements: Sequence[Any],
+    fusion: str,
+    alpha: float,
+) -> dict[str, Any]:
+    """Fit and save the calibration of the fused score at ``fusion`` and ``alpha``
+    (:mod:`simsearch.scoring.hybrid_calibration`); returns its summary."""
+    relevant = [relevant_ids(j) for j in judgements]
+    pool, described = judged_pool(store, keeper, texts, queries, relevant)
+    ranked = pool.ranked(fusion, alpha, DEPTH).ranked
+    rows = ranked.rows
+    labels = np.array(
+        [
+            [r >= 0 and described[r][0] in rel for r in row]
+            for row, rel in zip(rows.tolist(), relevant, strict=True)
+        ],
+        dtype=bool,
+    )
+    fused = np.where(rows >= 0, ranked.scores.astype(np.float64), -np.inf)
+    judged = [i for i, rel in enumerate(relevant) if rel]
+    fitted = fit_hybrid(
+        fused[judged], labels[judged], [len(relevant[i]) for i in judged], fusion, alpha
+    )
+    with store.write() as txn:
+        txn.save_meta(HYBRID_CALIBRATION_KEY, fitted.to_json())
+    return fitted.summary()
+
+
+def calibrate_hybrid_of(
+    store: SQLiteStore,
+    keeper: IndexKeeper,
+    searcher: Searcher,
+    mode: Any,
+    queries: Any,
+    judgements: Any,
+    progress: Any,
+) -> dict[str, Any]:
+    """``Collection.calibrate(..., mode="hybrid")``: checked, queries embedded, fitted at
+    the saved weight (convex fusion)."""
+    if mode != "hybrid":
+        raise InvalidArgumentError(f"calibrate's mode must be 'dense' or 'hybrid', got {mode!r}")
+    if queries is None:
+        raise InvalidArgumentError("a hybrid calibration is fitted from judged text queries")
+    texts = check_tuning(queries, judgements)
+    vectors = searcher.query_vectors(texts, progress)
+    alpha = searcher.saved_alpha()
+    return calibrate_hybrid(store, keeper, texts, vectors, judgements, "convex", alpha)
+
+
+def tune_hybrid(
+    store: SQLiteStore,
+    keeper: IndexKeeper,
+    texts: list[str],
+    queries: FloatArray,
+    judgements: Sequence[Any],
+) -> dict[str, Any]:
+    """Choose and save the convex weight with the best nDCG@10 over ``texts`` (embedded
+    as ``queries``) and their ``judgements``; returns it, its nDCG@10, and the nDCG@10
+    of dense (alpha 1) and lexical (alpha 0) alone on the same queries."""
+    relevant = [relevant_ids(j) for j in judgements]
+    pool, described = judged_pool(store, keeper, texts, queries, relevant)
 
     def quality(alpha: float) -> float:
         rows = pool.ranked("convex", alpha, TUNE_DEPTH).ranked.rows.tolist()

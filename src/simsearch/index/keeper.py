@@ -196,7 +196,8 @@ class IndexKeeper:
         self.fields = FieldIndexes(directory, store.store_id)
         self.windows = WindowSet()
         self.lexical = LexicalIndex(directory, store.store_id)
-        self._lexical_lock = threading.Lock()  # the lexical index's catch-ups and readers
+        # The lexical index's catch-ups and readers; taken before ``_lock`` when both are.
+        self._lexical_lock = threading.RLock()
         self.version = 0  # bumped at every change of the index, so copies of it expire
         self._lock = threading.RLock()  # decisions about the index, one thread at a time
         self._gate = _Gate()
@@ -557,7 +558,8 @@ class IndexKeeper:
     def close(self, config: CollectionConfig) -> None:
         """Bring a graph or quantized index and the payload indexes up to date with every
         write and save them, so the next open loads them; then let them go."""
-        with self._lock:
+        # The lexical lock first, as readers take it (before the keeper's lock).
+        with self._lexical_lock, self._lock:
             try:
                 if not isinstance(config.index, Flat) or config.fields:
                     with self._store.snapshot() as snap:
@@ -566,12 +568,11 @@ class IndexKeeper:
                         state = snap.state()
                         self.fields.catch_up(snap, state.seq, snap.config(state))
                 if self.lexical.started:  # used in this process: saved at the store's state
-                    with self._lexical_lock, self._store.snapshot() as snap:
+                    with self._store.snapshot() as snap:
                         self.lexical.catch_up(snap, snap.current_seq(), False)
                 self.save()
                 self.fields.save()
-                with self._lexical_lock:
-                    self.lexical.save()
+                self.lexical.save()
             except Exception as exc:  # the data is safe in the store; only time is lost
                 warnings.warn(
                     f"the index of {self._store.collection} could not be saved ({exc!r}); "

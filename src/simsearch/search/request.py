@@ -56,10 +56,14 @@ def _check_text_modes(
         isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0
     ):
         raise InvalidArgumentError(f"alpha must be a number in [0, 1], got {alpha!r}")
-    if mode != "dense" and (hubness.method != "none" or min_relevance is not None or cutoff):
+    if mode != "dense" and hubness.method != "none":
         raise InvalidArgumentError(
-            f"mode={mode!r} ranks by BM25 or a fused score: hubness, min_relevance and cutoff "
-            "work with mode='dense'"
+            f"mode={mode!r} ranks by BM25 or a fused score: hubness works with mode='dense'"
+        )
+    if mode == "lexical" and (min_relevance is not None or cutoff):
+        raise InvalidArgumentError(
+            "mode='lexical' ranks by BM25, which no calibration maps: min_relevance and cutoff "
+            "work with mode='dense' or 'hybrid'"
         )
 
 

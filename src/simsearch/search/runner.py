@@ -22,9 +22,10 @@ from simsearch.multivector.tokens import as_query_sets, prepare
 from simsearch.scoring.calibration import Calibrator
 from simsearch.scoring.fusion import DEFAULT_ALPHA, HYBRID_KEY, parse_hybrid
 from simsearch.scoring.hubness import HubnessBank, HubnessTerms
+from simsearch.scoring.hybrid_calibration import HYBRID_CALIBRATION_KEY, HybridCalibration
 from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.candidates import Ranked
-from simsearch.search.hybrid import Sides, text_stage
+from simsearch.search.hybrid import Sided, Sides, text_stage
 from simsearch.search.late import check_late_request, late_rank
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext, cut, hubness_rerank, with_relevance
@@ -124,6 +125,7 @@ class Searcher:
         self._hubness = hubness
         self._alpha = Saved(HYBRID_KEY, parse_hybrid)
         self._sets: bool | None = None  # whether items are sets (fixed when a store is made)
+        self._hybrid_calibration = Saved(HYBRID_CALIBRATION_KEY, HybridCalibration.from_json)
 
     def holds_sets(self) -> bool:
         """Whether the collection is a multi-vector one (read once: it never changes)."""
@@ -133,6 +135,12 @@ class Searcher:
                 return False
             self._sets = config.multivector is not None
         return self._sets
+
+    def saved_alpha(self) -> float:
+        """The dense weight of convex fusion in force (the tuned one, else the default)."""
+        with self._store.snapshot() as snap:
+            saved = self._alpha.get(snap, snap.state())
+        return DEFAULT_ALPHA if saved is None else saved
 
     def query_vectors(self, query: Any, progress: Progress | None) -> FloatArray:
         """A query's vectors in the space the index holds now (texts embedded, a model
@@ -258,7 +266,7 @@ class Searcher:
                 pinned.exact_flat, pinned.window,
             )  # fmt: skip
             calibrator = self._calibration.calibrator(snap, state, index, config)
-            if calibrator is None and request.wants_relevance:
+            if calibrator is None and request.wants_relevance and request.mode == "dense":
                 raise NotCalibratedError(
                     f"the collection at {self._store.collection} is not calibrated, so it has "
                     "no relevance values; call calibrate() first"
@@ -279,9 +287,35 @@ class Searcher:
                 assert pinned.lexical is not None
                 bm25 = pinned.lexical.bm25
                 sided = text_stage(ctx, snap, bm25, request, texts, queries, k, alpha)
+                if request.wants_relevance:
+                    sided = self._hybrid_relevance(snap, state, request, sided, alpha)
                 return self._described(snap, request, sided.ranked, (sided.dense, sided.lexical))
             ranked = page(rank_stages(request, ctx, queries, k, calibrator, terms), request)
             return self._described(snap, request, ranked, None)
+
+    def _hybrid_relevance(
+        self, snap: ReadTxn, state: Any, request: SearchRequest, sided: Sided, alpha: float
+    ) -> Sided:
+        """The hits at least ``min_relevance`` relevant (and with ``cutoff="f1"``, at least
+        the fitted F1-best probability) by the hybrid calibration, which they carry."""
+        fitted = self._hybrid_calibration.get(snap, state)
+        if fitted is None:
+            raise NotCalibratedError(
+                "the collection has no hybrid calibration, so hybrid hits have no relevance "
+                "values; call calibrate(queries, judgements, mode='hybrid') first"
+            )
+        fitted.check(request.fusion, alpha)
+        r = sided.ranked
+        relevance = np.where(r.rows >= 0, fitted.relevance(r.scores), 0.0)
+        least = max(request.min_relevance or 0.0, fitted.threshold if request.cutoff else 0.0)
+        keep = (r.rows >= 0) & (relevance >= least)
+        order = np.argsort(~keep, axis=1, kind="stable")
+
+        def pick(a: np.ndarray) -> np.ndarray:
+            return np.take_along_axis(a, order, axis=1)
+
+        ranked = Ranked(pick(r.scores), pick(np.where(keep, r.rows, -1)), pick(relevance))
+        return Sided(ranked, pick(sided.dense), pick(sided.lexical))
 
     def _described(
         self, snap: ReadTxn, request: SearchRequest, ranked: Ranked, sides: Sides | None
