@@ -38,8 +38,8 @@ from simsearch.index.lexical import LexicalIndex, Progress
 from simsearch.index.persist import OtherSettingsError
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.subsets import SubsetCache
-from simsearch.index.window_set import WindowSet, window_specs
 from simsearch.index.text_filter import TextFilter
+from simsearch.index.window_set import WindowSet, window_specs
 from simsearch.store import SQLiteStore
 from simsearch.store.reads import ReadTxn, StoreState
 from simsearch.types import Metric
@@ -288,8 +288,8 @@ class IndexKeeper:
     def _pinned(
         self, snap: ReadTxn, flt: SqlFilter | None, lexical: bool, text: TextFilter | None
     ) -> Pinned:
-        """What :meth:`reading` yields; the gate's hold is taken by the caller (the keeper's
-        lock is held on return, released once the hold is taken)."""
+        """What :meth:`reading` yields, with the gate's hold already taken under the
+        keeper's lock (so no change slips in before it); the caller gives it back."""
         with self._lock:
             state, config = self.catch_up(snap)
             if lexical and self.lexical.applied_seq != state.seq:
