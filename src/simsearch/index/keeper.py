@@ -109,15 +109,9 @@ class _Gate:
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._changing and not self._waiting)
-            self._readers += 1
-        try:
+        self.reserve()
+        with self.held():
             yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
 
     def reserve(self) -> None:
         """Take a reader's hold now (under the keeper's lock); :meth:`held` gives it back."""
