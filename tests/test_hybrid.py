@@ -358,3 +358,26 @@ def test_a_hybrid_calibration_gives_fused_hits_relevance(tmp_path: Path) -> None
         col.uncalibrate()
         with pytest.raises(simsearch.NotCalibratedError):
             col.search("alpha", mode="hybrid", min_relevance=0.5)
+
+
+def test_repeated_lexical_searches_skip_the_snapshot_and_still_see_writes(tmp_path: Path) -> None:
+    """A lexical search with nothing committed since the last one reads no snapshot; a
+    write (here another connection's) sends the next one back to it, and it is found."""
+    with make(tmp_path) as col:
+        first = ids(col.search("cat", mode="lexical"))
+        store = col._store
+        real = store.snapshot
+        taken: list[int] = []
+
+        def counted() -> Any:
+            taken.append(1)
+            return real()
+
+        store.snapshot = counted  # type: ignore[method-assign]
+        assert ids(col.search("cat", mode="lexical")) == first
+        assert taken == []
+        with simsearch.Collection.open(tmp_path / "c") as other:
+            other.add("z", texts=["cat cat cat"])
+        assert ids(col.search("cat", mode="lexical"))[0][0] == "z"
+        assert taken
+        store.snapshot = real  # type: ignore[method-assign]

@@ -29,6 +29,7 @@ from simsearch.config import HNSW, IVFPQ, CollectionConfig, FieldIndexSpec, Flat
 from simsearch.errors import CollectionClosedError
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array, VectorIndex
+from simsearch.index.bm25 import BM25Index
 from simsearch.index.described import DescribedRows
 from simsearch.index.field_set import FieldIndexes
 from simsearch.index.filter_cache import FilterCache
@@ -316,6 +317,22 @@ class IndexKeeper:
             )  # fmt: skip
             self._gate.reserve()  # a hold taken before the lock goes: no change slips in
             return pinned
+
+    @contextmanager
+    def quick_lexical(self, state: StoreState) -> Iterator[tuple[BM25Index, int] | None]:
+        """The lexical index held steady, and the live item count, without a snapshot:
+        only when it and the vector index are already at ``state`` (the store unchanged
+        since); else ``None`` (the caller takes the snapshot path)."""
+        with self._lexical_lock:
+            index = self.index
+            ready = (
+                not self.closed
+                and self.lexical.started
+                and self.lexical.applied_seq == state.seq
+                and index is not None
+                and self.applied_seq == state.seq
+            )
+            yield (self.lexical.bm25, len(index)) if ready and index is not None else None
 
     def text_rows(self, snap: ReadTxn, flt: SqlFilter | None, text: TextFilter) -> Int64Array:
         """The rows ``flt`` (``None``: all) and ``text`` allow in ``snap``, ascending."""

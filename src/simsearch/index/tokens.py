@@ -192,5 +192,10 @@ class Vocabulary:
     def query_terms(self, query: str) -> list[int]:
         """The ids of ``query``'s distinct stemmed terms that some text held (a term no
         text ever held can match nothing)."""
-        stems = self._stemmer.stemWords(query_words(query))
-        return list(dict.fromkeys(self.terms[s] for s in stems if s in self.terms))
+        return self.terms_of(query_words(query))
+
+    def terms_of(self, found: list[str]) -> list[int]:
+        """The ids of the distinct stems of these words (:func:`query_words`'s) that some
+        text held."""
+        terms = self.terms
+        return list(dict.fromkeys(terms[s] for s in self._stemmer.stemWords(found) if s in terms))

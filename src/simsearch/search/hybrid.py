@@ -31,8 +31,8 @@ from simsearch.store.reads import ReadTxn
 from simsearch.types import FloatArray, Metric
 
 __all__ = [
-    "POOL", "Pool", "Sided", "Sides", "Terms", "allowed_mask", "hybrid_pool", "lexical_ranked",
-    "matches_of", "text_stage",
+    "POOL", "Pool", "Sided", "Sides", "Terms", "allowed_mask", "check_texts", "hybrid_pool",
+    "lexical_ranked", "lexical_sided", "matches_of", "skipped", "text_stage",
 ]  # fmt: skip
 
 F32 = npt.NDArray[np.float32]
@@ -55,7 +55,8 @@ Terms = list[int] | None
 
 def matches_of(bm25: BM25Index, texts: Sequence[str]) -> list[Terms]:
     """Each query text's terms."""
-    return [bm25.vocab.query_terms(t) if query_words(t) else None for t in texts]
+    found = [query_words(t) for t in texts]
+    return [bm25.vocab.terms_of(words) if words else None for words in found]
 
 
 def allowed_mask(allowed: Int64Array | None) -> npt.NDArray[np.bool_] | None:
@@ -200,21 +201,37 @@ def text_stage(
     ``offset`` best (a lexical search leaves the dense scores NaN: it embeds nothing)."""
     matches = matches_of(bm25, texts)
     if request.mode == "lexical":
-        ranked = lexical_ranked(bm25, matches, k, ctx.allowed)
-        sided = Sided(
-            ranked,
-            np.full(ranked.rows.shape, np.nan, dtype=np.float32),
-            np.where(ranked.rows >= 0, ranked.scores, 0.0).astype(np.float32),
-        )
+        sided = lexical_sided(bm25, matches, k, ctx.allowed)
     else:
         pool = hybrid_pool(ctx, snap, bm25, queries, matches, max(POOL, k))
         sided = pool.ranked(request.fusion, alpha, k)
-    if any(m is not None for m in matches) and not bm25.live:
+    check_texts(bm25, matches, request.mode)
+    return skipped(sided, request.offset)
+
+
+def lexical_sided(
+    bm25: BM25Index, matches: Sequence[Terms], k: int, allowed: Int64Array | None
+) -> Sided:
+    """A lexical search's hits, its dense scores NaN (it embeds nothing)."""
+    ranked = lexical_ranked(bm25, matches, k, allowed)
+    return Sided(
+        ranked,
+        np.full(ranked.rows.shape, np.nan, dtype=np.float32),
+        np.where(ranked.rows >= 0, ranked.scores, 0.0).astype(np.float32),
+    )
+
+
+def check_texts(bm25: BM25Index, matches: Sequence[Terms], mode: str) -> None:
+    """Refuse a text search of a collection that holds no texts."""
+    if not bm25.live and any(m is not None for m in matches):
         raise InvalidArgumentError(
-            f"mode={request.mode!r} ranks items by their texts, and this collection holds "
+            f"mode={mode!r} ranks items by their texts, and this collection holds "
             "none (only vectors): search with mode='dense'"
         )
-    skip = request.offset
+
+
+def skipped(sided: Sided, skip: int) -> Sided:
+    """``sided`` without its ``skip`` best hits (a page's offset)."""
     if not skip:
         return sided
     r = sided.ranked

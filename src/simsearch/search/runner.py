@@ -25,7 +25,15 @@ from simsearch.scoring.hubness import HubnessBank, HubnessTerms
 from simsearch.scoring.hybrid_calibration import HYBRID_CALIBRATION_KEY, HybridCalibration
 from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.candidates import Ranked
-from simsearch.search.hybrid import Sided, Sides, text_stage
+from simsearch.search.hybrid import (
+    Sided,
+    Sides,
+    check_texts,
+    lexical_sided,
+    matches_of,
+    skipped,
+    text_stage,
+)  # fmt: skip
 from simsearch.search.late import check_late_request, late_rank
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext, cut, hubness_rerank, with_relevance
@@ -220,6 +228,9 @@ class Searcher:
         elif lexical_only:
             assert texts is not None
             queries = np.zeros((len(texts), 0), dtype=np.float32)
+            quick = self._quick_lexical(texts, request)
+            if quick is not None:
+                return quick
         elif texts is not None:
             with self._store.snapshot() as snap:
                 state = snap.state()
@@ -327,6 +338,47 @@ class Searcher:
             request.k, ranked.scores, rows, described, ranked.relevance, sides
         )
 
+    def _quick_lexical(self, texts: list[str], request: SearchRequest) -> Results | None:
+        """A lexical search without a filter with no store read but the hits' descriptions
+        missing from memory, when nothing was committed since this thread's last search and
+        the indexes are at that state; else ``None`` and the snapshot path runs."""
+        if request.filter is not None or request.text is not None or request.wants_relevance:
+            return None
+        with self._store.quick_reads() as possible:
+            if not possible:
+                return None
+            state = self._store.quick_state()
+            if state is None:
+                return None
+            with self._keeper.quick_lexical(state) as held:
+                if held is None:
+                    return None
+                bm25, live = held
+                matches = matches_of(bm25, texts)
+                check_texts(bm25, matches, "lexical")
+                k = max(1, min(request.depth, live))
+                sided = skipped(lexical_sided(bm25, matches, k, None), request.offset)
+                described = self._quick_described(sided.ranked.rows, state)
+                if described is None:
+                    return None
+        sides = (sided.dense, sided.lexical)
+        r = sided.ranked
+        return Results._from_search(request.k, r.scores, r.rows, described, None, sides)
+
+    def _quick_described(self, rows: np.ndarray, state: Any) -> dict[int, Any] | None:
+        """The descriptions of ``rows`` from memory, the missing ones read outside a
+        transaction; ``None`` when the store changed meanwhile."""
+        described, missing = self._keeper.described.get(np.unique(rows[rows >= 0]).tolist())
+        if missing:
+            # Read outside a transaction; it saw ``state`` if nothing was committed by
+            # the time it returned (else the snapshot path answers instead).
+            fetched = self._store.describe_now(missing)
+            if self._store.quick_state() is not state or len(fetched) != len(missing):
+                return None
+            self._keeper.described.keep(fetched)
+            described.update(fetched)
+        return described
+
     def _quick(self, queries: FloatArray, request: SearchRequest) -> Results | None:
         if request.hubness.method != "none" or request.wants_relevance or request.text:
             return None
@@ -354,13 +406,7 @@ class Searcher:
             )  # fmt: skip
             ranked = page(ctx.candidates(queries, k), request)
             rows = ranked.rows
-            described, missing = self._keeper.described.get(np.unique(rows[rows >= 0]).tolist())
-            if missing:
-                # Read outside a transaction; it saw ``state`` if nothing was committed by
-                # the time it returned (else the snapshot path answers instead).
-                fetched = self._store.describe_now(missing)
-                if self._store.quick_state() is not state or len(fetched) != len(missing):
-                    return None
-                self._keeper.described.keep(fetched)  # while the index holds still
-                described.update(fetched)
+            described = self._quick_described(rows, state)  # while the index holds still
+            if described is None:
+                return None
         return Results._from_search(request.k, ranked.scores, rows, described)
