@@ -17,6 +17,7 @@ computed at query time from the posting counts, in double precision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +107,7 @@ class BM25Index:
         self.main = ByTerm(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32))
         self.main_end = 0  # postings (in slot order) the main part holds
         self._tail: ByTerm | None = None
-        self._scored: tuple[F64, F64] | None = None
+        self._scored: dict[tuple[int, int], tuple[Int32Array, F64]] = {}
 
     # -- writing ---------------------------------------------------------------------------
     @property
@@ -130,7 +131,7 @@ class BM25Index:
         self._changed()
 
     def _changed(self) -> None:
-        self._scored = None
+        self._scored = {}
 
     def add(self, rows: Sequence[int], texts: Sequence[str]) -> None:
         """Index these rows' texts (rows not in the index: :meth:`remove` them first)."""
@@ -197,26 +198,25 @@ class BM25Index:
         return self._tail
 
     # -- ranking ---------------------------------------------------------------------------
-    def _weights(self) -> tuple[F64, F64]:
-        """Each main and tail posting's BM25 score, IDF included (0 for a dead slot's), for
-        the statistics of now: computed at the first search after a change."""
-        if self._scored is None:
+    def _weights(self, part: int, term: int) -> tuple[Int32Array, F64]:
+        """The slots holding ``term`` in part ``part`` (0 main, 1 tail) and each one's BM25
+        score for it (0 for a dead slot's), for the statistics of now: computed at the
+        first search that asks after a change, then kept until the next change (so a write
+        costs the next search only its own terms)."""
+        key = (part, term)
+        found = self._scored.get(key)
+        if found is None:
+            held = self.main if part == 0 else self._tail_part()
+            slots, counts = held.of_term(term)
             n = max(self.live, 1)
-            df = self.df.view.astype(np.float64)
-            idf = np.log((n - df + 0.5) / (df + 0.5))
-            idf = np.where(idf > 0, idf, IDF_FLOOR)
+            df = float(self.df.view[term])
+            idf = max(math.log((n - df + 0.5) / (df + 0.5)), 0.0) or IDF_FLOOR
             avgdl = max(self.total_len / n, 1e-9)
-            norm = K1 * (1 - B + B * self.slot_len.view.astype(np.float64) / avgdl)
-            live = self.slot_live.view
-
-            def weigh(part: ByTerm) -> F64:
-                tf = part.counts.astype(np.float64)
-                term = np.repeat(np.arange(len(part.ptr) - 1), np.diff(part.ptr))
-                score = idf[term] * (tf * (K1 + 1) / (tf + norm[part.slots]))
-                return np.where(live[part.slots], score, 0.0)
-
-            self._scored = (weigh(self.main), weigh(self._tail_part()))
-        return self._scored
+            tf = counts.astype(np.float64)
+            norm = K1 * (1 - B + B * self.slot_len.view[slots].astype(np.float64) / avgdl)
+            score = np.where(self.slot_live.view[slots], idf * tf * (K1 + 1) / (tf + norm), 0.0)
+            found = self._scored[key] = (slots, score)
+        return found
 
     def matches(
         self, terms: Sequence[int], allowed: npt.NDArray[np.bool_] | None
@@ -226,18 +226,14 @@ class BM25Index:
         empty = np.zeros(0, np.float64), np.zeros(0, np.int64)
         if not terms or not self.live or (allowed is not None and not allowed.any()):
             return empty
-        main_w, tail_w = self._weights()
-        tail = self._tail_part()
-        parts = [(self.main, main_w)] + ([(tail, tail_w)] if len(tail.slots) else [])
+        parts = (0, 1) if len(self._tail_part().slots) else (0,)
         slots_of, weights_of = [], []
-        for part, w in parts:
-            ptr = part.ptr
+        for part in parts:
             for t in terms:
-                if t + 1 < len(ptr):
-                    start, end = ptr[t], ptr[t + 1]
-                    if end > start:
-                        slots_of.append(part.slots[start:end])
-                        weights_of.append(w[start:end])
+                slots, score = self._weights(part, t)
+                if len(slots):
+                    slots_of.append(slots)
+                    weights_of.append(score)
         if not slots_of:
             return empty
         slots = np.concatenate(slots_of)
