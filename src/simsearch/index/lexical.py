@@ -14,13 +14,16 @@ tantivy    0.689    0.918       4,961      0.36 s   0.034 s (a segment commit)
 All three rank about equally well. FTS5, inside the store's own transactions (kept by
 triggers), was the first choice, and it cost too much: it scores every document
 holding a query word in SQL, 30x slower per query than bm25s, and its triggers
-kept only 22% of the ingest rate of vectors with texts (``bench/results/hybrid.json``
-before schema 6). bm25s scores fast from sparse matrices but cannot add or remove a
+kept only 22% of the ingest rate of vectors with texts (``bench/bench_hybrid.py`` with
+schema 5). bm25s scores fast from sparse matrices but cannot add or remove a
 document. tantivy would be a second store with its own writer lock and segment
 merges to keep in step. The index here (:class:`~simsearch.index.bm25.BM25Index`)
 takes bm25s's approach (postings in numpy arrays, scores summed by ``bincount``) and
 adds what a collection needs: texts added and removed in batches, exact live
-statistics, and FTS5's BM25 formula, so it ranks as FTS5 did.
+statistics, and FTS5's BM25 formula, so it ranks as FTS5 did. Measured beside bm25s in
+one run (``bench/bench_hybrid.py``, ``docs/benchmarks.md``): SciFact nDCG@10 0.688
+against bm25s's 0.686, and batched queries within the same order of speed; one query a
+call pays the search's own reads (each hit's text and metadata) on top.
 
 It is derived data, as the payload indexes are (``index/field_set.py``): nothing is
 written with an item but the item, so ingest pays nothing for it; each search that
