@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from simsearch import fitting
-from simsearch.browse import TextRows, count_items, get_items
+from simsearch.browse import count_items, get_items
 from simsearch.config import CollectionConfig, FieldIndexSpec, IndexConfig, index_name
 from simsearch.embedding import Embedder, Progress
 from simsearch.encoders import Encoder
@@ -24,7 +24,6 @@ from simsearch.index.base import Int64Array
 from simsearch.index.keeper import IndexKeeper
 from simsearch.multivector import MultiVector, multivector_summary
 from simsearch.multivector.refuse import refuse_multivector
-from simsearch.index.text_filter import TextFilter
 from simsearch.opening import open_store
 from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
 from simsearch.scoring.hubness import HubnessBank
@@ -277,25 +276,19 @@ class Collection:
         page through them. ``include`` names the parts read besides the id (``metadata``,
         ``text``, ``vector``; one left out is ``None``, or ``{}`` for metadata).
         ``missing="error"`` (the default) raises :class:`~simsearch.ItemNotFoundError`
-        naming absent ids, ``"skip"`` leaves them out. ``where_text`` matches words of
-        texts, as in :meth:`search`."""
+        naming absent ids, ``"skip"`` leaves them out. ``where_text`` as in :meth:`search`."""
         self._check_open()
         return get_items(
             self._store, ids, where=where, limit=limit, offset=offset, include=include,
-            missing=missing, rows_of=self._filtered_rows, text_rows=self._text_rows(where_text),
+            missing=missing, rows_of=self._filtered_rows,
+            text_rows=self._keeper.text_rows_of(where_text),
         )  # fmt: skip
 
     def count(self, where: Any = None, *, where_text: Any = None) -> int:
-        """How many items match the filter ``where`` (every item when ``None``) and the
-        text filter ``where_text`` (as in :meth:`search`)."""
+        """How many items match ``where`` (every item when ``None``) and ``where_text``."""
         self._check_open()
-        return count_items(self._store, where, self._filtered_rows, self._text_rows(where_text))
-
-    def _text_rows(self, where_text: Any) -> TextRows | None:
-        text = TextFilter.parse(where_text)
-        if text is None:
-            return None
-        return lambda snap, flt: self._keeper.text_rows(snap, flt, text)
+        rows_of, text_rows = self._filtered_rows, self._keeper.text_rows_of(where_text)
+        return count_items(self._store, where, rows_of, text_rows)
 
     def _filtered_rows(self, snap: ReadTxn, flt: SqlFilter) -> Int64Array:
         return self._keeper.allowed_rows(snap, flt)[0]
@@ -379,8 +372,7 @@ class Collection:
                 or ``"rrf"`` (:mod:`simsearch.search.hybrid`); hits carry both side scores.
             candidates: a multi-vector collection's MaxSim rerank depth (of FDE candidates,
                 :mod:`simsearch.search.late`); ``exact=True`` scores every item by MaxSim.
-            where_text: ``{"$contains": "word"}`` and/or ``{"$not_contains": "word"}``
-                (:mod:`simsearch.index.text_filter`), with ``where``, before ranking.
+            where_text: ``{"$contains": w}``, ``{"$not_contains": w}`` (:mod:`~simsearch.index.text_filter`).
 
         Returns:
             :class:`~simsearch.Results`, a row of hits per query, higher scores better.
@@ -525,14 +517,12 @@ class Collection:
         query's own score distribution (:mod:`simsearch.scoring.calibration`). Returns what
         was fitted and its cross-validated F1 and calibration error beside the global
         baselines; ``threshold`` is the F1-best ``min_relevance``. ``mode="hybrid"`` fits
-        the fused score of hybrid search instead, at the saved weight
-        (:mod:`simsearch.scoring.hybrid_calibration`)."""
+        hybrid search's fused score (:mod:`simsearch.scoring.hybrid_calibration`)."""
         self._check_open()
         if (queries is None) != (judgements is None):
             raise InvalidArgumentError("give queries and judgements together, or neither")
         if mode != "dense":
-            return calibrate_hybrid_of(self._store, self._keeper, self._searcher, mode, queries,
-                                       judgements, progress)  # fmt: skip
+            return calibrate_hybrid_of(self._keeper, self._searcher, mode, queries, judgements)
         fitting.refuse_l2(self.config, "calibration works on cosine and dot collections, not l2")
         given = None if queries is None else self._searcher.query_vectors(queries, progress)
         return fitting.calibrate(self._store, self._keeper, given, judgements)

@@ -117,13 +117,7 @@ def calibrate_hybrid(
 
 
 def calibrate_hybrid_of(
-    store: SQLiteStore,
-    keeper: IndexKeeper,
-    searcher: Searcher,
-    mode: Any,
-    queries: Any,
-    judgements: Any,
-    progress: Any,
+    keeper: IndexKeeper, searcher: Searcher, mode: Any, queries: Any, judgements: Any
 ) -> dict[str, Any]:
     """``Collection.calibrate(..., mode="hybrid")``: checked, queries embedded, fitted at
     the saved weight (convex fusion)."""
@@ -132,9 +126,9 @@ def calibrate_hybrid_of(
     if queries is None:
         raise InvalidArgumentError("a hybrid calibration is fitted from judged text queries")
     texts = check_tuning(queries, judgements)
-    vectors = searcher.query_vectors(texts, progress)
+    vectors = searcher.query_vectors(texts, None)
     alpha = searcher.saved_alpha()
-    return calibrate_hybrid(store, keeper, texts, vectors, judgements, "convex", alpha)
+    return calibrate_hybrid(searcher.store, keeper, texts, vectors, judgements, "convex", alpha)
 
 
 def tune_hybrid(

@@ -39,7 +39,7 @@ from simsearch.index.lexical import LexicalIndex, Progress
 from simsearch.index.persist import OtherSettingsError
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.subsets import SubsetCache
-from simsearch.index.text_filter import TextFilter
+from simsearch.index.text_filter import TextFilter, TextRows
 from simsearch.index.window_set import WindowSet, window_specs
 from simsearch.store import SQLiteStore
 from simsearch.store.reads import ReadTxn, StoreState
@@ -320,19 +320,18 @@ class IndexKeeper:
 
     @contextmanager
     def quick_lexical(self, state: StoreState) -> Iterator[tuple[BM25Index, int] | None]:
-        """The lexical index held steady, and the live item count, without a snapshot:
-        only when it and the vector index are already at ``state`` (the store unchanged
-        since); else ``None`` (the caller takes the snapshot path)."""
+        """The lexical index held steady and the live item count, without a snapshot, when
+        it and the vector index are at ``state`` already; else ``None``."""
         with self._lexical_lock:
-            index = self.index
-            ready = (
-                not self.closed
-                and self.lexical.started
-                and self.lexical.applied_seq == state.seq
-                and index is not None
-                and self.applied_seq == state.seq
-            )
+            index, seq = self.index, state.seq
+            ready = not self.closed and self.lexical.started and self.lexical.applied_seq == seq
+            ready = ready and index is not None and self.applied_seq == seq
             yield (self.lexical.bm25, len(index)) if ready and index is not None else None
+
+    def text_rows_of(self, where_text: Any) -> TextRows | None:
+        """``text_rows`` for the text filter ``where_text`` (``None``: none asked for)."""
+        text = TextFilter.parse(where_text)
+        return None if text is None else (lambda snap, flt: self.text_rows(snap, flt, text))
 
     def text_rows(self, snap: ReadTxn, flt: SqlFilter | None, text: TextFilter) -> Int64Array:
         """The rows ``flt`` (``None``: all) and ``text`` allow in ``snap``, ascending."""

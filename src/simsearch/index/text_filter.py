@@ -11,19 +11,24 @@ must both hold. The rows it allows are intersected with those of ``where``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from simsearch.errors import InvalidArgumentError
+from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array
 from simsearch.index.bm25 import BM25Index
 from simsearch.index.tokens import query_words
+from simsearch.store.reads import ReadTxn
 
-__all__ = ["TEXT_OPERATORS", "TextFilter"]
+__all__ = ["TEXT_OPERATORS", "TextFilter", "TextRows"]
 
 TEXT_OPERATORS = ("$contains", "$not_contains")
+#: The rows of a filter (or ``None``: every item) and a text filter together, ascending.
+TextRows = Callable[[ReadTxn, SqlFilter | None], Int64Array]
 
 
 def _words(op: str, value: Any) -> tuple[str, ...]:

@@ -144,6 +144,10 @@ class Searcher:
             self._sets = config.multivector is not None
         return self._sets
 
+    @property
+    def store(self) -> SQLiteStore:
+        return self._store
+
     def saved_alpha(self) -> float:
         """The dense weight of convex fusion in force (the tuned one, else the default)."""
         with self._store.snapshot() as snap:
