@@ -372,7 +372,7 @@ class Collection:
                 or ``"rrf"`` (:mod:`simsearch.search.hybrid`); hits carry both side scores.
             candidates: a multi-vector collection's MaxSim rerank depth (of FDE candidates,
                 :mod:`simsearch.search.late`); ``exact=True`` scores every item by MaxSim.
-            where_text: ``{"$contains": w}``, ``{"$not_contains": w}`` (:mod:`~simsearch.index.text_filter`).
+            where_text: ``{"$contains": w}``, ``{"$not_contains": w}`` (:mod:`.index.text_filter`).
 
         Returns:
             :class:`~simsearch.Results`, a row of hits per query, higher scores better.

@@ -280,11 +280,8 @@ class ReadTxn:
             deleted=np.asarray(deleted, dtype=np.int64),
         )
 
-    def texts_since(
-        self, seq: int, chunk: int = 8192
-    ) -> Iterator[tuple[list[int], list[str | None]]]:
-        """Rows written after ``seq`` and their texts (``None``: vector only), ascending,
-        in chunks of at most ``chunk`` rows."""
+    def texts_since(self, seq: int, chunk: int) -> Iterator[tuple[list[int], list[str | None]]]:
+        """Rows written after ``seq`` and their texts (``None``: none), ``chunk`` at a time."""
         cur = self._conn.execute("SELECT row, text FROM items WHERE seq > ? ORDER BY row", (seq,))
         while got := cur.fetchmany(chunk):
             yield [r for r, _ in got], [t for _, t in got]
