@@ -136,7 +136,9 @@ def test_an_older_collection_opens_and_gains_the_tokens_table(tmp_path: Path) ->
     with simsearch.Collection.open(tmp_path / "c") as col:
         assert col.search([1.0, 0.0], k=1)[0][0].id == "a"
     db = sqlite3.connect(tmp_path / "c" / "simsearch.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+    from simsearch.store.sqlite import SCHEMA_VERSION
+
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
     db.close()
 
