@@ -34,6 +34,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("upgrade",),
     ("search",),
     (
+        "rows",
         "writes",
         "multivector.writes",
         "fitting",

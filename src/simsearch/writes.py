@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from simsearch.config import EncoderSpec, check_index_fits
-from simsearch.embedding import Embedder, Progress, check_compatible, spec
+from simsearch.embedding import Embedder, Progress, spec
 from simsearch.errors import (
     ConfigMismatchError,
     DimensionMismatchError,
@@ -18,6 +18,7 @@ from simsearch.errors import (
 )
 from simsearch.filters import compile_filter
 from simsearch.multivector.writes import write_sets
+from simsearch.rows import commit_rows
 from simsearch.store import SQLiteStore
 from simsearch.types import FloatArray
 from simsearch.upgrade.compat import Migration
@@ -26,7 +27,6 @@ from simsearch.validation import (
     as_vector_batch,
     check_ids,
     check_texts,
-    duplicate_ids,
     metadata_json,
 )
 
@@ -126,16 +126,16 @@ def write_items(
                 f"vectors have dimension {vecs.shape[1]}, the collection holds "
                 f"{new_config.dim}-d vectors"
             )
-        if encoder_spec is not None:
-            check_compatible(new_config, encoder_spec)
-            if new_config.encoder is None:
-                new_config = replace(new_config, encoder=encoder_spec)
-        if replace_existing:
-            txn.upsert(id_list, vecs, stored_texts, metas)
-        else:
-            existing = txn.insert(id_list, vecs, stored_texts, metas)
-            if existing:
-                raise duplicate_ids(existing)
+        new_config = commit_rows(
+            txn,
+            new_config,
+            encoder_spec,
+            id_list,
+            vecs,
+            stored_texts,
+            metas,
+            replace_existing=replace_existing,
+        )
         if fresh is not None:
             txn.save_pending_for_ids(id_list, fresh)
         if new_config != config:

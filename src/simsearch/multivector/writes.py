@@ -13,8 +13,8 @@ from simsearch.embedding import Embedder, Progress, check_compatible, encode_set
 from simsearch.errors import DimensionMismatchError, InvalidArgumentError
 from simsearch.multivector.fde import fde_encoder
 from simsearch.multivector.tokens import as_token_sets, pack, prepare
+from simsearch.rows import commit_rows
 from simsearch.store import SQLiteStore
-from simsearch.validation import duplicate_ids
 
 __all__ = ["write_sets"]
 
@@ -70,16 +70,16 @@ def write_sets(
             raise DimensionMismatchError(
                 f"multivectors have dimension {dim}, the collection holds {saved.dim}-d vectors"
             )
-        if encoder_spec is not None:
-            check_compatible(new_config, encoder_spec)
-            if new_config.encoder is None:
-                new_config = replace(new_config, encoder=encoder_spec)
-        if replace_existing:
-            txn.upsert(ids, encodings, stored_texts, metadata)
-        else:
-            existing = txn.insert(ids, encodings, stored_texts, metadata)
-            if existing:
-                raise duplicate_ids(existing)
+        new_config = commit_rows(
+            txn,
+            new_config,
+            encoder_spec,
+            ids,
+            encodings,
+            stored_texts,
+            metadata,
+            replace_existing=replace_existing,
+        )
         txn.save_tokens(ids, counts, blobs)
         if new_config != config:
             txn.save_config(new_config)

@@ -423,6 +423,18 @@ class ReadTxn:
         matched = self.filter_rows(flt)
         return [int(r) for r in matched[offset : None if limit is None else offset + limit]]
 
+    def _by_row(self, select: str, rows: Int64Array) -> Iterator[tuple[Int64Array, list[Any]]]:
+        """Run ``select`` (a SELECT ... FROM over a table with a ``row`` column) for
+        ``rows`` (ascending) in chunks a statement can hold: each chunk and its results,
+        in row order (a row the table lacks is simply missing from them)."""
+        for start in range(0, len(rows), _VECTOR_CHUNK):
+            part = rows[start : start + _VECTOR_CHUNK]
+            got = self._conn.execute(
+                f"{select} WHERE row IN (SELECT value FROM json_each(?)) ORDER BY row",
+                (json.dumps(part.tolist()),),
+            ).fetchall()
+            yield part, got
+
     def vectors_of_rows(self, rows: Int64Array, dim: int) -> FloatArray:
         """The stored vectors of ``rows`` (ascending, all live in this snapshot), in that order.
 
@@ -431,14 +443,7 @@ class ReadTxn:
         """
         out = np.empty((len(rows), dim), dtype=np.float32)
         done = 0
-        for start in range(0, len(rows), _VECTOR_CHUNK):
-            part = rows[start : start + _VECTOR_CHUNK]
-            cur = self._conn.execute(
-                "SELECT row, vector FROM items WHERE row IN (SELECT value FROM json_each(?)) "
-                "ORDER BY row",
-                (json.dumps(part.tolist()),),
-            )
-            got = cur.fetchall()
+        for part, got in self._by_row("SELECT row, vector FROM items", rows):
             if len(got) != len(part):
                 raise RuntimeError("the index refers to rows the store does not hold")
             blobs = [b for _, b in got]
@@ -455,16 +460,8 @@ class ReadTxn:
     def token_counts(self, rows: Int64Array) -> tuple[list[int], int]:
         """How many token vectors each of ``rows`` (ascending) holds, and their sum."""
         counts: list[int] = []
-        for start in range(0, len(rows), _VECTOR_CHUNK):
-            part = rows[start : start + _VECTOR_CHUNK]
-            counts.extend(
-                c
-                for (c,) in self._conn.execute(
-                    "SELECT count FROM tokens WHERE row IN (SELECT value FROM json_each(?)) "
-                    "ORDER BY row",
-                    (json.dumps(part.tolist()),),
-                )
-            )
+        for _, got in self._by_row("SELECT count FROM tokens", rows):
+            counts.extend(c for (c,) in got)
         if len(counts) != len(rows):
             raise CorruptCollectionError(
                 f"{len(rows) - len(counts)} items of the collection at {self.collection} have "
@@ -477,13 +474,7 @@ class ReadTxn:
         set's vector count and blob, in that order."""
         counts: list[int] = []
         blobs: list[bytes] = []
-        for start in range(0, len(rows), _VECTOR_CHUNK):
-            part = rows[start : start + _VECTOR_CHUNK]
-            got = self._conn.execute(
-                "SELECT count, data FROM tokens WHERE row IN (SELECT value FROM json_each(?)) "
-                "ORDER BY row",
-                (json.dumps(part.tolist()),),
-            ).fetchall()
+        for part, got in self._by_row("SELECT count, data FROM tokens", rows):
             if len(got) != len(part):
                 raise CorruptCollectionError(
                     f"{len(part) - len(got)} items of the collection at {self.collection} have "
