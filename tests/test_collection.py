@@ -111,6 +111,7 @@ def test_public_api_is_curated() -> None:
         "MultiVector",
         "RemoteCollection",
         "Results",
+        "ShardedCollection",
         "TextTruncatedWarning",
         "__version__",
         "available_encoders",

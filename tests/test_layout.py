@@ -46,7 +46,7 @@ FLOORS: list[tuple[str, ...]] = [
         "tuning",
     ),
     ("collection",),
-    ("check", "ingest", "sources", "eval", "plots", "client", "__init__"),
+    ("check", "ingest", "sources", "eval", "plots", "client", "distributed", "__init__"),
     ("server", "cli"),
 ]
 

@@ -47,6 +47,7 @@ from simsearch.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     ServerUnavailableError,
+    ShardUnavailableError,
     SimsearchError,
     StoreBusyError,
     TextTruncatedWarning,
@@ -56,6 +57,7 @@ from simsearch.types import Hit, Item, Metric, Results
 
 if TYPE_CHECKING:
     from simsearch.client import Client, RemoteCollection
+    from simsearch.distributed import ShardedCollection
 
 __version__ = "0.1.0"
 
@@ -66,6 +68,12 @@ def __getattr__(name: str) -> Any:
         from simsearch import client
 
         return getattr(client, name)
+    # Sharded collections run on Ray (the ``ray`` extra); the package imports Ray only
+    # when a sharded collection is opened.
+    if name == "ShardedCollection":
+        from simsearch.distributed import ShardedCollection
+
+        return ShardedCollection
     raise AttributeError(f"module 'simsearch' has no attribute {name!r}")
 
 
@@ -108,6 +116,8 @@ __all__ = [
     "RemoteCollection",
     "Results",
     "ServerUnavailableError",
+    "ShardUnavailableError",
+    "ShardedCollection",
     "SimsearchError",
     "StoreBusyError",
     "TextTruncatedWarning",

@@ -24,6 +24,7 @@ them in one handler and a client can rebuild the same class from the code.
     ├── ConfigMismatchError (ValueError, 409) reopening with another metric/encoder/dim
     ├── CollectionClosedError (RuntimeError, 409)
     ├── StoreBusyError (RuntimeError, 503)   the database stayed locked too long
+    ├── ShardUnavailableError (ConnectionError, 503) a shard of a sharded collection is down
     ├── CorruptCollectionError (RuntimeError, 500) stored data that fails simsearch's checks
     ├── AuthenticationError (PermissionError, 401) no API key, or an unknown one
     ├── PermissionDeniedError (PermissionError, 403) a key without the right scope
@@ -60,6 +61,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "ServerUnavailableError",
+    "ShardUnavailableError",
     "SimsearchError",
     "StoreBusyError",
     "TextTruncatedWarning",
@@ -214,6 +216,18 @@ class StoreBusyError(SimsearchError, RuntimeError):
 
     http_status = 503
     code = "store_busy"
+
+
+class ShardUnavailableError(SimsearchError, ConnectionError):
+    """A shard of a sharded collection did not answer in time (its actor is down or
+    restarting); ``shards`` names the shard numbers, as the message does."""
+
+    http_status = 503
+    code = "shard_unavailable"
+
+    def __init__(self, message: str, shards: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.shards = shards
 
 
 class CorruptCollectionError(SimsearchError, RuntimeError):

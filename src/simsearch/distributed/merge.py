@@ -1,0 +1,43 @@
+"""The global phase of a sharded search: each shard's best hits merged into one ranking.
+
+Every shard ranks its own items exactly as one collection does (filter first, then the
+``k + offset`` best), so the best ``k + offset`` of all shards are among the union of
+theirs, and the merge only sorts that union by score. Ties (exactly equal scores) are
+broken by shard number, then by the shard's own order (a collection's insertion order):
+the merged scores always equal one collection's, and its ids do too unless two items
+score exactly the same.
+
+>>> rows = merge([[[("a", 0.5, {}, None, None, None, None)]],
+...               [[("b", 0.9, {}, None, None, None, None)]]], k=2, offset=0)
+>>> [h.id for h in rows[0]]
+['b', 'a']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from simsearch.distributed.shard import HitTuple
+from simsearch.types import Hit
+
+__all__ = ["merge"]
+
+
+def merge(
+    per_shard: Sequence[Sequence[Sequence[HitTuple]]], *, k: int, offset: int
+) -> list[list[Hit]]:
+    """Rows of hits, best first: ``per_shard[s][q]`` is shard ``s``'s ranking for query
+    ``q``; the hits ``offset .. offset + k`` of the merged ranking come back per query."""
+    if not per_shard:
+        return []
+    merged: list[list[Hit]] = []
+    for q in range(len(per_shard[0])):
+        pool = [hit for shard in per_shard for hit in shard[q]]  # shard order, then rank
+        pool.sort(key=lambda h: -h[1])  # stable: ties keep shard and rank order
+        merged.append(
+            [
+                Hit(i, s, m, t, r, dense_score=d, lexical_score=lex)
+                for i, s, m, t, r, d, lex in pool[offset : offset + k]
+            ]
+        )
+    return merged

@@ -1,0 +1,170 @@
+"""One shard of a sharded collection: a plain :class:`~simsearch.Collection` behind a Ray
+actor. The class itself imports no Ray; :mod:`simsearch.distributed.sharded` makes it an
+actor that Ray restarts (``max_restarts=-1``) and whose calls it retries
+(``max_task_retries``). A restart runs ``__init__`` again, which reopens the collection
+from its folder, so what was committed before the failure is served again.
+
+Retried writes are idempotent. ``upsert`` and ``delete`` are by nature. ``add`` is made so
+by a journal of write tokens: each call carries a token that the shard writes down (and
+syncs) before it commits; when a call comes back with a token the journal already holds,
+it is a retry of a call that may have committed before its process died, and items
+found stored exactly as the call gives them are taken as its own earlier commit instead
+of raising :class:`~simsearch.DuplicateIdError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simsearch.collection import Collection
+from simsearch.config import IndexConfig
+from simsearch.errors import DuplicateIdError
+from simsearch.types import Item
+
+__all__ = ["HitTuple", "ShardServer", "WriteJournal"]
+
+#: One hit as a shard sends it: id, score, metadata, text, relevance, dense and lexical score.
+HitTuple = tuple[str, float, dict[str, Any], str | None, float | None, float | None, float | None]
+
+#: Tokens of this many recent writes are remembered (a retry comes within seconds).
+JOURNAL_KEEP = 10_000
+
+
+class WriteJournal:
+    """The tokens of the writes a shard has started, in a file beside its collection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        lines = path.read_text("utf-8").split() if path.is_file() else []
+        self._recent: deque[str] = deque(lines[-JOURNAL_KEEP:], maxlen=JOURNAL_KEEP)
+        self._known = set(self._recent)
+        if len(lines) > 2 * JOURNAL_KEEP:  # keep the file short: rewrite the recent part
+            part = path.with_suffix(".tmp")
+            part.write_text("".join(t + "\n" for t in self._recent), "utf-8")
+            os.replace(part, path)
+
+    def seen(self, token: str) -> bool:
+        return token in self._known
+
+    def record(self, token: str) -> None:
+        if token in self._known:
+            return
+        if len(self._recent) == self._recent.maxlen:
+            self._known.discard(self._recent[0])
+        self._recent.append(token)
+        self._known.add(token)
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(token + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def _same(item: Item, vector: Any, text: str | None, metadata: dict[str, Any] | None) -> bool:
+    if vector is not None and (
+        item.vector is None or not np.array_equal(item.vector, np.asarray(vector, np.float32))
+    ):
+        return False
+    return item.text == text and item.metadata == (metadata or {})
+
+
+class ShardServer:
+    """The collection of one shard and the calls a sharded collection makes of it."""
+
+    def __init__(
+        self,
+        path: str,
+        metric: str | None,
+        dim: int | None,
+        encoder: Any,
+        index: IndexConfig | None,
+    ) -> None:
+        folder = Path(path)
+        self.collection = Collection.open(
+            folder, metric=metric, dim=dim, encoder=encoder, index=index
+        )
+        self.journal = WriteJournal(folder.with_name(folder.name + ".writes"))
+
+    def where(self) -> tuple[int, str]:
+        """This actor's process id and the Ray node it runs on."""
+        import ray
+
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+    def dim(self) -> int | None:
+        return self.collection.config.dim
+
+    def existing(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` that this shard holds."""
+        return [i.id for i in self.collection.get(ids, include=(), missing="skip")]
+
+    def write(
+        self,
+        token: str,
+        ids: list[str],
+        vectors: Any,
+        texts: list[str] | None,
+        metadata: list[dict[str, Any] | None] | None,
+        replace: bool,
+    ) -> None:
+        """``add`` (``replace=False``) or ``upsert`` one shard's part of a batch."""
+        retried = self.journal.seen(token)
+        self.journal.record(token)
+        if replace:
+            self.collection.upsert(ids, vectors=vectors, texts=texts, metadata=metadata)
+            return
+        try:
+            self.collection.add(ids, vectors=vectors, texts=texts, metadata=metadata)
+        except DuplicateIdError:
+            if not retried or not self._committed(ids, vectors, texts, metadata):
+                raise
+
+    def _committed(
+        self,
+        ids: list[str],
+        vectors: Any,
+        texts: list[str] | None,
+        metadata: list[dict[str, Any] | None] | None,
+    ) -> bool:
+        """Whether every item of a retried ``add`` is stored as the call gives it (the
+        batch is one transaction, so its earlier attempt committed all of it or none)."""
+        stored = self.collection.get(ids, missing="skip")
+        if len(stored) != len(ids):
+            return False
+        for at, item in enumerate(stored):
+            vector = None if vectors is None else vectors[at]
+            text = None if texts is None else texts[at]
+            meta = None if metadata is None else metadata[at]
+            if not _same(item, vector, text, meta):
+                return False
+        return True
+
+    def delete(self, ids: list[str] | None, where: Any, everything: bool) -> int:
+        return self.collection.delete(ids, where=where, all=everything)
+
+    def get(self, ids: list[str] | None, where: Any, limit: int | None, include: Any) -> list[Item]:
+        return self.collection.get(ids, where=where, limit=limit, include=include, missing="skip")
+
+    def count(self, where: Any) -> int:
+        return self.collection.count(where)
+
+    def search(self, query: Any, options: dict[str, Any]) -> list[list[HitTuple]]:
+        """Each query's best hits on this shard, as plain tuples."""
+        results = self.collection.search(query, **options)
+        return [
+            [
+                (h.id, h.score, h.metadata, h.text, h.relevance, h.dense_score, h.lexical_score)
+                for h in row
+            ]
+            for row in results
+        ]
+
+    def info(self) -> dict[str, Any]:
+        return self.collection.info()
+
+    def close(self) -> None:
+        self.collection.close()

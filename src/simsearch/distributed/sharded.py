@@ -1,0 +1,423 @@
+"""ShardedCollection: one collection spread over shards, each a Ray actor that owns an
+ordinary :class:`~simsearch.Collection` in its own folder under a root.
+
+What is atomic: each shard commits its part of a batch in one transaction, so a shard
+holds all of its part or none. What is not: a batch across shards. When a shard fails
+after another has committed, the call raises and the other shard's part stays; writing
+the batch again with ``upsert`` (or, for ``add``, the same call: retries of one call are
+recognised) completes it without duplicating anything. Ray retries a call whose shard
+actor died (``max_task_retries``) on the restarted actor, which reopens its collection
+first, so every acknowledged write survives a lost process or node.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from simsearch.browse import MISSING
+from simsearch.config import IndexConfig
+from simsearch.distributed.merge import merge
+from simsearch.distributed.placement import load_or_create_manifest, shard_dir, split
+from simsearch.distributed.shard import ShardServer
+from simsearch.errors import (
+    CollectionClosedError,
+    DuplicateIdError,
+    InvalidArgumentError,
+    ItemNotFoundError,
+    MissingDependencyError,
+    ShardUnavailableError,
+    SimsearchError,
+)
+from simsearch.types import Item, JSONObject, Metric, Results
+from simsearch.validation import as_vector_batch, check_ids, check_k, check_metadata, check_texts
+
+__all__ = ["DEFAULT_TIMEOUT", "ShardedCollection", "ShardedResults"]
+
+#: Seconds a call waits for a shard (one restarting included) before it gives up.
+DEFAULT_TIMEOUT = 60.0
+#: Calls one shard actor runs at once.
+SHARD_THREADS = 4
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "sharded collections run on Ray: pip install 'simsearch[ray]'"
+        ) from exc
+    return ray
+
+
+class ShardedResults(Results):
+    """:class:`~simsearch.Results` of a sharded search; ``partial`` is true when
+    ``allow_partial=True`` let it leave out the shards named in ``missing_shards``."""
+
+    __slots__ = ("missing_shards", "partial")
+    partial: bool
+    missing_shards: tuple[int, ...]
+
+    def __init__(self, k: int, rows: Sequence[Sequence[Any]], missing: tuple[int, ...]) -> None:
+        super().__init__(k, rows)
+        object.__setattr__(self, "missing_shards", missing)
+        object.__setattr__(self, "partial", bool(missing))
+
+
+class ShardedCollection:
+    """A collection over ``shards`` Ray actors with the API of :class:`~simsearch.Collection`
+    (add, upsert, delete, get, count, search, len, info).
+
+    Items are placed by a stable hash of their id (:mod:`simsearch.distributed.placement`);
+    a search asks every shard for its best ``k + offset`` (filters applied before ranking)
+    and merges them exactly (:mod:`simsearch.distributed.merge`). Dense search gives what
+    one collection holding every item gives. Lexical and hybrid search rank each shard
+    with its own BM25 statistics (document frequencies are counted per shard, as a search
+    engine's query-then-fetch does), so their scores can differ from one collection's.
+    """
+
+    def __init__(self, root: Path, actors: list[Any], timeout: float, started_ray: bool) -> None:
+        self.root = root
+        self._actors = actors
+        self._timeout = timeout
+        self._started_ray = started_ray
+        self._dim: int | None = None
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        root: str | Path,
+        *,
+        shards: int | None = None,
+        ray_address: str | None = None,
+        metric: Metric | str | None = None,
+        dim: int | None = None,
+        encoder: Any = None,
+        index: IndexConfig | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        shard_cpus: float = 0.0,
+    ) -> ShardedCollection:
+        """Open (or create with ``shards=N``) the sharded collection at ``root``, a folder
+        every Ray node can reach (a path on one machine, or a shared filesystem).
+
+        Args:
+            shards: the shard count; fixed when created (saved in the root's manifest), so
+                another count on reopen raises :class:`~simsearch.ConfigMismatchError`.
+            ray_address: the Ray cluster to join (``None``: the one this process is
+                connected to, or a new local one).
+            metric, dim, encoder, index: as :meth:`Collection.open`, for every shard.
+            timeout: seconds a call waits for a shard before raising
+                :class:`~simsearch.ShardUnavailableError`.
+            shard_cpus: CPUs each shard actor reserves (0 lets shards share nodes with
+                ingest workers).
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidArgumentError(f"timeout must be a positive number, got {timeout!r}")
+        ray = _ray()
+        folder = Path(root).resolve()
+        count = load_or_create_manifest(folder, shards)
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+        actor = ray.remote(ShardServer).options(
+            max_restarts=-1,
+            max_task_retries=-1,
+            num_cpus=shard_cpus,
+            scheduling_strategy="SPREAD",
+            # A collection serves several threads at once: searches do not queue behind
+            # a shard's writes.
+            max_concurrency=SHARD_THREADS,
+        )
+        metric_name = None if metric is None else Metric.parse(metric).value
+        actors = [
+            actor.remote(str(shard_dir(folder, s)), metric_name, dim, encoder, index)
+            for s in range(count)
+        ]
+        opened = cls(folder, actors, float(timeout), started)
+        try:
+            opened._gather([a.dim.remote() for a in actors])
+        except BaseException:
+            opened._release()
+            raise
+        return opened
+
+    # -- calling the shards ------------------------------------------------------------------
+    def _gather(
+        self, refs: Sequence[Any], timeout: float | None = None, allow_partial: bool = False
+    ) -> list[Any]:
+        """Every shard's answer (``refs[s]`` is shard ``s``'s call); a shard that does not
+        answer in time raises :class:`~simsearch.ShardUnavailableError` naming it (with
+        ``allow_partial``, its answer is ``None``). A shard's own error is raised as is."""
+        ray = _ray()
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout or self._timeout)
+        done = {r.hex() for r in ready}
+        out: list[Any] = []
+        down: list[int] = []
+        for shard, ref in enumerate(refs):
+            if ref.hex() not in done:
+                down.append(shard)
+                out.append(None)
+                continue
+            try:
+                out.append(ray.get(ref))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause
+                if isinstance(cause, SimsearchError):
+                    raise cause from None
+                raise
+            except ray.exceptions.RayActorError:
+                down.append(shard)
+                out.append(None)
+        if down and not allow_partial:
+            named = ("shards " if len(down) > 1 else "shard ") + ", ".join(map(str, down))
+            raise ShardUnavailableError(
+                f"{named} of {len(refs)} of the sharded collection at {self.root} did "
+                f"not answer within {timeout or self._timeout:g} s (its actor is down or "
+                "restarting); try again, or search with allow_partial=True",
+                tuple(down),
+            )
+        return out
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CollectionClosedError(f"the sharded collection at {self.root} is closed")
+
+    @property
+    def shards(self) -> int:
+        """How many shards the collection has."""
+        return len(self._actors)
+
+    def locate(self) -> list[tuple[int, str]]:
+        """Each shard actor's process id and Ray node id, by shard."""
+        self._check_open()
+        return self._gather([a.where.remote() for a in self._actors])
+
+    # -- closing -----------------------------------------------------------------------------
+    def _release(self) -> None:
+        ray = _ray()
+        for actor in self._actors:
+            ray.kill(actor, no_restart=True)
+        if self._started_ray:
+            ray.shutdown()
+
+    def close(self) -> None:
+        """Close every shard's collection (saving its index) and stop the actors."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._gather([a.close.remote() for a in self._actors])
+        finally:
+            self._release()
+
+    def __enter__(self) -> ShardedCollection:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: Any, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ShardedCollection({str(self.root)!r}, shards={self.shards})"
+
+    # -- writes ------------------------------------------------------------------------------
+    def _known_dim(self) -> int | None:
+        if self._dim is None:
+            dims = {d for d in self._gather([a.dim.remote() for a in self._actors]) if d}
+            self._dim = dims.pop() if len(dims) == 1 else None
+        return self._dim
+
+    def _write(self, ids: Any, vectors: Any, texts: Any, metadata: Any, *, replace: bool) -> None:
+        self._check_open()
+        id_list = check_ids(ids)
+        n = len(id_list)
+        text_list = check_texts(texts, n) if texts is not None else None
+        metas: list[JSONObject] | None = None if metadata is None else check_metadata(metadata, n)
+        vecs = None
+        if vectors is not None:
+            vecs = as_vector_batch(vectors, self._known_dim())
+            if len(vecs) != n:
+                raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
+        elif text_list is None:
+            raise InvalidArgumentError("give vectors, texts, or both")
+        parts = split(id_list, self.shards)
+        if not replace:  # refuse a batch holding a stored id before any shard writes
+            held = self._gather(
+                [
+                    self._actors[s].existing.remote([id_list[i] for i in at])
+                    for s, at in parts.items()
+                ]
+            )
+            found = [i for part in held for i in part]
+            if found:
+                shown = ", ".join(repr(i) for i in found[:5])
+                more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+                raise DuplicateIdError(f"ids already exist: {shown}{more}; use upsert")
+        token = uuid.uuid4().hex
+        self._gather(
+            [
+                self._actors[s].write.remote(
+                    f"{token}-{s}",
+                    [id_list[i] for i in at],
+                    None if vecs is None else vecs[at],
+                    None if text_list is None else [text_list[i] for i in at],
+                    None if metas is None else [metas[i] for i in at],
+                    replace,
+                )
+                for s, at in parts.items()
+            ]
+        )
+        if vecs is not None and self._dim is None:
+            self._dim = int(vecs.shape[1])
+
+    def add(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        vectors: Any = None,
+        texts: Sequence[str] | str | None = None,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+    ) -> None:
+        """Add new items; a stored id raises :class:`~simsearch.DuplicateIdError` before any
+        shard writes. Each shard commits its part in one transaction."""
+        self._write(ids, vectors, texts, metadata, replace=False)
+
+    def upsert(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        vectors: Any = None,
+        texts: Sequence[str] | str | None = None,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+    ) -> None:
+        """Add new items and replace existing ones whole; safe to repeat after a failure."""
+        self._write(ids, vectors, texts, metadata, replace=True)
+
+    def delete(
+        self, ids: Sequence[str] | str | None = None, *, where: Any = None, all: bool = False
+    ) -> int:
+        """Delete by id, filter or both, or every item with ``all=True``, as
+        :meth:`Collection.delete`; returns how many."""
+        self._check_open()
+        if ids is None:
+            calls = [a.delete.remote(None, where, all) for a in self._actors]
+        else:
+            id_list = check_ids(ids)
+            calls = [
+                self._actors[s].delete.remote([id_list[i] for i in at], where, all)
+                for s, at in split(id_list, self.shards).items()
+            ]
+        return sum(self._gather(calls))
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(
+        self,
+        ids: Sequence[str] | str | None = None,
+        *,
+        where: Any = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include: Sequence[str] = ("metadata", "text", "vector"),
+        missing: str = "error",
+    ) -> list[Item]:
+        """Items by id (in the order asked) or by filter (shard by shard, each in insertion
+        order), as :meth:`Collection.get`."""
+        self._check_open()
+        if missing not in MISSING:
+            raise InvalidArgumentError(
+                f"missing must be one of {', '.join(map(repr, MISSING))}, got {missing!r}"
+            )
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InvalidArgumentError(f"{name} must be a non-negative integer, got {value!r}")
+        include = tuple(include) if not isinstance(include, str) else include
+        if ids is None:
+            end = None if limit is None else offset + limit
+            parts = self._gather([a.get.remote(None, where, end, include) for a in self._actors])
+            return [item for part in parts for item in part][offset:end]
+        id_list = check_ids(ids)
+        by_shard = split(id_list, self.shards)
+        found: dict[str, Item] = {}
+        for part in self._gather(
+            [
+                self._actors[s].get.remote([id_list[i] for i in at], where, None, include)
+                for s, at in by_shard.items()
+            ]
+        ):
+            found.update((item.id, item) for item in part)
+        absent = [i for i in id_list if i not in found]
+        if absent and missing == "error" and where is None:
+            shown = ", ".join(repr(i) for i in absent[:5])
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            raise ItemNotFoundError(f"no item with id {shown}{more}")
+        items = [found[i] for i in id_list if i in found]
+        return items[offset : None if limit is None else offset + limit]
+
+    def count(self, where: Any = None) -> int:
+        """How many items match ``where`` (every item when ``None``), over all shards."""
+        self._check_open()
+        return sum(self._gather([a.count.remote(where) for a in self._actors]))
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def info(self) -> dict[str, Any]:
+        """A summary as :meth:`Collection.info` gives one (count and size over all shards),
+        with ``shards``: each shard's own summary."""
+        self._check_open()
+        parts: list[dict[str, Any]] = self._gather([a.info.remote() for a in self._actors])
+        first = parts[0]
+        dims = [p["dim"] for p in parts if p["dim"] is not None]
+        encoders = [p["encoder"] for p in parts if p["encoder"] is not None]
+        return {
+            "path": str(self.root),
+            "count": sum(p["count"] for p in parts),
+            "metric": first["metric"],
+            "dim": dims[0] if dims else None,
+            "encoder": encoders[0] if encoders else None,
+            "index": first["index"],
+            "size_bytes": sum(p["size_bytes"] for p in parts),
+            "shard_count": len(parts),
+            "shards": parts,
+        }
+
+    def search(
+        self,
+        query: Any,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        allow_partial: bool = False,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> ShardedResults:
+        """The ``k`` items most similar to each query over every shard, as
+        :meth:`Collection.search` takes them (``where``, ``ef``, ``exact``, ``mode``...).
+
+        A shard that does not answer within ``timeout`` seconds (default: the collection's)
+        raises :class:`~simsearch.ShardUnavailableError` naming it; with
+        ``allow_partial=True`` the live shards' hits come back instead, in results whose
+        ``partial`` is true and whose ``missing_shards`` names the others.
+        """
+        self._check_open()
+        k = check_k(k)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgumentError(f"offset must be a non-negative integer, got {offset!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise InvalidArgumentError(f"timeout must be a positive number, got {timeout!r}")
+        asked = {**options, "k": k + offset, "offset": 0}
+        answers = self._gather(
+            [a.search.remote(query, asked) for a in self._actors], timeout, allow_partial
+        )
+        live = [a for a in answers if a is not None]
+        missing = tuple(s for s, a in enumerate(answers) if a is None)
+        return ShardedResults(k, merge(live, k=k, offset=offset), missing)
