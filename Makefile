@@ -8,7 +8,7 @@ BROWSER_STAMP := $(VENV)/.browser
 BENCH_STAMP := $(VENV)/.bench
 RAY_STAMP := $(VENV)/.ray
 
-.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness bench-migration bench-latency bench-filters bench-multivector eval-scifact clean
+.PHONY: demo test test-slow lint typecheck bench bench-ann bench-load bench-calibration bench-dedup bench-hubness bench-migration bench-latency bench-filters bench-multivector bench-sharded eval-scifact clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,10 @@ bench-latency: $(BENCH_STAMP)
 
 bench-filters: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_filters.py
+
+# 1, 2 and 3 shards on a local 3-node Ray cluster beside one plain collection; scaling model.
+bench-sharded: $(BENCH_STAMP) $(RAY_STAMP)
+	$(BIN)/python bench/bench_sharded.py
 
 bench-load: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_server_load.py
