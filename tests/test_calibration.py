@@ -215,3 +215,35 @@ def test_the_f1_cutoff_counts_relevant_items_beyond_the_first_window(tmp_path: P
         p = np.array([h.relevance or 0.0 for h in row])
         f1 = 2 * np.cumsum(p[:300]) / (np.arange(1, 301) + p.sum())
         assert len(kept) == int(np.argmax(f1)) + 1
+
+
+def _threshold_by_brute_force(
+    values: np.ndarray, labels: np.ndarray, relevant: np.ndarray
+) -> float:
+    """Every candidate cutoff in turn, the F1 of each query's hits at or above it."""
+    best, best_f1 = 0.5, -1.0
+    for t in np.unique(np.round(values[np.isfinite(values)], 3)):
+        f1s = []
+        for row, y, n_rel in zip(values, labels, relevant, strict=True):
+            kept = np.isfinite(row) & (row >= t)
+            tp, n = int((kept & y).sum()), int(kept.sum())
+            f1s.append(2 * tp / (n + n_rel) if n + n_rel else 1.0)
+        if np.mean(f1s) > best_f1:
+            best, best_f1 = float(t), float(np.mean(f1s))
+    return best
+
+
+def test_the_f1_best_threshold_is_the_one_a_search_of_every_cutoff_finds() -> None:
+    from simsearch.scoring.calibration import best_threshold
+
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        queries, depth = int(rng.integers(1, 30)), int(rng.integers(1, 120))
+        values = np.round(rng.random((queries, depth)), int(rng.integers(1, 4)))
+        values[rng.random((queries, depth)) < 0.1] = -np.inf  # places without an item
+        values = -np.sort(-values, axis=1)
+        labels = rng.random((queries, depth)) < 0.3
+        relevant = labels.sum(axis=1) + rng.integers(0, 3, queries)
+        assert best_threshold(values, labels, relevant) == _threshold_by_brute_force(
+            values, labels, relevant
+        )

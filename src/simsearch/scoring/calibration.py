@@ -333,17 +333,18 @@ def best_threshold(values: F64, labels: npt.NDArray[np.bool_], relevant: Any = N
         return 0.5
     hits = np.cumsum(y, axis=1)
     n_rel = y.sum(axis=1) if relevant is None else np.asarray(relevant)
-    # Prefix sizes by binary search on each reversed (ascending) row.
+    # Prefix sizes at every candidate cutoff at once (one binary search per row, of all
+    # cutoffs), as a cutoffs x queries table: each row's mean then sums a contiguous
+    # row, exactly as a mean of one cutoff's F1s would.
     ascending = np.where(np.isfinite(values), values, -np.inf)[:, ::-1]
-    best, best_f1 = 0.5, -1.0
-    for t in np.unique(np.round(finite, 3)):
-        sizes = np.array([len(r) - np.searchsorted(r, t, side="left") for r in ascending])
-        tp = np.where(sizes > 0, hits[np.arange(len(y)), np.maximum(sizes - 1, 0)], 0)
-        denom = sizes + n_rel
-        f1 = float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)))
-        if f1 > best_f1:
-            best, best_f1 = float(t), f1
-    return best
+    cutoffs = np.unique(np.round(finite, 3))
+    sizes = np.empty((len(cutoffs), len(y)), dtype=np.int64)
+    for q, row in enumerate(ascending):
+        sizes[:, q] = len(row) - np.searchsorted(row, cutoffs, side="left")
+    tp = np.where(sizes > 0, hits[np.arange(len(y))[None, :], np.maximum(sizes - 1, 0)], 0)
+    denom = sizes + n_rel[None, :]
+    f1 = np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0), axis=1)
+    return float(cutoffs[int(np.argmax(f1))])  # the lowest cutoff on ties
 
 
 def expected_f1_prefix(
