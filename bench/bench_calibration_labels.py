@@ -13,8 +13,12 @@ cosine threshold that maximises F1 on the same subset (the baseline), and the
 expected calibration error of ``relevance`` over the candidates it is
 calibrated for (each test query's nearest items down to the depth the judged
 relevant items reached, as the calibration reports it) and over the top
-``depth``. Means and spreads over repeats go
-to bench/results/calibration-labels.json, with what each fit chose.
+``depth``. Beside those, the floor of that ECE for any single score-to-probability
+map fitted on the same subset: isotonic regression (the monotone map of highest
+likelihood on those labels) of the subset's own top ``depth``, measured the same
+way; where judged queries differ in how many relevant items they have, a few of
+them fix that share only so well, and no global map does better. Means and spreads
+over repeats go to bench/results/calibration-labels.json, with what each fit chose.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.isotonic import IsotonicRegression
 
 import simsearch
 from calibration_sets import SETS, JudgedSet
@@ -61,6 +66,18 @@ def top_ece(probs: list[list[float]], truth: list[list[bool]], k: int) -> float:
     p = [x for row in probs for x in row[:k]]
     y = [x for row in truth for x in row[:k]]
     return expected_calibration_error(p, y)
+
+
+def global_map_floor(
+    fitted_on: list[Any], judged: list[dict[str, int]], measured_on: Any, truth: list[list[bool]]
+) -> float:
+    """ECE over ``measured_on`` of the isotonic score-to-probability map fitted on the
+    hits ``fitted_on`` with their ``judged`` relevance."""
+    scores = [h.score for row in fitted_on for h in row]
+    labels = [h.id in judged[i] for i, row in enumerate(fitted_on) for h in row]
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels)
+    probs = [iso.predict([h.score for h in row]).tolist() for row in measured_on]
+    return top_ece(probs, truth, len(max(probs, key=len)))
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -111,9 +128,14 @@ def run_set(data: JudgedSet, sizes: list[str], repeats: int, seed: int) -> dict[
                 probs = [[float(h.relevance or 0.0) for h in row] for row in full]
                 truth = [[h.id in data.test_qrels[i] for h in row] for i, row in enumerate(full)]
 
+                test_truth = [
+                    [h.id in data.test_qrels[i] for h in row] for i, row in enumerate(test_res)
+                ]
+                floor = global_map_floor(sub_res, judged, test_res, test_truth)
                 rows.append(
                     {
                         "f1": f1,
+                        "global map floor": floor,
                         "global threshold f1": base,
                         "ece": top_ece(probs, truth, summary["depth"]),
                         "ece at depth": top_ece(probs, truth, data.depth),
@@ -130,6 +152,9 @@ def run_set(data: JudgedSet, sizes: list[str], repeats: int, seed: int) -> dict[
                 "F1 gain": spread([r["f1"] - r["global threshold f1"] for r in rows]),
                 "ECE (to the calibration depth)": spread([r["ece"] for r in rows]),
                 "ECE (top depth)": spread([r["ece at depth"] for r in rows]),
+                "ECE floor of a global map (top depth)": spread(
+                    [r["global map floor"] for r in rows]
+                ),
                 "calibration depth": spread([r["calibration depth"] for r in rows]),
                 "models chosen": dict(Counter(r["model"] for r in rows)),
                 "rules chosen": dict(Counter(r["rule"] for r in rows)),
