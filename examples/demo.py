@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -62,16 +63,30 @@ def build(path: Path) -> simsearch.Collection:
     passages = wikipedia_passages()
     console.print(f"Embedding {len(passages)} Wikipedia passages into [bold]{path}[/] …")
     start = time.perf_counter()
-    with progress_bar(len(passages), "Embedding passages") as advance:
-        for i in range(0, len(passages), 128):
-            batch = passages[i : i + 128]
-            col.add(
-                [p[0] for p in batch],
-                texts=[p[1] for p in batch],
-                metadata=[p[2] for p in batch],
-                progress=advance,
-            )
+    # Each batch says how many of its texts the model cut; say it once for all of them.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", simsearch.TextTruncatedWarning)
+        with progress_bar(len(passages), "Embedding passages") as advance:
+            for i in range(0, len(passages), 128):
+                batch = passages[i : i + 128]
+                col.add(
+                    [p[0] for p in batch],
+                    texts=[p[1] for p in batch],
+                    metadata=[p[2] for p in batch],
+                    progress=advance,
+                )
+    cut = 0
+    for w in caught:
+        if isinstance(w.message, simsearch.TextTruncatedWarning):
+            cut += w.message.cut
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     console.print(f"Stored {len(col)} passages in {time.perf_counter() - start:.1f} s.")
+    if cut:
+        console.print(
+            f"{cut} passages are longer than the model's token limit: only their start is "
+            "embedded (split long texts into pieces with `simsearch ingest --chunk-tokens`)."
+        )
     return col
 
 

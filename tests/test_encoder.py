@@ -59,6 +59,8 @@ def test_a_warning_names_how_many_texts_were_cut(minilm: simsearch.Encoder) -> N
     (warning,) = caught
     assert "2 of 4 texts" in str(warning.message)
     assert "text 1," in str(warning.message)
+    assert isinstance(warning.message, TextTruncatedWarning)
+    assert (warning.message.cut, warning.message.total) == (2, 4)
 
 
 def test_adding_a_long_text_warns_and_stores_it_whole(tmp_path: Path) -> None:

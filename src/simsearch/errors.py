@@ -253,7 +253,16 @@ class ServerUnavailableError(SimsearchError, ConnectionError):
 
 
 class TextTruncatedWarning(UserWarning):
-    """Texts longer than the encoder's token limit were cut: only their start is embedded."""
+    """Texts longer than the encoder's token limit were cut: only their start is embedded.
+
+    ``cut`` says how many of the call's ``total`` texts were cut, so a caller that embeds
+    in batches can report them once.
+    """
+
+    def __init__(self, message: str, *, cut: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.cut = cut
+        self.total = total
 
 
 def _all_subclasses(cls: type[SimsearchError]) -> list[type[SimsearchError]]:

@@ -128,10 +128,13 @@ class MiniLMOnnxEncoder:
         if cut:
             cut.sort()
             warnings.warn(
-                f"{len(cut)} of {len(texts)} texts are longer than the model's "
-                f"{self.max_tokens} tokens and were cut: only their start is embedded "
-                f"(the first is text {cut[0]}, of {len(texts[cut[0]]):,} characters)",
-                TextTruncatedWarning,
+                TextTruncatedWarning(
+                    f"{len(cut)} of {len(texts)} texts are longer than the model's "
+                    f"{self.max_tokens} tokens and were cut: only their start is embedded "
+                    f"(the first is text {cut[0]}, of {len(texts[cut[0]]):,} characters)",
+                    cut=len(cut),
+                    total=len(texts),
+                ),
                 stacklevel=3,
             )
 
