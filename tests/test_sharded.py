@@ -4,15 +4,23 @@ the manifest, writes that touch several shards)."""
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import simsearch
 from ray_cluster import local_cluster
+from simsearch.cli import app
+from simsearch.ingest import ingest
 
 INDEXES = {
     "flat": simsearch.Flat(),
@@ -147,3 +155,134 @@ def test_a_batch_with_a_stored_id_writes_nothing_on_any_shard(cluster: Any, tmp_
         assert len(col) == 1
         col.upsert(batch, vectors=np.ones((21, 2)))
         assert len(col) == 21
+
+
+def _records_file(path: Path) -> Path:
+    words = ["guitar", "cake", "stock", "river", "train", "poem", "chess", "rain"]
+    lines = [
+        json.dumps(
+            {
+                "id": f"r{i}",
+                "text": f"{words[i % 8]} and {words[(3 * i) % 8]}, note {i}",
+                "year": 2000 + i,
+                "score": i / 4,
+                "ok": i % 2 == 0,
+                "tags": [words[i % 8]],
+            }
+        )
+        for i in range(40)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_distributed_ingest_stores_what_a_single_machine_ingest_stores(
+    cluster: Any, tmp_path: Path
+) -> None:
+    from simsearch.distributed.ingest import ingest_sharded
+
+    source = _records_file(tmp_path / "notes.jsonl")
+    ingest(source, tmp_path / "one")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "x"}\n{"id": "b"}\n', encoding="utf-8")
+    failed = CliRunner().invoke(
+        app, ["ingest", str(bad), "--into", str(tmp_path / "many"), "--shards", "3"]
+    )
+    assert failed.exit_code == 1
+    assert "bad.jsonl:2" in failed.output
+    assert not (tmp_path / "many").exists()  # checked before anything is created
+    with (
+        simsearch.Collection.open(tmp_path / "one", create=False) as one,
+        simsearch.ShardedCollection.open(
+            tmp_path / "many", shards=3, encoder=simsearch.encoders.DEFAULT_ENCODER
+        ) as many,
+    ):
+        report = ingest_sharded(source, many, workers=1, batch_size=16)
+        assert (report.stored, report.held) == (40, 40)
+        want = {i.id: i for i in one.get()}
+        got = {i.id: i for i in many.get()}
+        assert sorted(got) == sorted(want)
+        for item_id, item in want.items():
+            assert (got[item_id].text, got[item_id].metadata) == (item.text, item.metadata)
+            np.testing.assert_allclose(got[item_id].vector, item.vector, atol=1e-5)
+        assert many.info()["encoder"] == one.info()["encoder"]
+        # Each shard stores its items in file order.
+        order = [i.id for i in many.get()]
+        for s in range(3):
+            mine = [i for i in order if simsearch.distributed.placement.shard_of(i, 3) == s]
+            assert mine == sorted(mine, key=lambda i: int(i[1:]))
+        q = "a chess poem"
+        assert many.search(q, k=5).ids.tolist() == one.search(q, k=5).ids.tolist()
+        again = ingest_sharded(source, many, skip_existing=True)
+        assert (again.stored, len(again.existing), again.held) == (0, 40, 40)
+        with pytest.raises(simsearch.DuplicateIdError, match="already in"):
+            ingest_sharded(source, many)
+
+
+@contextmanager
+def _serving(settings: Any) -> Iterator[str]:
+    """The app of ``settings`` served by uvicorn on 127.0.0.1 in a thread of this process
+    (which is connected to the test cluster)."""
+    import uvicorn
+
+    from simsearch.server.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    config = uvicorn.Config(
+        create_app(settings), log_level="warning", access_log=False, http="h11", loop="asyncio"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def test_the_server_serves_a_sharded_collection_as_one(cluster: Any, tmp_path: Path) -> None:
+    from simsearch.distributed.placement import load_or_create_manifest
+    from simsearch.server.settings import ServerSettings, load_sharded
+
+    load_or_create_manifest(tmp_path / "root", 3)
+    entries = tmp_path / "sharded.json"
+    entries.write_text(json.dumps({"sharded": [{"name": "docs", "root": "root"}]}))
+    settings = ServerSettings(data_dir=tmp_path / "data", sharded=load_sharded(entries))
+    x, ids, meta = _data(120, 8)
+    fresh = [i for i in ids if simsearch.distributed.placement.shard_of(i, 3) == 1][:10]
+    with _serving(settings) as url, simsearch.Client(url) as client:
+        plain = client.create_collection("plain", metric="cosine")
+        docs = client.collection("docs")
+        assert sorted(c["name"] for c in client.list_collections()) == ["docs", "plain"]
+        for col in (plain, docs):
+            col.add(ids, vectors=x, metadata=meta)
+            col.update(fresh, metadata=[{"fresh": True}] * 10)
+            col.delete(where={"n": {"$gte": 110}})
+        assert docs.info()["count"] == plain.info()["count"] == 110
+        # Only shard 1 holds items with the field: the filter is still one collection's.
+        assert docs.count({"fresh": True}) == plain.count({"fresh": True}) == 10
+        q = np.random.default_rng(5).standard_normal((3, 8)).astype(np.float32)
+        for where in (None, {"g": 2}, {"$and": [{"tag": "a"}, {"n": {"$lt": 60}}]}):
+            want, got = plain.search(q, k=7, where=where), docs.search(q, k=7, where=where)
+            assert got.ids.tolist() == want.ids.tolist(), where
+            np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+        assert _items(docs.get(["doc-3", "doc-77"])) == _items(plain.get(["doc-3", "doc-77"]))
+        assert sorted(i.id for i in docs.get(where={"fresh": True})) == sorted(fresh)
+        with pytest.raises(simsearch.ItemNotFoundError, match="doc-115"):
+            docs.update(["doc-1", "doc-115"], metadata=[{"x": 1}, {"x": 2}])
+        with pytest.raises(simsearch.InvalidFilterError, match="'nope'"):
+            docs.count({"nope": 1})  # no item of any shard holds it
+        with pytest.raises(simsearch.PermissionDeniedError):
+            client.delete_collection("docs")
+        with pytest.raises(simsearch.CollectionExistsError):
+            client.create_collection("docs")
+    with simsearch.ShardedCollection.open(tmp_path / "root") as col:  # the server closed it
+        assert len(col) == 110
+        assert col.get(["doc-1"])[0].metadata.get("x") is None  # the refused update wrote nothing

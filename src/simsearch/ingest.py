@@ -34,7 +34,16 @@ from simsearch.sources import BadRecord, Record, read_records
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.validation import check_ids, check_metadata, check_texts
 
-__all__ = ["CHUNK_FIELDS", "ON_ERROR", "IngestReport", "chunked", "ingest", "prepare"]
+__all__ = [
+    "CHUNK_FIELDS",
+    "ON_ERROR",
+    "IngestReport",
+    "chunked",
+    "ingest",
+    "prepare",
+    "text_encoder",
+    "write_failure",
+]
 
 #: What ingest does with a bad record: stop before writing anything, or leave it out.
 ON_ERROR = ("fail", "skip")
@@ -130,7 +139,7 @@ class IngestReport:
 CHUNK_FIELDS = ("source_id", "chunk")
 
 
-def _text_encoder(into: Path, name: str | None) -> Encoder:
+def text_encoder(into: Path, name: str | None) -> Encoder:
     """The encoder whose tokens measure the chunks: the one asked for, the collection's
     own, or the default."""
     if name is None and (into / DB_FILENAME).is_file():
@@ -183,6 +192,8 @@ def prepare(
     chunk_tokens: int | None = None,
     encoder: str | None = None,
     report: IngestReport | None = None,
+    stored_ids: Callable[[Sequence[str]], set[str]] | None = None,
+    chunk_encoder: Encoder | None = None,
 ) -> list[Record]:
     """Every record of ``source``, checked against the rules of a write into ``into``.
 
@@ -192,8 +203,9 @@ def prepare(
     repeats of an id) are left out and listed in ``report.bad`` instead; with
     ``skip_existing`` ids the collection holds are left out and listed in
     ``report.existing``. With ``chunk_tokens``, each record becomes pieces of at most
-    that many of the encoder's tokens (see :func:`chunked`). Reads the collection,
-    writes nothing.
+    that many of the encoder's tokens (see :func:`chunked`; ``chunk_encoder``, when
+    given, is that encoder). ``stored_ids`` tells which ids the destination holds (by
+    default: those of the collection at ``into``). Reads the collection, writes nothing.
     """
     if on_error not in ON_ERROR:
         raise InvalidArgumentError(
@@ -211,7 +223,8 @@ def prepare(
         source, id_field=id_field, text_fields=text_fields, skip_bad=skip_bad, infer=infer
     )
     if chunk_tokens is not None:
-        read = chunked(read, chunk_tokens, _text_encoder(into, encoder), skip_bad)
+        measure = chunk_encoder or text_encoder(into, encoder)
+        read = chunked(read, chunk_tokens, measure, skip_bad)
     for record in read:
         try:
             if isinstance(record, BadRecord):
@@ -233,7 +246,7 @@ def prepare(
     if not records and not report.bad:
         raise InvalidArgumentError(f"{source} holds no records")
     if not upsert:
-        taken = _stored_ids(into, list(first))
+        taken = (stored_ids or (lambda ids: _stored_ids(into, ids)))(list(first))
         if taken and skip_existing:
             report.existing = [r.id for r in records if r.id in taken]
             records = [r for r in records if r.id not in taken]
@@ -247,7 +260,7 @@ def prepare(
     return records
 
 
-def _failure(
+def write_failure(
     exc: Exception, into: Path, batch: list[Record], stored: int, records: list[Record]
 ) -> SimsearchError:
     """The error for a batch that failed after the checks passed, with what was stored."""
@@ -293,7 +306,7 @@ def _write(
                 progress=advance,
             )
         except (SimsearchError, OSError, sqlite3.Error) as exc:
-            raise _failure(exc, into, batch, stored, records) from None
+            raise write_failure(exc, into, batch, stored, records) from None
         stored += len(batch)
         on_stored(stored)
 

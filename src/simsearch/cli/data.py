@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from simsearch.cli.common import (
 )
 from simsearch.collection import Collection
 from simsearch.config import index_from_name
+from simsearch.distributed.placement import MANIFEST
 from simsearch.errors import CollectionExistsError, InvalidArgumentError
 from simsearch.filters import compile_filter
 from simsearch.ingest import ingest as run_ingest
@@ -79,33 +80,55 @@ def ingest(
             "fill MiniLM's 256): items ID#0, ID#1, ... with metadata source_id and chunk.",
         ),
     ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            min=1,
+            help="Ingest into a sharded collection of N shards on Ray (INTO is its root, a "
+            "folder every node reaches); texts are embedded by a pool of Ray actors.",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray", help="Address of the Ray cluster for a sharded ingest (default: a local one)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Embedding actors of a sharded ingest (default: one per CPU)."
+        ),
+    ] = None,
 ) -> None:
     """Embed the texts of SOURCE and store them, with every other field as metadata.
 
     Every record is checked first; a bad one is named by file and line, and nothing is
     written (or, with --on-error skip, it is left out and reported). At the end a report
-    says exactly what was stored and what was left out.
+    says exactly what was stored and what was left out. With --shards (or --ray, or INTO
+    the root of a sharded collection) the items go to a sharded collection on Ray.
     """
     with errors():
         kind = index_from_name(index) if index is not None else None
-        report = run_ingest(
-            source,
-            into,
-            id_field=id_field,
-            text_fields=text_field,
-            encoder=encoder,
-            metric=metric,
-            index=kind,
-            batch_size=batch_size,
-            upsert=upsert,
-            skip_existing=skip_existing,
-            on_error=on_error,
-            infer=not no_infer,
-            chunk_tokens=chunk_tokens,
-            note=lambda line: err.print(
-                f"note: {line}", markup=False, highlight=False, soft_wrap=True
-            ),
-        )
+
+        def note(line: str) -> None:
+            err.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+
+        choices: dict[str, Any] = dict(
+            id_field=id_field, text_fields=text_field, encoder=encoder, metric=metric,
+            index=kind, batch_size=batch_size, upsert=upsert, skip_existing=skip_existing,
+            on_error=on_error, infer=not no_infer, chunk_tokens=chunk_tokens, note=note,
+        )  # fmt: skip
+        if shards is not None or ray_address is not None or (into / MANIFEST).is_file():
+            from simsearch.distributed.ingest import ingest_sharded
+
+            report = ingest_sharded(
+                source, into, shards=shards, ray_address=ray_address, workers=workers,
+                **choices,
+            )  # fmt: skip
+        else:
+            report = run_ingest(source, into, **choices)
         for line in report.lines():
             err.print(line, markup=False, highlight=False, soft_wrap=True)
 

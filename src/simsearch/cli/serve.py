@@ -62,6 +62,14 @@ def serve(
         bool,
         typer.Option(help="Log one line per request on stderr: method, path, status, time."),
     ] = True,
+    sharded: Annotated[
+        Path | None,
+        typer.Option(
+            "--sharded",
+            help="JSON file of sharded collections to serve by name beside DATA_DIR's: "
+            '{"sharded": [{"name": ..., "root": ..., "ray_address": ...}]}.',
+        ),
+    ] = None,
 ) -> None:
     """Serve the collections in DATA_DIR over HTTP, with a web page at / and the API at /docs."""
     with errors():
@@ -72,7 +80,7 @@ def serve(
         uvicorn: Any = require("uvicorn", "server")
         from simsearch.server.app import create_app
         from simsearch.server.auth import KeyRing
-        from simsearch.server.settings import ServerSettings
+        from simsearch.server.settings import ServerSettings, load_sharded
 
         keys = KeyRing.from_file(api_keys) if api_keys else None
         if keys is None and not _is_loopback(host) and not insecure:
@@ -90,6 +98,7 @@ def serve(
             max_text_chars=max_text_chars,
             max_response_bytes=int(max_response_mb * 1024 * 1024),
             access_log=access_log,
+            sharded=load_sharded(sharded) if sharded is not None else (),
         )
         server_app = create_app(settings)
         sock = _bind(host, port)

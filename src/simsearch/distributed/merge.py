@@ -16,11 +16,12 @@ score exactly the same.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from simsearch.distributed.shard import HitTuple
 from simsearch.types import Hit
 
-__all__ = ["merge"]
+__all__ = ["merge", "merge_fields"]
 
 
 def merge(
@@ -41,3 +42,19 @@ def merge(
             ]
         )
     return merged
+
+
+def merge_fields(per_shard: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The metadata fields of every shard as one collection lists them: counts summed,
+    the most common first."""
+    merged: dict[str, dict[str, Any]] = {}
+    for fields in per_shard:
+        for f in fields:
+            into = merged.setdefault(
+                f["field"], {"field": f["field"], "count": 0, "types": {}, "indexed": None}
+            )
+            into["count"] += f["count"]
+            for kind, n in f["types"].items():
+                into["types"][kind] = into["types"].get(kind, 0) + n
+            into["indexed"] = into["indexed"] or f.get("indexed")
+    return sorted(merged.values(), key=lambda f: (-f["count"], f["field"]))

@@ -16,20 +16,44 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from simsearch.collection import Collection
-from simsearch.config import IndexConfig
-from simsearch.errors import DuplicateIdError
+from simsearch.config import CollectionConfig, IndexConfig
+from simsearch.errors import DuplicateIdError, InvalidFilterError
+from simsearch.store.catalogue import UNKNOWN_FIELD
 from simsearch.types import Item
 
-__all__ = ["HitTuple", "ShardServer", "WriteJournal"]
+__all__ = ["HitTuple", "ShardServer", "UnknownField", "WriteJournal"]
 
 #: One hit as a shard sends it: id, score, metadata, text, relevance, dense and lexical score.
 HitTuple = tuple[str, float, dict[str, Any], str | None, float | None, float | None, float | None]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class UnknownField:
+    """A shard's answer to a filter that names a field none of its items holds: one
+    collection refuses such a filter only when no item at all holds the field, so the
+    sharded collection decides (the shards that do hold it answer as usual)."""
+
+    message: str
+
+
+def _lenient(run: Callable[[], T]) -> T | UnknownField:
+    try:
+        return run()
+    except InvalidFilterError as exc:
+        if str(exc).startswith(UNKNOWN_FIELD):
+            return UnknownField(str(exc))
+        raise
+
 
 #: Tokens of this many recent writes are remembered (a retry comes within seconds).
 JOURNAL_KEEP = 10_000
@@ -143,18 +167,66 @@ class ShardServer:
                 return False
         return True
 
-    def delete(self, ids: list[str] | None, where: Any, everything: bool) -> int:
-        return self.collection.delete(ids, where=where, all=everything)
+    def delete(self, ids: list[str] | None, where: Any, everything: bool) -> int | UnknownField:
+        return _lenient(lambda: self.collection.delete(ids, where=where, all=everything))
 
-    def get(self, ids: list[str] | None, where: Any, limit: int | None, include: Any) -> list[Item]:
-        return self.collection.get(ids, where=where, limit=limit, include=include, missing="skip")
+    def get(
+        self,
+        ids: list[str] | None,
+        where: Any,
+        limit: int | None,
+        include: Any,
+        where_text: Any = None,
+    ) -> list[Item] | UnknownField:
+        return _lenient(
+            lambda: self.collection.get(
+                ids,
+                where=where,
+                limit=limit,
+                include=include,
+                missing="skip",
+                where_text=where_text,
+            )
+        )
 
-    def count(self, where: Any) -> int:
-        return self.collection.count(where)
+    def count(self, where: Any, where_text: Any = None) -> int | UnknownField:
+        return _lenient(lambda: self.collection.count(where, where_text=where_text))
 
-    def search(self, query: Any, options: dict[str, Any]) -> list[list[HitTuple]]:
+    def knows(self, where: Any) -> bool:
+        """Whether this shard holds items with every field ``where`` requires."""
+        counted = self.count(where, None)
+        return not isinstance(counted, UnknownField) and len(self.collection) > 0
+
+    def update(
+        self,
+        ids: list[str],
+        metadata: list[dict[str, Any] | None] | None,
+        merge: bool,
+        texts: list[str] | None,
+        vectors: Any,
+    ) -> int:
+        """Change what is given of this shard's items (repeating it changes nothing more)."""
+        return self.collection.update(
+            ids, metadata=metadata, merge=merge, texts=texts, vectors=vectors
+        )
+
+    def config(self) -> CollectionConfig:
+        return self.collection.config
+
+    def index_field(self, field: str, kind: str, window: bool) -> bool:
+        return self.collection.index_field(field, kind, window=window)
+
+    def drop_field_index(self, field: str) -> bool:
+        return self.collection.drop_field_index(field)
+
+    def explain(self, where: Any, exact: bool) -> dict[str, Any]:
+        return self.collection.explain(where=where, exact=exact)
+
+    def search(self, query: Any, options: dict[str, Any]) -> list[list[HitTuple]] | UnknownField:
         """Each query's best hits on this shard, as plain tuples."""
-        results = self.collection.search(query, **options)
+        results = _lenient(lambda: self.collection.search(query, **options))
+        if isinstance(results, UnknownField):
+            return results
         return [
             [
                 (h.id, h.score, h.metadata, h.text, h.relevance, h.dense_score, h.lexical_score)

@@ -13,20 +13,21 @@ first, so every acknowledged write survives a lost process or node.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from simsearch.browse import MISSING
-from simsearch.config import IndexConfig
-from simsearch.distributed.merge import merge
+from simsearch.config import CollectionConfig, IndexConfig
+from simsearch.distributed.merge import merge, merge_fields
 from simsearch.distributed.placement import load_or_create_manifest, shard_dir, split
-from simsearch.distributed.shard import ShardServer
+from simsearch.distributed.shard import ShardServer, UnknownField
 from simsearch.errors import (
     CollectionClosedError,
     DuplicateIdError,
     InvalidArgumentError,
+    InvalidFilterError,
     ItemNotFoundError,
     MissingDependencyError,
     ShardUnavailableError,
@@ -35,7 +36,7 @@ from simsearch.errors import (
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.validation import as_vector_batch, check_ids, check_k, check_metadata, check_texts
 
-__all__ = ["DEFAULT_TIMEOUT", "ShardedCollection", "ShardedResults"]
+__all__ = ["DEFAULT_TIMEOUT", "ShardedCollection", "ShardedResults", "ray_module"]
 
 #: Seconds a call waits for a shard (one restarting included) before it gives up.
 DEFAULT_TIMEOUT = 60.0
@@ -43,7 +44,7 @@ DEFAULT_TIMEOUT = 60.0
 SHARD_THREADS = 4
 
 
-def _ray() -> Any:
+def ray_module() -> Any:
     try:
         import ray
     except ImportError as exc:
@@ -51,6 +52,14 @@ def _ray() -> Any:
             "sharded collections run on Ray: pip install 'simsearch[ray]'"
         ) from exc
     return ray
+
+
+def _refuse_absent(ids: Sequence[str], present: set[str]) -> None:
+    absent = [i for i in ids if i not in present]
+    if absent:
+        shown = ", ".join(repr(i) for i in absent[:5])
+        more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+        raise ItemNotFoundError(f"no item with id {shown}{more}")
 
 
 class ShardedResults(Results):
@@ -85,6 +94,7 @@ class ShardedCollection:
         self._timeout = timeout
         self._started_ray = started_ray
         self._dim: int | None = None
+        self._config: CollectionConfig | None = None
         self._closed = False
 
     @classmethod
@@ -117,7 +127,7 @@ class ShardedCollection:
         """
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise InvalidArgumentError(f"timeout must be a positive number, got {timeout!r}")
-        ray = _ray()
+        ray = ray_module()
         folder = Path(root).resolve()
         count = load_or_create_manifest(folder, shards)
         started = not ray.is_initialized()
@@ -152,7 +162,7 @@ class ShardedCollection:
         """Every shard's answer (``refs[s]`` is shard ``s``'s call); a shard that does not
         answer in time raises :class:`~simsearch.ShardUnavailableError` naming it (with
         ``allow_partial``, its answer is ``None``). A shard's own error is raised as is."""
-        ray = _ray()
+        ray = ray_module()
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout or self._timeout)
         done = {r.hex() for r in ready}
         out: list[Any] = []
@@ -182,6 +192,17 @@ class ShardedCollection:
             )
         return out
 
+    def _settle(self, answers: list[Any], where: Any, blank: Callable[[], Any]) -> list[Any]:
+        """The shards' answers with those of shards whose items lack a field ``where``
+        requires made ``blank()``; a filter field that no item of any shard holds raises
+        :class:`~simsearch.InvalidFilterError`, as one collection's would."""
+        unknown = [a for a in answers if isinstance(a, UnknownField)]
+        if not unknown:
+            return answers
+        if not any(self._gather([a.knows.remote(where) for a in self._actors])):
+            raise InvalidFilterError(unknown[0].message)
+        return [blank() if isinstance(a, UnknownField) else a for a in answers]
+
     def _check_open(self) -> None:
         if self._closed:
             raise CollectionClosedError(f"the sharded collection at {self.root} is closed")
@@ -198,7 +219,7 @@ class ShardedCollection:
 
     # -- closing -----------------------------------------------------------------------------
     def _release(self) -> None:
-        ray = _ray()
+        ray = ray_module()
         for actor in self._actors:
             ray.kill(actor, no_restart=True)
         if self._started_ray:
@@ -232,8 +253,22 @@ class ShardedCollection:
             self._dim = dims.pop() if len(dims) == 1 else None
         return self._dim
 
-    def _write(self, ids: Any, vectors: Any, texts: Any, metadata: Any, *, replace: bool) -> None:
+    @property
+    def config(self) -> CollectionConfig:
+        """The configuration every shard's collection shares (shard 0's)."""
         self._check_open()
+        if self._config is None:
+            self._config = self._gather([self._actors[0].config.remote()])[0]
+        return self._config
+
+    def _write(
+        self, ids: Any, vectors: Any, texts: Any, metadata: Any, multivectors: Any, *, replace: bool
+    ) -> None:
+        self._check_open()
+        if multivectors is not None:
+            raise InvalidArgumentError(
+                "a sharded collection holds one vector per item; give vectors or texts"
+            )
         id_list = check_ids(ids)
         n = len(id_list)
         text_list = check_texts(texts, n) if texts is not None else None
@@ -282,10 +317,13 @@ class ShardedCollection:
         vectors: Any = None,
         texts: Sequence[str] | str | None = None,
         metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        progress: Any = None,
+        multivectors: Any = None,
     ) -> None:
         """Add new items; a stored id raises :class:`~simsearch.DuplicateIdError` before any
-        shard writes. Each shard commits its part in one transaction."""
-        self._write(ids, vectors, texts, metadata, replace=False)
+        shard writes. Each shard commits its part in one transaction (and embeds its texts:
+        ``progress`` is not shown)."""
+        self._write(ids, vectors, texts, metadata, multivectors, replace=False)
 
     def upsert(
         self,
@@ -294,9 +332,57 @@ class ShardedCollection:
         vectors: Any = None,
         texts: Sequence[str] | str | None = None,
         metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        progress: Any = None,
+        multivectors: Any = None,
     ) -> None:
         """Add new items and replace existing ones whole; safe to repeat after a failure."""
-        self._write(ids, vectors, texts, metadata, replace=True)
+        self._write(ids, vectors, texts, metadata, multivectors, replace=True)
+
+    def update(
+        self,
+        ids: Sequence[str] | str,
+        *,
+        metadata: Sequence[JSONObject | None] | JSONObject | None = None,
+        merge: bool = True,
+        texts: Sequence[str] | str | None = None,
+        vectors: Any = None,
+        progress: Any = None,
+    ) -> int:
+        """Change only what is given of existing items, as :meth:`Collection.update`: a
+        missing id raises :class:`~simsearch.ItemNotFoundError` before any shard writes;
+        each shard changes its part in one transaction, and repeating the call after a
+        failure completes it. Returns how many items were updated."""
+        self._check_open()
+        id_list = check_ids(ids)
+        n = len(id_list)
+        if metadata is None and texts is None and vectors is None:
+            raise InvalidArgumentError("give metadata, texts or vectors to change")
+        if not isinstance(merge, bool):
+            raise InvalidArgumentError(f"merge must be true or false, got {merge!r}")
+        metas = None if metadata is None else check_metadata(metadata, n)
+        text_list = None if texts is None else check_texts(texts, n)
+        vecs = None if vectors is None else as_vector_batch(vectors, self._known_dim())
+        if vecs is not None and len(vecs) != n:
+            raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
+        parts = split(id_list, self.shards)
+        held = self._gather(
+            [self._actors[s].existing.remote([id_list[i] for i in at]) for s, at in parts.items()]
+        )
+        _refuse_absent(id_list, {i for part in held for i in part})
+        return sum(
+            self._gather(
+                [
+                    self._actors[s].update.remote(
+                        [id_list[i] for i in at],
+                        None if metas is None else [metas[i] for i in at],
+                        merge,
+                        None if text_list is None else [text_list[i] for i in at],
+                        None if vecs is None else vecs[at],
+                    )
+                    for s, at in parts.items()
+                ]
+            )
+        )
 
     def delete(
         self, ids: Sequence[str] | str | None = None, *, where: Any = None, all: bool = False
@@ -312,7 +398,7 @@ class ShardedCollection:
                 self._actors[s].delete.remote([id_list[i] for i in at], where, all)
                 for s, at in split(id_list, self.shards).items()
             ]
-        return sum(self._gather(calls))
+        return sum(self._settle(self._gather(calls), where, int))
 
     # -- reads -------------------------------------------------------------------------------
     def get(
@@ -324,6 +410,7 @@ class ShardedCollection:
         offset: int = 0,
         include: Sequence[str] = ("metadata", "text", "vector"),
         missing: str = "error",
+        where_text: Any = None,
     ) -> list[Item]:
         """Items by id (in the order asked) or by filter (shard by shard, each in insertion
         order), as :meth:`Collection.get`."""
@@ -340,30 +427,34 @@ class ShardedCollection:
         include = tuple(include) if not isinstance(include, str) else include
         if ids is None:
             end = None if limit is None else offset + limit
-            parts = self._gather([a.get.remote(None, where, end, include) for a in self._actors])
+            parts = self._settle(
+                self._gather(
+                    [a.get.remote(None, where, end, include, where_text) for a in self._actors]
+                ),
+                where,
+                list,
+            )
             return [item for part in parts for item in part][offset:end]
         id_list = check_ids(ids)
         by_shard = split(id_list, self.shards)
         found: dict[str, Item] = {}
-        for part in self._gather(
-            [
-                self._actors[s].get.remote([id_list[i] for i in at], where, None, include)
-                for s, at in by_shard.items()
-            ]
-        ):
+        asked = [
+            self._actors[s].get.remote([id_list[i] for i in at], where, None, include, where_text)
+            for s, at in by_shard.items()
+        ]
+        for part in self._settle(self._gather(asked), where, list):
             found.update((item.id, item) for item in part)
-        absent = [i for i in id_list if i not in found]
-        if absent and missing == "error" and where is None:
-            shown = ", ".join(repr(i) for i in absent[:5])
-            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-            raise ItemNotFoundError(f"no item with id {shown}{more}")
+        if missing == "error" and where is None and where_text is None:
+            _refuse_absent(id_list, set(found))
         items = [found[i] for i in id_list if i in found]
         return items[offset : None if limit is None else offset + limit]
 
-    def count(self, where: Any = None) -> int:
-        """How many items match ``where`` (every item when ``None``), over all shards."""
+    def count(self, where: Any = None, *, where_text: Any = None) -> int:
+        """How many items match ``where`` (every item when ``None``) and ``where_text``,
+        over all shards."""
         self._check_open()
-        return sum(self._gather([a.count.remote(where) for a in self._actors]))
+        counts = self._gather([a.count.remote(where, where_text) for a in self._actors])
+        return sum(self._settle(counts, where, int))
 
     def __len__(self) -> int:
         return self.count()
@@ -383,10 +474,36 @@ class ShardedCollection:
             "dim": dims[0] if dims else None,
             "encoder": encoders[0] if encoders else None,
             "index": first["index"],
+            "seq": None,  # each shard numbers its own writes
             "size_bytes": sum(p["size_bytes"] for p in parts),
+            "migration": None,
+            "fields": merge_fields([p["fields"] for p in parts]),
+            "field_indexes": first["field_indexes"],
+            "multivector": None,
             "shard_count": len(parts),
             "shards": parts,
         }
+
+    # -- payload indexes ---------------------------------------------------------------------
+    def index_field(self, field: str, kind: str, *, window: bool = False) -> bool:
+        """Index the metadata ``field`` on every shard, as :meth:`Collection.index_field`;
+        ``False`` if every shard had it indexed already."""
+        self._check_open()
+        self._config = None
+        return any(self._gather([a.index_field.remote(field, kind, window) for a in self._actors]))
+
+    def drop_field_index(self, field: str) -> bool:
+        """Drop the payload index of ``field`` on every shard; ``False`` if none had one."""
+        self._check_open()
+        self._config = None
+        return any(self._gather([a.drop_field_index.remote(field) for a in self._actors]))
+
+    def explain(self, *, where: Any = None, exact: bool = False) -> dict[str, Any]:
+        """How each shard runs a search with ``where`` (:meth:`Collection.explain` per
+        shard, under ``shards``)."""
+        self._check_open()
+        plans = self._gather([a.explain.remote(where, exact) for a in self._actors])
+        return {"shard_count": len(plans), "shards": plans}
 
     def search(
         self,
@@ -418,6 +535,8 @@ class ShardedCollection:
         answers = self._gather(
             [a.search.remote(query, asked) for a in self._actors], timeout, allow_partial
         )
+        rows = len(next((a for a in answers if isinstance(a, list)), [[]]))
+        answers = self._settle(answers, options.get("where"), lambda: [[] for _ in range(rows)])
         live = [a for a in answers if a is not None]
         missing = tuple(s for s, a in enumerate(answers) if a is None)
         return ShardedResults(k, merge(live, k=k, offset=offset), missing)

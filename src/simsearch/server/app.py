@@ -24,7 +24,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 import simsearch
-from simsearch.collection import Collection
 from simsearch.errors import (
     CorruptCollectionError,
     InvalidFilterError,
@@ -46,7 +45,7 @@ from simsearch.server.caller import Caller
 from simsearch.server.docs_ui import add_docs_pages
 from simsearch.server.field_routes import add_field_routes
 from simsearch.server.items import add_item_routes
-from simsearch.server.registry import CollectionRegistry
+from simsearch.server.registry import CollectionRegistry, Served
 from simsearch.server.schemas import (
     CollectionInfo,
     CreateCollection,
@@ -131,7 +130,7 @@ def _check_field_names(where: Any) -> None:
 
 def create_app(settings: ServerSettings) -> FastAPI:
     """A FastAPI app serving the collections under ``settings.data_dir``."""
-    registry = CollectionRegistry(settings.data_dir)
+    registry = CollectionRegistry(settings.data_dir, settings.sharded)
     counts: Counter[str] = Counter()
     latency: defaultdict[str, float] = defaultdict(float)
 
@@ -189,7 +188,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if key is not None:
             key.require(collection, right)
 
-    def info(name: str, col: Collection) -> CollectionInfo:
+    def info(name: str, col: Served) -> CollectionInfo:
         data = col.info()
         data.pop("path")
         return CollectionInfo(name=name, **data)

@@ -1,4 +1,5 @@
-"""The collections a server serves: folders under its data directory, opened once and shared."""
+"""The collections a server serves: folders under its data directory, and the sharded
+collections of its settings (on a Ray cluster), opened once and shared."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import re
 import shutil
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from simsearch.collection import Collection
 from simsearch.config import index_from_name
@@ -20,9 +23,16 @@ from simsearch.errors import (
     SimsearchError,
 )
 from simsearch.server.schemas import NAME_CHARS
+from simsearch.server.settings import ShardedEntry
 from simsearch.store import DB_FILENAME
 
-__all__ = ["CollectionRegistry"]
+if TYPE_CHECKING:
+    from simsearch.distributed.sharded import ShardedCollection
+
+__all__ = ["CollectionRegistry", "Served"]
+
+#: What a name serves: a collection in a folder, or a sharded one on Ray.
+Served: TypeAlias = "Collection | ShardedCollection"
 
 _NAME = re.compile(NAME_CHARS)
 
@@ -37,9 +47,14 @@ class CollectionRegistry:
     that can block.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, sharded: Sequence[ShardedEntry] = ()) -> None:
         self.data_dir = data_dir
-        self._open: dict[str, Collection] = {}
+        self._sharded = {e.name: e for e in sharded}
+        for entry in sharded:
+            self._path(entry.name)  # a name the API can address
+        if len(self._sharded) < len(sharded):
+            raise InvalidArgumentError("two sharded collections of the settings share a name")
+        self._open: dict[str, Served] = {}
         self._name_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -57,24 +72,29 @@ class CollectionRegistry:
         with self._lock:
             return self._name_locks.setdefault(name, threading.Lock())
 
-    def _cached(self, name: str) -> Collection | None:
+    def _cached(self, name: str) -> Served | None:
         with self._lock:
             return self._open.get(name)
 
     def names(self) -> list[str]:
-        if not self.data_dir.is_dir():
-            return []
-        return sorted(
-            p.name
-            for p in self.data_dir.iterdir()
-            if _NAME.fullmatch(p.name) and (p / DB_FILENAME).is_file()
+        folders = (
+            [
+                p.name
+                for p in self.data_dir.iterdir()
+                if _NAME.fullmatch(p.name) and (p / DB_FILENAME).is_file()
+            ]
+            if self.data_dir.is_dir()
+            else []
         )
+        return sorted({*folders, *self._sharded})
 
-    def get(self, name: str) -> Collection:
+    def get(self, name: str) -> Served:
         path = self._path(name)
         col = self._cached(name)
         if col is not None:
             return col
+        if name in self._sharded:
+            return self._open_sharded(self._sharded[name])
         if not (path / DB_FILENAME).is_file():
             raise CollectionNotFoundError(f"no collection named {name!r}")
         with self._name_lock(name):
@@ -85,6 +105,20 @@ class CollectionRegistry:
                 col = _open_existing(name, path)
                 with self._lock:
                     self._open[name] = col
+            return col
+
+    def _open_sharded(self, entry: ShardedEntry) -> Served:
+        # Ray is imported here, at the first request for a sharded collection.
+        from simsearch.distributed.sharded import ShardedCollection
+
+        with self._name_lock(entry.name):
+            col = self._cached(entry.name)
+            if col is None:
+                col = ShardedCollection.open(
+                    entry.root, ray_address=entry.ray_address, timeout=entry.timeout
+                )
+                with self._lock:
+                    self._open[entry.name] = col
             return col
 
     def create(
@@ -98,6 +132,8 @@ class CollectionRegistry:
         multivector: bool = False,
     ) -> Collection:
         path = self._path(name)
+        if name in self._sharded:
+            raise CollectionExistsError(f"a collection named {name!r} exists already")
         with self._name_lock(name):
             if (path / DB_FILENAME).is_file():
                 raise CollectionExistsError(f"a collection named {name!r} exists already")
@@ -113,6 +149,11 @@ class CollectionRegistry:
 
     def delete(self, name: str) -> None:
         path = self._path(name)
+        if name in self._sharded:
+            raise PermissionDeniedError(
+                f"{name!r} is a sharded collection of the server's settings; the server does "
+                "not delete it (remove it from the settings, or delete its items)"
+            )
         if not (path / DB_FILENAME).is_file():
             raise CollectionNotFoundError(f"no collection named {name!r}")
         if path.is_symlink():

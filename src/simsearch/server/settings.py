@@ -2,12 +2,62 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from simsearch.errors import InvalidArgumentError
 from simsearch.server.auth import KeyRing
 
-__all__ = ["ServerSettings"]
+__all__ = ["ServerSettings", "ShardedEntry", "load_sharded"]
+
+
+@dataclass(frozen=True)
+class ShardedEntry:
+    """A sharded collection the server serves under ``name``: the root folder of a
+    :class:`~simsearch.ShardedCollection` (reachable by every Ray node) and the Ray
+    cluster its shard actors run on (``None``: a new local one)."""
+
+    name: str
+    root: Path
+    ray_address: str | None = None
+    timeout: float = 60.0
+
+
+def load_sharded(path: Path) -> tuple[ShardedEntry, ...]:
+    """The entries of a JSON file ``{"sharded": [{"name", "root", "ray_address",
+    "timeout"}, ...]}``; a relative root is taken from the file's folder."""
+    try:
+        data: Any = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"cannot read the sharded collections of {path}: {exc}"
+        ) from None
+    rows = data.get("sharded") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise InvalidArgumentError(f"{path} must hold an object with a list 'sharded'")
+    known = {"name", "root", "ray_address", "timeout"}
+    entries = []
+    for at, row in enumerate(rows):
+        where = f"{path}: sharded[{at}]"
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+            raise InvalidArgumentError(f"{where} must be an object with a string 'name'")
+        if not isinstance(row.get("root"), str):
+            raise InvalidArgumentError(f"{where} needs 'root', the sharded collection's folder")
+        unknown = sorted(set(row) - known)
+        if unknown:
+            raise InvalidArgumentError(
+                f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            )
+        address, timeout = row.get("ray_address"), row.get("timeout", 60.0)
+        if address is not None and not isinstance(address, str):
+            raise InvalidArgumentError(f"{where}: 'ray_address' must be a string")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidArgumentError(f"{where}: 'timeout' must be a positive number")
+        root = Path(row["root"])
+        entries.append(ShardedEntry(row["name"], path.parent / root, address, float(timeout)))
+    return tuple(entries)
 
 
 @dataclass(frozen=True)
@@ -32,6 +82,9 @@ class ServerSettings:
             whose hits would hold more is refused with 413 before the answer is built.
         access_log: log one line per request (method, path, status, time) to the
             ``simsearch.access`` logger; ``simsearch serve`` turns it on.
+        sharded: sharded collections served by name beside the folders of ``data_dir``
+            (Ray is imported only when there are some, and the cluster joined at the
+            first request for one).
     """
 
     data_dir: Path
@@ -43,6 +96,7 @@ class ServerSettings:
     max_text_chars: int = 1_000_000
     max_response_bytes: int = 64 * 1024 * 1024
     access_log: bool = False
+    sharded: tuple[ShardedEntry, ...] = ()
 
     def limits(self) -> str:
         """The request limits in one sentence, for the API's documentation."""

@@ -25,6 +25,7 @@ from simsearch.filters import field_path
 
 __all__ = [
     "CATALOGUE_SCHEMA",
+    "UNKNOWN_FIELD",
     "FieldInfo",
     "check_fields",
     "field_summaries",
@@ -153,6 +154,10 @@ def field_summaries(
     ]
 
 
+#: How the message of a filter naming a field no item holds begins.
+UNKNOWN_FIELD = "no item has a field"
+
+
 def check_fields(
     named: Iterable[tuple[str, ...]], known: set[tuple[str, ...]], shown: dict[tuple[str, ...], str]
 ) -> None:
@@ -165,7 +170,7 @@ def check_fields(
     missing = field_path(*unknown[0])
     if not known:
         raise InvalidFilterError(
-            f"no item has a field {missing!r}: the items hold no metadata, so the filter "
+            f"{UNKNOWN_FIELD} {missing!r}: the items hold no metadata, so the filter "
             "would match nothing"
         )
     paths = sorted(shown[k] for k in known)
@@ -173,6 +178,6 @@ def check_fields(
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     listed = ", ".join(paths[:20]) + (", ..." if len(paths) > 20 else "")
     raise InvalidFilterError(
-        f"no item has a field {missing!r}{hint} (the fields are: {listed}); to test whether "
+        f"{UNKNOWN_FIELD} {missing!r}{hint} (the fields are: {listed}); to test whether "
         f"a field is present, use {{{missing!r}: {{'$exists': true}}}}"
     )
