@@ -3,7 +3,8 @@
 :func:`check_collection` runs SQLite's ``integrity_check`` and then simsearch's
 own invariants on the store (its tables, a readable config, a sequence counter
 ahead of every row, whole finite vectors of the config's dimension, metadata
-that is a JSON object, text that is text), and checks the saved index against
+that is a JSON object, text that is text, and in a multi-vector collection a
+whole stored set of token vectors for every item), and checks the saved index against
 its manifest and, for a graph, its bounds. It reads in a snapshot beside any
 writer and changes nothing, unless asked to repair.
 
@@ -35,6 +36,7 @@ from simsearch.errors import InvalidInputError, SimsearchError
 from simsearch.index.hnsw import GRAPH_FILE, META_FILE
 from simsearch.index.hnsw_file import check_graph_file
 from simsearch.index.persist import check_folder
+from simsearch.multivector.tokens import blob_size
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.store.reads import ReadTxn
 from simsearch.validation import check_metadata
@@ -149,6 +151,9 @@ def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> Colle
                 )
             ],
         )
+        if config.multivector is not None:
+            for what, ids in _token_set_problems(conn, config):
+                note(what, ids)
         orphans = int(
             conn.query(
                 "SELECT COUNT(*) FROM pending WHERE row NOT IN (SELECT row FROM items)"
@@ -190,6 +195,34 @@ def _metadata_past_limits(conn: ReadTxn) -> list[str]:
                 check_metadata([json.loads(text)], 1)
             except (InvalidInputError, RecursionError):
                 found.append(id_)
+    return found
+
+
+def _token_set_problems(conn: ReadTxn, config: CollectionConfig) -> list[tuple[str, list[str]]]:
+    """Items of a multi-vector collection whose set of token vectors MaxSim cannot read:
+    none stored (a search that reranks them would fail), or a blob whose size is not its
+    vector count times the storage's bytes a vector."""
+    multi = config.multivector
+    assert multi is not None
+    missing = [
+        i
+        for (i,) in conn.query(
+            "SELECT id FROM items WHERE row NOT IN (SELECT row FROM tokens) ORDER BY row"
+        )
+    ]
+    found = [("no stored token vectors", missing)]
+    if multi.dim is not None:
+        per = blob_size(1, multi.dim, multi.storage)
+        damaged = [
+            i
+            for (i,) in conn.query(
+                "SELECT i.id FROM items i JOIN tokens t ON t.row = i.row "
+                "WHERE typeof(t.data) != 'blob' OR t.count < 1 OR length(t.data) != t.count * ? "
+                "ORDER BY i.row",
+                (per,),
+            )
+        ]
+        found.append((f"token vectors that are not whole {multi.storage} sets", damaged))
     return found
 
 
