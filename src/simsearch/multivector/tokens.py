@@ -25,7 +25,6 @@ __all__ = [
     "maxsim",
     "pack",
     "unpack",
-    "unpack_many",
 ]
 
 #: The most vectors one set may hold.
@@ -166,20 +165,3 @@ def maxsim(queries: list[FloatArray], docs: FloatArray, starts: np.ndarray) -> F
     best = np.maximum.reduceat(sims, starts, axis=0)  # each document's best per query vector
     first = np.concatenate([[0], np.cumsum([len(q) for q in queries])[:-1]]).astype(np.int64)
     return np.ascontiguousarray(np.add.reduceat(best, first, axis=1).T, dtype=np.float32)
-
-
-def unpack_many(blobs: list[bytes], counts: list[int], dim: int, storage: str) -> FloatArray:
-    """The sets of several blobs stacked into one float32 ``(sum(counts), dim)`` array."""
-    if storage == "int8":
-        return np.concatenate(
-            [unpack(b, c, dim, storage) for b, c in zip(blobs, counts, strict=True)]
-        )
-    joined = b"".join(blobs)
-    if storage == "float32":
-        return np.frombuffer(joined, dtype="<f4").reshape(sum(counts), dim).astype(np.float32)
-    # A table of every half-precision value: exact, and faster than numpy's cast here.
-    out: FloatArray = _HALF[np.frombuffer(joined, dtype="<u2")].reshape(sum(counts), dim)
-    return out
-
-
-_HALF = np.arange(1 << 16, dtype=np.uint16).view("<f2").astype(np.float32)

@@ -16,7 +16,7 @@ from simsearch.errors import InvalidArgumentError
 from simsearch.index.base import Int64Array
 from simsearch.index.rescore import merge_top_k
 from simsearch.multivector.fde import MultiVector, fde_encoder
-from simsearch.multivector.tokens import maxsim, unpack_many
+from simsearch.multivector.scoring import maxsim_packed
 from simsearch.search.candidates import Ranked
 from simsearch.search.request import SearchRequest
 from simsearch.search.stages import SearchContext
@@ -54,11 +54,7 @@ def maxsim_of_rows(
     """MaxSim of each query set against the stored set of each of ``rows`` (ascending)."""
     assert multi.dim is not None
     counts, blobs = snap.token_blobs(rows)
-    if not blobs:
-        return np.empty((len(queries), 0), dtype=np.float32)
-    docs = unpack_many(blobs, counts, multi.dim, multi.storage)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    return maxsim(queries, docs, starts)
+    return maxsim_packed(queries, blobs, counts, multi.dim, multi.storage)
 
 
 def _best(scores: FloatArray, rows: Int64Array, k: int) -> tuple[FloatArray, Int64Array]:
