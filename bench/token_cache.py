@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,22 @@ def token_sets(name: str, texts: Sequence[str], kind: str = "passage") -> TokenS
     np.save(vec_path, np.concatenate(sets).astype(np.float32))
     np.save(off_path, offsets)
     return TokenSets(np.load(vec_path, mmap_mode="r"), offsets)
+
+
+def cached_scores(name: str, queries: TokenSets, docs: TokenSets, n: int, compute: Any) -> Any:
+    """``compute()`` (a score matrix of the first ``n`` queries against every document),
+    saved beside the token vectors it was computed from and read back while they match."""
+    h = hashlib.sha256(f"{name}-{n}".encode())
+    for sets in (queries, docs):
+        h.update(np.ascontiguousarray(sets.offsets).tobytes())
+        h.update(np.ascontiguousarray(sets.vectors[:: max(1, len(sets.vectors) // 4096)]).tobytes())
+    path = CACHE / f"scores-{name}-{h.hexdigest()[:16]}.npy"
+    if path.exists():
+        return np.load(path)
+    scores = compute()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, scores)
+    return scores
 
 
 def drop_special(sets: TokenSets) -> TokenSets:
