@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simsearch.blas import serial_blas
 from simsearch.multivector import scoring
 from simsearch.multivector.fde import STORAGES
 from simsearch.multivector.scoring import maxsim_packed
@@ -50,3 +51,22 @@ def test_maxsim_packed_matches_numpy_over_decoded_sets(
 def test_maxsim_packed_of_no_sets_is_empty() -> None:
     got = maxsim_packed([np.ones((2, 3), np.float32)], [], [], 3, "float16")
     assert got.shape == (1, 0)
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_serial_blas_holds_one_thread_and_overlapping_blocks_restore_the_setting() -> None:
+    before = _blas_threads()
+    assert before, "numpy loads a BLAS that threadpoolctl controls"
+    outer = serial_blas()
+    inner = serial_blas()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # the first out is not the last: still one thread
+    assert set(_blas_threads()) <= {1}
+    inner.__exit__(None, None, None)
+    assert _blas_threads() == before

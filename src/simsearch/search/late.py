@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simsearch.blas import serial_blas
 from simsearch.errors import InvalidArgumentError
 from simsearch.index.base import Int64Array
 from simsearch.index.rescore import merge_top_k
@@ -84,7 +85,9 @@ def late_rank(
         rows = index.live_rows() if ctx.allowed is None else index.keep_live(ctx.allowed)
         return _exact(snap, multi, queries, np.sort(rows), k)
     depth = min(max(k, candidates or DEFAULT_CANDIDATES), len(index))
-    found = ctx.candidates(fde_encoder(multi, multi.dim).queries(queries), depth)
+    with serial_blas():  # a few query sets: products far too small to repay BLAS's threads
+        encoded = fde_encoder(multi, multi.dim).queries(queries)
+    found = ctx.candidates(encoded, depth)
     scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     out = np.full((len(queries), k), -1, dtype=np.int64)
     for i, query in enumerate(queries):
