@@ -38,7 +38,7 @@ class MultiVectorMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp()
-        multi = simsearch.MultiVector(k_sim=2, d_proj=4, r_reps=3)
+        multi = simsearch.MultiVector(k_sim=2, d_proj=4, r_reps=3, storage="float16")
         self.col = simsearch.Collection.open(
             self.dir + "/c", metric="dot", dim=DIM, multivector=multi, index=self.index
         )

@@ -78,7 +78,10 @@ def open_store(
         # one there first, that one is opened and checked below like any other.
         store = SQLiteStore.create(directory, fresh)
     try:
-        _reconcile(store, fresh, wanted_metric, dim, enc, index, asked)
+        _reconcile(
+            store, fresh, wanted_metric, dim, enc, index, asked,
+            explicit=isinstance(multivector, MultiVector),
+        )  # fmt: skip
     except BaseException:
         store.close()  # never removes anything: the folder may hold another's data
         raise
@@ -129,8 +132,12 @@ def _reconcile(
     encoder: Encoder | None,
     index: IndexConfig | None,
     multivector: MultiVector | None = None,
+    *,
+    explicit: bool = False,
 ) -> None:
-    """Check what the caller asked of an existing collection against its saved config."""
+    """Check what the caller asked of an existing collection against its saved config
+    (``multivector=True`` asks for sets however they were encoded when the collection was
+    made; an ``explicit`` MultiVector(...) for that encoding)."""
     with store.snapshot() as snap:
         saved = snap.read_config()
         if saved is None and snap.count():
@@ -165,7 +172,8 @@ def _reconcile(
             "new collection of sets)"
         )
     if (
-        multivector is not None
+        explicit
+        and multivector is not None
         and saved.multivector is not None
         and not saved.multivector.same_encoding(multivector)
     ):
