@@ -44,7 +44,7 @@ def batch_sets(b: int) -> list[np.ndarray]:
 
 def write_sets(path: str, start: int) -> None:
     """Add multi-vector batches, replace a set of the previous one and delete another."""
-    multi = simsearch.MultiVector(k_sim=3, r_reps=4)
+    multi = simsearch.MultiVector(k_sim=3, r_reps=4, storage="float16")  # sets back to 1e-3
     with simsearch.Collection.open(path, dim=DIM, multivector=multi) as col:
         b = start
         while True:

@@ -16,6 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "simsearch"
 FLOORS: list[tuple[str, ...]] = [
     (
         "errors",
+        "blas",
         "types",
         "config",
         "validation",
