@@ -84,6 +84,12 @@ def compare(
         "hybrid rrf": quality(rankings(col, qids, texts, mode="hybrid", fusion="rrf"), test),
         "alpha (tuned on train)": tuned["alpha"],
         "train ndcg@10 at alpha": round(tuned["ndcg@10"], 4),
+        "train: best alpha": tuned["best alpha"],
+        "train: best ndcg@10": round(tuned["best ndcg@10"], 4),
+        "train: better single": tuned["better single"],
+        "train: gain over it": round(tuned["gain over the better single"], 4),
+        "train: standard error": tuned["standard error of the gain"],
+        "why": tuned["reason"],
     }
     return out
 

@@ -144,6 +144,27 @@ def test_tune_hybrid_chooses_and_saves_a_weight(tmp_path: Path) -> None:
             col.tune_hybrid(["cats"], [set()])
 
 
+def test_tune_hybrid_keeps_lexical_alone_where_fusion_only_ties_it(tmp_path: Path) -> None:
+    """Every judged item is lexical's first hit and dense's second (behind its name spelt
+    backwards, the same letters); light dense weights tie lexical on the judged queries, so
+    lexical alone (alpha 0) is saved, not a tied weight nearer 0.5."""
+    names = ["alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima"]
+    with simsearch.Collection.open(tmp_path / "c", encoder="letters-test") as col:
+        col.add([f"d{i}" for i in range(len(names))], texts=[f"{n} story" for n in names])
+        col.add([f"x{i}" for i in range(len(names))], texts=[n[::-1] for n in names])
+        summary = col.tune_hybrid(names, [{f"d{i}"} for i in range(len(names))])
+        assert summary["lexical ndcg@10"] == pytest.approx(1.0)
+        assert summary["dense ndcg@10"] < 0.7
+        assert summary["best ndcg@10"] == pytest.approx(1.0)
+        assert summary["alpha"] == 0.0
+        assert summary["better single"] == "lexical"
+        assert "no fused weight beats lexical alone" in summary["reason"]
+        with col._store.snapshot() as snap:
+            saved = json.loads(snap.read_meta(HYBRID_KEY) or "{}")
+        assert saved["alpha"] == 0.0
+        assert saved["reason"] == summary["reason"]
+
+
 def test_a_tuned_weight_is_used_by_later_searches(tmp_path: Path) -> None:
     with make(tmp_path) as col:
         with col._store.write() as txn:

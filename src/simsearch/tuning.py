@@ -1,24 +1,28 @@
 """Choosing the dense weight of hybrid search from judged queries (``Collection.tune_hybrid``).
 
 Each judged query's hybrid candidates (:class:`~simsearch.search.hybrid.Pool`) are
-gathered once; every weight of ``ALPHAS`` then only fuses them again, and the one with
-the best mean nDCG@10 over the queries is saved under ``HYBRID_KEY``, where every later
-convex hybrid search without an ``alpha`` of its own reads it.
+gathered once; every weight of ``ALPHAS`` then only fuses them again, each query's
+nDCG@10 is measured at each weight, and the weight
+:func:`~simsearch.scoring.fusion.choose_alpha` picks (the best one where it beats the
+better single retriever by more than the per-query noise, else that retriever alone)
+is saved under ``HYBRID_KEY`` with the reason, where every later convex hybrid search
+without an ``alpha`` of its own reads it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from simsearch.errors import InvalidArgumentError
 from simsearch.index.keeper import IndexKeeper
 from simsearch.multivector.refuse import refuse_multivector
-from simsearch.scoring.fusion import HYBRID_KEY, best_alpha
+from simsearch.scoring.fusion import HYBRID_KEY, choose_alpha
 from simsearch.scoring.hybrid_calibration import DEPTH, HYBRID_CALIBRATION_KEY, fit_hybrid
 from simsearch.scoring.relevance import relevant_ids
 from simsearch.search.hybrid import POOL, Pool, hybrid_pool, matches_of
@@ -34,6 +38,7 @@ __all__ = [
     "calibrate_hybrid_of",
     "check_tuning",
     "judged_pool",
+    "judged_quality",
     "tune_hybrid",
 ]
 
@@ -131,6 +136,31 @@ def calibrate_hybrid_of(
     return calibrate_hybrid(searcher.store, keeper, texts, vectors, judgements, "convex", alpha)
 
 
+def judged_quality(
+    store: SQLiteStore,
+    keeper: IndexKeeper,
+    texts: list[str],
+    queries: FloatArray,
+    relevant: list[set[str]],
+) -> Callable[[float], npt.NDArray[np.float64]]:
+    """Each judged query's nDCG@10 under convex fusion at a weight (the queries that
+    name a relevant item, in order), from candidates gathered once."""
+    pool, described = judged_pool(store, keeper, texts, queries, relevant)
+
+    def per_query(alpha: float) -> npt.NDArray[np.float64]:
+        rows = pool.ranked("convex", alpha, TUNE_DEPTH).ranked.rows.tolist()
+        return np.array(
+            [
+                _ndcg([described[r][0] if r >= 0 else None for r in row], rel)
+                for row, rel in zip(rows, relevant, strict=True)
+                if rel
+            ],
+            dtype=np.float64,
+        )
+
+    return per_query
+
+
 def tune_hybrid(
     store: SQLiteStore,
     keeper: IndexKeeper,
@@ -138,28 +168,23 @@ def tune_hybrid(
     queries: FloatArray,
     judgements: Sequence[Any],
 ) -> dict[str, Any]:
-    """Choose and save the convex weight with the best nDCG@10 over ``texts`` (embedded
-    as ``queries``) and their ``judgements``; returns it, its nDCG@10, and the nDCG@10
-    of dense (alpha 1) and lexical (alpha 0) alone on the same queries."""
+    """Choose and save the convex weight for ``texts`` (embedded as ``queries``) and their
+    ``judgements`` by :func:`~simsearch.scoring.fusion.choose_alpha`'s rule: the best
+    weight by mean nDCG@10 only where its gain over the better single retriever exceeds
+    one standard error of the paired per-query differences, else that retriever's
+    endpoint (0 or 1). Returns the weight, its nDCG@10, the best weight's, the nDCG@10
+    of dense (alpha 1) and lexical (alpha 0) alone on the same queries, the gain and its
+    standard error, and the reason in words; the weight and the reason are saved."""
     relevant = [relevant_ids(j) for j in judgements]
-    pool, described = judged_pool(store, keeper, texts, queries, relevant)
-
-    def quality(alpha: float) -> float:
-        rows = pool.ranked("convex", alpha, TUNE_DEPTH).ranked.rows.tolist()
-        judged = [
-            _ndcg([described[r][0] if r >= 0 else None for r in row], rel)
-            for row, rel in zip(rows, relevant, strict=True)
-            if rel
-        ]
-        return float(np.mean(judged))
-
-    alpha, best = best_alpha(quality)
+    per_query = judged_quality(store, keeper, texts, queries, relevant)
+    choice = choose_alpha(per_query)
+    summary = choice.summary()
     with store.write() as txn:
-        txn.save_meta(HYBRID_KEY, json.dumps({"alpha": alpha, "ndcg@10": best}))
-    return {
-        "alpha": alpha,
-        "ndcg@10": best,
-        "dense ndcg@10": quality(1.0),
-        "lexical ndcg@10": quality(0.0),
-        "queries": sum(1 for r in relevant if r),
-    }
+        txn.save_meta(
+            HYBRID_KEY,
+            json.dumps({"alpha": choice.alpha, "ndcg@10": choice.quality, "reason": choice.reason}),
+        )
+    summary["dense ndcg@10"] = float(per_query(1.0).mean())
+    summary["lexical ndcg@10"] = float(per_query(0.0).mean())
+    summary["queries"] = sum(1 for r in relevant if r)
+    return summary
