@@ -402,3 +402,54 @@ def test_repeated_lexical_searches_skip_the_snapshot_and_still_see_writes(tmp_pa
         assert ids(col.search("cat", mode="lexical"))[0][0] == "z"
         assert taken
         store.snapshot = real  # type: ignore[method-assign]
+
+
+def test_a_saved_lexical_index_is_loaded_and_a_damaged_or_foreign_one_rebuilt(
+    tmp_path: Path,
+) -> None:
+    """The lexical index saved on close is used by the next open; a damaged file warns and
+    is rebuilt from the store, one of another tokenisation is rebuilt quietly, and one
+    saved ahead of the store warns; every time the same hits come back."""
+    import warnings
+
+    with make(tmp_path) as col:
+        expected = ids(col.search(["cats", "car"], mode="lexical", k=3))
+    folder = tmp_path / "c" / LEXICAL_DIR
+    meta = json.loads((folder / "lexical.json").read_text())
+
+    def reopened(expect_warning: str | None) -> None:
+        with make_open(tmp_path) as col, warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert ids(col.search(["cats", "car"], mode="lexical", k=3)) == expected
+            assert col._keeper.lexical is not None
+            assert col._keeper.lexical.saved_seq == (meta["seq"] if expect_warning == "" else -1)
+        found = [str(w.message) for w in seen if "lexical index" in str(w.message)]
+        if expect_warning:
+            assert any(expect_warning in m and "built from the store" in m for m in found)
+        else:
+            assert not found
+
+    reopened("")  # loaded as saved, nothing to say
+    (folder / "lexical.npz").write_bytes(b"not numpy")
+    reopened("was not used")
+    for changed, why in (({"spec": {"other": 1}}, None), ({"seq": 10**9}, "ahead of the store")):
+        with make_open(tmp_path) as col:
+            col.search("cats", mode="lexical")  # rebuilt and saved anew on close
+            col._keeper.lexical.saved_seq = -1  # type: ignore[union-attr]
+        saved = json.loads((folder / "lexical.json").read_text()) | changed
+        from simsearch.index.persist import replace_folder
+
+        arrays = (folder / "lexical.npz").read_bytes()
+
+        def write(staging: Path, saved: dict[str, Any] = saved, arrays: bytes = arrays) -> None:
+            (staging / "lexical.json").write_text(json.dumps(saved))
+            (staging / "lexical.npz").write_bytes(arrays)
+
+        with make_open(tmp_path) as col:
+            store_id = col._store.store_id
+        replace_folder(folder, store_id, write)
+        reopened(why)
+
+
+def make_open(tmp_path: Path) -> simsearch.Collection:
+    return simsearch.Collection.open(tmp_path / "c", encoder="letters-test")

@@ -13,7 +13,6 @@ store: nothing here is written before the store commits.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from simsearch.config import CollectionConfig, FieldIndexSpec
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array
 from simsearch.index.fields import FieldColumn, Mask, covers, evaluate
-from simsearch.index.persist import check_folder, replace_folder
+from simsearch.index.persist import load_saved, replace_folder, saved_meta
 from simsearch.store.reads import ReadTxn
 
 __all__ = ["FIELDS_DIR", "FieldIndexes"]
@@ -152,36 +151,33 @@ class FieldIndexes:
         self.saved_seq = self.applied_seq
 
     def _load(self, snap: ReadTxn) -> None:
-        try:
-            check_folder(self.directory, self._store_id)
-            meta = json.loads((self.directory / _META).read_text())
-            if meta["specs"] != [[s.field, s.kind, s.window] for s in self.specs]:
-                return  # declared anew since: built from the store
-            seq = int(meta["seq"])
-            if seq > snap.current_seq():
-                raise ValueError("the saved field indexes are ahead of the store")
+        specs = [[s.field, s.kind, s.window] for s in self.specs]
+
+        def read() -> tuple[tuple[dict[tuple[str, ...], FieldColumn], Any], int]:
+            meta = saved_meta(self.directory, self._store_id, _META, "specs", specs)
             live = np.load(self.directory / "live.npy", allow_pickle=False)
-            columns = list(self.columns.values())
-            for i, (column, strings) in enumerate(zip(columns, meta["strings"], strict=True)):
+            columns = {spec.keys: FieldColumn(spec) for spec in self.specs}
+            for i, (column, strings) in enumerate(
+                zip(columns.values(), meta["strings"], strict=True)
+            ):
                 arrays = [
                     np.load(self.directory / f"{i}.{part}.npy", allow_pickle=False)
                     for part in ("types", "numbers", "codes")
                 ]
                 _check_shapes(arrays, len(live), len(strings), column)
                 column.restore(arrays[0], arrays[1], arrays[2], [str(s) for s in strings])
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.warn(
-                f"the saved field indexes of {snap.collection} were not used ({exc}); they are "
-                "built from the store",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self.columns = {spec.keys: FieldColumn(spec) for spec in self.specs}
-            return
-        self.live = live
-        self.applied_seq = self.saved_seq = seq
+            return (columns, live), int(meta["seq"])
+
+        loaded = load_saved(
+            read,
+            snap.current_seq(),
+            f"the saved field indexes of {snap.collection} were not used",
+            "they are built from the store",
+            errors=(OSError, ValueError, KeyError, TypeError),
+        )
+        if loaded is not None:
+            (self.columns, self.live), seq = loaded
+            self.applied_seq = self.saved_seq = seq
 
 
 def _check_shapes(arrays: list[Any], size: int, strings: int, column: FieldColumn) -> None:

@@ -36,7 +36,7 @@ from simsearch.index.filter_cache import FilterCache
 from simsearch.index.flat import FlatIndex, normalize
 from simsearch.index.hnsw import HNSWIndex
 from simsearch.index.lexical import LexicalIndex, Progress
-from simsearch.index.persist import OtherSettingsError
+from simsearch.index.persist import load_saved
 from simsearch.index.quantized import QuantizedIndex
 from simsearch.index.subsets import SubsetCache
 from simsearch.index.text_filter import TextFilter, TextRows
@@ -420,28 +420,22 @@ class IndexKeeper:
         if isinstance(kind, Flat):
             return FlatIndex(config.metric, dim)
         loader = QuantizedIndex if _quantized(kind) else HNSWIndex
-        try:
-            index, seq = loader.load(
-                self.directory,
-                config.metric,
-                dim,
-                kind,  # type: ignore[arg-type]
-                self._store.store_id,
-            )
-            if seq > snap.current_seq():
-                raise ValueError("the saved index is ahead of the store")
-            _spot_check(index, snap, config, seq)
-        except (FileNotFoundError, OtherSettingsError):
-            return empty_index(config, dim)  # never saved, or for other settings: built anew
-        except (OSError, ValueError, KeyError, RuntimeError, MemoryError) as exc:
-            warnings.warn(
-                f"the saved index of {self._store.collection} was not used ({exc}); it is "
-                "rebuilt from the store",
-                RuntimeWarning,
-                stacklevel=6,
-            )
-            return empty_index(config, dim)
-        self.applied_seq = self.saved_seq = seq
+
+        def read() -> tuple[VectorIndex, int]:
+            args = (self.directory, config.metric, dim, kind, self._store.store_id)
+            index, seq = loader.load(*args)  # type: ignore[arg-type]
+            if seq <= snap.current_seq():  # else refused by load_saved
+                _spot_check(index, snap, config, seq)
+            return index, seq
+
+        errors = (OSError, ValueError, KeyError, RuntimeError, MemoryError)
+        unused = f"the saved index of {self._store.collection} was not used"
+        rebuilt = "it is rebuilt from the store"
+        loaded = load_saved(read, snap.current_seq(), unused, rebuilt, errors=errors, stacklevel=6)
+        if loaded is None:
+            return empty_index(config, dim)  # never saved, for other settings, or unusable
+        index, self.applied_seq = loaded
+        self.saved_seq = self.applied_seq
         return index
 
     # -- rebuilding in the background ----------------------------------------------------------

@@ -39,7 +39,6 @@ that is long.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -49,7 +48,7 @@ import numpy as np
 
 from simsearch.config import LEXICAL_SPEC
 from simsearch.index.bm25 import BM25Index, ByTerm
-from simsearch.index.persist import check_folder, replace_folder
+from simsearch.index.persist import load_saved, replace_folder, saved_meta
 from simsearch.store.reads import ReadTxn
 
 __all__ = ["LEXICAL_DIR", "PROGRESS_FROM", "LexicalIndex", "Progress"]
@@ -132,29 +131,21 @@ class LexicalIndex:
         self.saved_seq = self.applied_seq
 
     def _load(self, snap: ReadTxn) -> None:
-        try:
-            check_folder(self.directory, self._store_id)
-            meta = json.loads((self.directory / _META).read_text())
-            if meta["spec"] != LEXICAL_SPEC:
-                return  # another tokenisation: built from the store
-            seq = int(meta["seq"])
-            if seq > snap.current_seq():
-                raise ValueError("the saved lexical index is ahead of the store")
+        def read() -> tuple[BM25Index, int]:
+            meta = saved_meta(self.directory, self._store_id, _META, "spec", LEXICAL_SPEC)
             with np.load(self.directory / _ARRAYS, allow_pickle=False) as saved:
                 arrays = {name: saved[name] for name in saved.files}
-            bm25 = _restored(meta, arrays)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            warnings.warn(
-                f"the saved lexical index of {snap.collection} was not used ({exc}); it is "
-                "built from the store",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return
-        self.bm25 = bm25
-        self.applied_seq = self.saved_seq = seq
+            return _restored(meta, arrays), int(meta["seq"])
+
+        loaded = load_saved(
+            read,
+            snap.current_seq(),
+            f"the saved lexical index of {snap.collection} was not used",
+            "it is built from the store",
+        )
+        if loaded is not None:
+            self.bm25, seq = loaded
+            self.applied_seq = self.saved_seq = seq
 
     def describe(self) -> dict[str, Any]:
         """The texts indexed and the index's memory in bytes, for ``Collection.info``."""

@@ -11,6 +11,11 @@ Each saved folder carries a manifest: the id of the store it was built from
 folder copied from another collection, or a file changed on disk, fails
 :func:`check_folder`, and the collection rebuilds its index rather than
 answering from data that is not its own.
+
+Loading goes through :func:`load_saved` (with :func:`saved_meta` for a folder whose
+meta file names its settings): an index that was never saved, or saved with other
+settings, is built anew quietly; one that fails its checks, or was saved ahead of
+the store, is built anew with a warning saying why.
 """
 
 from __future__ import annotations
@@ -21,10 +26,22 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["MANIFEST_FILE", "OtherSettingsError", "check_folder", "replace_folder"]
+__all__ = [
+    "LOAD_ERRORS",
+    "MANIFEST_FILE",
+    "OtherSettingsError",
+    "check_folder",
+    "load_saved",
+    "replace_folder",
+    "saved_meta",
+]
+
+T = TypeVar("T")
 
 MANIFEST_FILE = "manifest.json"
 
@@ -33,6 +50,9 @@ class OtherSettingsError(ValueError):
     """The saved index is sound but was built with other settings than those asked for
     now (the user changed the index): it is rebuilt without a warning."""
 
+
+#: The failures of a saved index that :func:`load_saved` turns into a warning and a rebuild.
+LOAD_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, TypeError, IndexError)
 
 _BLOCK = 1 << 20
 
@@ -91,3 +111,44 @@ def check_folder(directory: Path, store_id: str) -> None:
     for name, digest in files.items():
         if _sha256(directory / name) != digest:
             raise ValueError(f"the saved index file {name} changed after it was written")
+
+
+def saved_meta(
+    directory: Path, store_id: str, meta_file: str, settings_key: str, settings: Any
+) -> dict[str, Any]:
+    """The meta of the index saved in ``directory`` (checked by :func:`check_folder`);
+    raises ``OtherSettingsError`` when its ``settings_key`` is not ``settings``."""
+    check_folder(directory, store_id)
+    meta: dict[str, Any] = json.loads((directory / meta_file).read_text())
+    if meta[settings_key] != settings:
+        raise OtherSettingsError(f"the saved index was built with other {settings_key}")
+    return meta
+
+
+def load_saved(
+    read: Callable[[], tuple[T, int]],
+    current_seq: int,
+    unused: str,
+    rebuilt: str,
+    *,
+    errors: tuple[type[Exception], ...] = LOAD_ERRORS,
+    stacklevel: int = 2,
+) -> tuple[T, int] | None:
+    """``read()``'s saved index and the sequence number it applied, when a store at
+    ``current_seq`` can catch it up; else ``None``: quietly when there is none or it has
+    other settings (``FileNotFoundError``, :class:`OtherSettingsError`), with a
+    ``RuntimeWarning`` ("``unused`` (why); ``rebuilt``", at ``stacklevel``
+    as seen from the caller) when it fails with one of ``errors`` or is ahead of the
+    store."""
+    try:
+        value, seq = read()
+        if seq > current_seq:
+            raise ValueError(
+                f"it was saved at sequence number {seq}, ahead of the store's {current_seq}"
+            )
+    except (FileNotFoundError, OtherSettingsError):
+        return None
+    except errors as exc:
+        warnings.warn(f"{unused} ({exc}); {rebuilt}", RuntimeWarning, stacklevel=stacklevel + 1)
+        return None
+    return value, seq
