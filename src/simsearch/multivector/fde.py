@@ -64,7 +64,7 @@ class MultiVector:
             ``"float32"``. int8 is the default by measurement: on SciFact it costs
             0.0003 nDCG@10 against float16, halves the bytes a rerank reads, and its
             codes decode about nine times faster than half floats in numpy, so a
-            rerank runs about 1.6 times as fast (``bench/bench_multivector.py``).
+            search ran 3.1 times as fast (``bench/bench_multivector.py``).
         dim: the dimension of one token vector (fixed by the first write when ``None``).
         cosine: token vectors are L2-normalised (metric ``"cosine"``), else raw (``"dot"``).
 
