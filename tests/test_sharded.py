@@ -142,6 +142,69 @@ def test_reopening_keeps_items_and_refuses_another_shard_count(
     with simsearch.ShardedCollection.open(root) as col:
         assert (col.shards, len(col)) == (3, 4)
         assert col.search([0, 0, 1.0, 0], k=1)[0][0].id == "c"
+    # A shard that cannot open says why, like one collection: nothing to wait for.
+    started = time.perf_counter()
+    with pytest.raises(simsearch.ConfigMismatchError, match="metric"):
+        simsearch.ShardedCollection.open(root, metric="l2", timeout=20)
+    assert time.perf_counter() - started < 15
+    with simsearch.ShardedCollection.open(root) as col:
+        assert len(col) == 4
+
+
+def test_a_shard_that_cannot_see_the_root_refuses_to_start_empty(tmp_path: Path) -> None:
+    from simsearch.distributed.shard import ShardServer
+
+    shard = ShardServer(str(tmp_path / "shard-000"), None, None, None, None)
+    with pytest.raises(simsearch.NotACollectionError, match="not reachable"):
+        shard.dim()
+    shard.close()
+    assert not (tmp_path / "shard-000").exists()
+
+
+def test_a_search_no_shard_answers_raises_even_when_partial_results_are_allowed(
+    cluster: Any, tmp_path: Path
+) -> None:
+    import ray
+
+    col = simsearch.ShardedCollection.open(tmp_path / "gone", shards=3, dim=4)
+    try:
+        col.add(["a", "b", "c"], vectors=np.eye(4)[:3])
+        for actor in col._actors:
+            ray.kill(actor, no_restart=True)
+        with pytest.raises(simsearch.ShardUnavailableError) as raised:
+            col.search([[1.0, 0, 0, 0], [0, 1.0, 0, 0]], k=2, allow_partial=True, timeout=2)
+        assert raised.value.shards == (0, 1, 2)
+    finally:
+        col._closed = True  # its actors are gone: nothing left to close
+
+
+def test_closing_one_collection_keeps_the_ray_connection_another_uses() -> None:
+    from simsearch.distributed import sharded
+
+    class Connection:
+        """Ray's connection calls, counted (the bookkeeping under test is simsearch's)."""
+
+        def __init__(self, up: bool) -> None:
+            self.up, self.inits, self.shutdowns = up, 0, 0
+
+        def is_initialized(self) -> bool:
+            return self.up
+
+        def init(self, **_: Any) -> None:
+            self.up, self.inits = True, self.inits + 1
+
+        def shutdown(self) -> None:
+            self.up, self.shutdowns = False, self.shutdowns + 1
+
+    ours = Connection(up=False)
+    first, second = sharded._join_ray(ours, None), sharded._join_ray(ours, None)
+    assert (first, second, ours.inits) == (True, True, 1)
+    sharded._leave_ray(ours)
+    assert (ours.up, ours.shutdowns) == (True, 0)  # the second collection still uses it
+    sharded._leave_ray(ours)
+    assert (ours.up, ours.shutdowns) == (False, 1)
+    theirs = Connection(up=True)  # the caller's own connection is never ended
+    assert sharded._join_ray(theirs, None) is False
 
 
 def test_a_batch_with_a_stored_id_writes_nothing_on_any_shard(cluster: Any, tmp_path: Path) -> None:

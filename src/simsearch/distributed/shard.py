@@ -25,7 +25,13 @@ import numpy as np
 
 from simsearch.collection import Collection
 from simsearch.config import CollectionConfig, IndexConfig
-from simsearch.errors import DuplicateIdError, InvalidFilterError
+from simsearch.distributed.placement import MANIFEST
+from simsearch.errors import (
+    DuplicateIdError,
+    InvalidFilterError,
+    NotACollectionError,
+    SimsearchError,
+)
 from simsearch.store.catalogue import UNKNOWN_FIELD
 from simsearch.types import Item
 
@@ -96,6 +102,17 @@ def _same(item: Item, vector: Any, text: str | None, metadata: dict[str, Any] | 
     return item.text == text and item.metadata == (metadata or {})
 
 
+def _node_name() -> str:
+    """The Ray node this process runs on (its host name outside a Ray worker)."""
+    import socket
+
+    import ray
+
+    if ray.is_initialized():
+        return f"Ray node {ray.get_runtime_context().get_node_id()}"
+    return f"host {socket.gethostname()}"
+
+
 class ShardServer:
     """The collection of one shard and the calls a sharded collection makes of it."""
 
@@ -108,10 +125,33 @@ class ShardServer:
         index: IndexConfig | None,
     ) -> None:
         folder = Path(path)
-        self.collection = Collection.open(
-            folder, metric=metric, dim=dim, encoder=encoder, index=index
-        )
+        # A failure to open is kept and raised by every call, so the caller gets
+        # simsearch's own error (a config mismatch, a missing root) through Ray, not an
+        # actor that looks down and is worth waiting for.
+        self._failure: SimsearchError | None = None
+        try:
+            if not (folder.parent / MANIFEST).is_file():
+                # A restart on a node that cannot see the root would otherwise create
+                # an empty shard and answer without the items written before.
+                raise NotACollectionError(
+                    f"the sharded collection's root {folder.parent} is not reachable from "
+                    f"the node of shard {folder.name} ({_node_name()}): put the root on a "
+                    "filesystem every node sees"
+                )
+            self._collection: Collection | None = Collection.open(
+                folder, metric=metric, dim=dim, encoder=encoder, index=index
+            )
+        except SimsearchError as exc:
+            self._failure, self._collection = exc, None
         self.journal = WriteJournal(folder.with_name(folder.name + ".writes"))
+
+    @property
+    def collection(self) -> Collection:
+        """The shard's collection (raising what kept it from opening, if anything did)."""
+        if self._collection is None:
+            assert self._failure is not None
+            raise self._failure
+        return self._collection
 
     def where(self) -> tuple[int, str]:
         """This actor's process id and the Ray node it runs on."""
@@ -239,4 +279,5 @@ class ShardServer:
         return self.collection.info()
 
     def close(self) -> None:
-        self.collection.close()
+        if self._collection is not None:
+            self._collection.close()

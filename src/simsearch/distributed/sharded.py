@@ -54,6 +54,32 @@ def ray_module() -> Any:
     return ray
 
 
+#: Sharded collections open in this process on a Ray connection simsearch started: the
+#: connection ends with the last of them, not with the first one closed.
+_RAY_USERS = 0
+
+
+def _join_ray(ray: Any, address: str | None) -> bool:
+    """Connect to Ray unless connected; true when this collection counts toward the
+    connection simsearch started (so closing it may end that connection)."""
+    global _RAY_USERS
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        _RAY_USERS = 0
+    elif _RAY_USERS == 0:
+        return False  # the caller's own connection: never ours to end
+    _RAY_USERS += 1
+    return True
+
+
+def _leave_ray(ray: Any) -> None:
+    global _RAY_USERS
+    _RAY_USERS -= 1
+    if _RAY_USERS <= 0:
+        _RAY_USERS = 0
+        ray.shutdown()
+
+
 def _refuse_absent(ids: Sequence[str], present: set[str]) -> None:
     absent = [i for i in ids if i not in present]
     if absent:
@@ -130,9 +156,7 @@ class ShardedCollection:
         ray = ray_module()
         folder = Path(root).resolve()
         count = load_or_create_manifest(folder, shards)
-        started = not ray.is_initialized()
-        if started:
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+        started = _join_ray(ray, ray_address)
         actor = ray.remote(ShardServer).options(
             max_restarts=-1,
             max_task_retries=-1,
@@ -223,7 +247,7 @@ class ShardedCollection:
         for actor in self._actors:
             ray.kill(actor, no_restart=True)
         if self._started_ray:
-            ray.shutdown()
+            _leave_ray(ray)
 
     def close(self) -> None:
         """Close every shard's collection (saving its index) and stop the actors."""
@@ -539,4 +563,11 @@ class ShardedCollection:
         answers = self._settle(answers, options.get("where"), lambda: [[] for _ in range(rows)])
         live = [a for a in answers if a is not None]
         missing = tuple(s for s, a in enumerate(answers) if a is None)
+        if not live:  # nothing to return, not even how many queries there were
+            raise ShardUnavailableError(
+                f"no shard of the sharded collection at {self.root} answered within "
+                f"{timeout or self._timeout:g} s (their actors are down or restarting); "
+                "try again",
+                missing,
+            )
         return ShardedResults(k, merge(live, k=k, offset=offset), missing)
