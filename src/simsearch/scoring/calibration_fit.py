@@ -37,8 +37,6 @@ weighted by the sampling rate.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -152,17 +150,10 @@ def _adam(h: F64, inputs: list[F64], y: F64, w: F64, *, l2: float, seed: int) ->
     total = w.sum()
     for step in range(1, STEPS + 1):
         params = h @ weights
-        logit = np.broadcast_to(params[:, n_in:], y.shape).copy()
+        logit = params[:, n_in:].copy()
         for i, x in enumerate(inputs):
-            logit += np.logaddexp(0.0, params[:, i])[:, None] * x
-        # err = w * (sigmoid(logit) - y) / total, worked in place (the same arithmetic).
-        err = np.multiply(logit, 0.5, out=logit)
-        np.tanh(err, out=err)
-        err += 1.0
-        err *= 0.5
-        err -= y
-        err *= w
-        err /= total
+            logit = logit + np.logaddexp(0.0, params[:, i])[:, None] * x
+        err = w * (_sigmoid(logit) - y) / total
         grad_params = np.stack(
             [(err * x).sum(axis=1) * _sigmoid(params[:, i]) for i, x in enumerate(inputs)]
             + [err.sum(axis=1)],
@@ -279,19 +270,10 @@ def fit_calibrator(background: Background, data: Judged, *, seed: int = 0) -> Ca
     loss = {m: np.zeros(n) for m in MODELS}
     held_p = {m: np.zeros((n, depth)) for m in MODELS}
     fitted: dict[str, list[Calibrator]] = {m: [] for m in MODELS}
-    # Each fold's fits are independent and deterministic, and numpy releases the GIL in
-    # their array work: fitted on threads, they come out as they would one by one.
-    jobs = [(fit_rows, m) for fit_rows, _ in folds for m in MODELS]
-
-    def fit_job(job: tuple[npt.NDArray[np.int64], str]) -> Calibrator:
-        return fit_model(job[1], background, data.take(job[0]), depth, seed)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        cals = iter(list(pool.map(fit_job, jobs)))
-    for _, held_rows in folds:
-        held = data.take(held_rows)
+    for fit_rows, held_rows in folds:
+        fit, held = data.take(fit_rows), data.take(held_rows)
         for m in MODELS:
-            cal = next(cals)
+            cal = fit_model(m, background, fit, depth, seed)
             fitted[m].append(cal)
             held_p[m][held_rows] = _probs(cal, held, depth)
             loss[m][held_rows] = _cross_entropy(held_p[m][held_rows], held, depth)
