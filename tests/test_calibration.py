@@ -192,6 +192,7 @@ def test_expected_f1_cutoff_keeps_a_prefix_and_needs_fitted_probabilities(
         col.search(np.ones(DIM), k=5, cutoff="precision")
 
 
+@pytest.mark.slow
 def test_the_f1_cutoff_counts_relevant_items_beyond_the_first_window(tmp_path: Path) -> None:
     """With hundreds of relevant items per query, the expected F1 must count those past the
     first 100 candidates (down to the depth the judged relevant items reach), or it keeps

@@ -195,6 +195,7 @@ def test_unknown_option_and_help() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_eval_on_a_small_beir_subset(tmp_path: Path) -> None:
     """eval builds the collection from the corpus, then reuses it: metrics as JSON."""
     scifact = shared_dataset("scifact")

@@ -27,7 +27,17 @@ def _child(path: Path, start: int, kind: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "int8", "ivfpq", "fields"])
+# int8 and IVF-PQ repeat the flat and HNSW cases over another index: `make test-slow`.
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "flat",
+        "hnsw",
+        pytest.param("int8", marks=pytest.mark.slow),
+        pytest.param("ivfpq", marks=pytest.mark.slow),
+        "fields",
+    ],
+)
 def test_sigkill_never_loses_an_acknowledged_batch_nor_keeps_part_of_one(
     tmp_path: Path, kind: str
 ) -> None:

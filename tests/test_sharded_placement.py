@@ -52,6 +52,7 @@ def test_merge_keeps_the_best_and_breaks_ties_by_shard_then_rank() -> None:
 
 
 def test_a_retried_add_is_taken_as_its_own_earlier_commit(tmp_path: Path) -> None:
+    load_or_create_manifest(tmp_path, 1)  # the root a shard's folder lives under
     shard = ShardServer(str(tmp_path / "shard-000"), "dot", None, None, None)
     vecs = np.eye(2, dtype=np.float32)
     shard.write("t1", ["a", "b"], vecs, None, [{"n": 1}, None], False)

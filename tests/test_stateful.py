@@ -249,13 +249,16 @@ _settings = settings(
 )
 TestDotCollection = CollectionMachine.TestCase
 TestDotCollection.settings = _settings
-TestL2Collection = L2Machine.TestCase
+# The same machine over another index kind: run by `make test-slow` to keep `make test` short.
+TestL2Collection = pytest.mark.slow(L2Machine.TestCase)
 TestL2Collection.settings = _settings
 TestHNSWCollection = HNSWMachine.TestCase
 TestHNSWCollection.settings = _settings
-TestInt8Collection = Int8Machine.TestCase
+# The same machine over another index kind: run by `make test-slow` to keep `make test` short.
+TestInt8Collection = pytest.mark.slow(Int8Machine.TestCase)
 TestInt8Collection.settings = _settings
-TestBinaryCollection = BinaryMachine.TestCase
+# The same machine over another index kind: run by `make test-slow` to keep `make test` short.
+TestBinaryCollection = pytest.mark.slow(BinaryMachine.TestCase)
 TestBinaryCollection.settings = _settings
 TestIVFPQCollection = IVFPQMachine.TestCase
 TestIVFPQCollection.settings = _settings

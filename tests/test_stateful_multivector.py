@@ -159,5 +159,6 @@ _settings = settings(
 )
 TestMultiVectorCollection = MultiVectorMachine.TestCase
 TestMultiVectorCollection.settings = _settings
-TestHNSWMultiVectorCollection = HNSWMultiVectorMachine.TestCase
+# The same machine over another index kind: run by `make test-slow` to keep `make test` short.
+TestHNSWMultiVectorCollection = pytest.mark.slow(HNSWMultiVectorMachine.TestCase)
 TestHNSWMultiVectorCollection.settings = _settings
