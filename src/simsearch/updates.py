@@ -33,12 +33,33 @@ from simsearch.validation import (
     metadata_json,
 )
 
-__all__ = ["update_items"]
+__all__ = ["checked_update", "update_items"]
 
 _UPGRADING = (
     "a model upgrade is in progress: change texts or vectors with upsert (which embeds them "
     "for both models) or after the backfill; metadata can be updated meanwhile"
 )
+
+
+def checked_update(
+    ids: Any, metadata: Any, merge: Any, texts: Any, vectors: Any, dim: int | None
+) -> tuple[list[str], list[Any] | None, list[str] | None, FloatArray | None]:
+    """The arguments of an ``update`` checked (vectors against ``dim`` when known): the
+    ids, metadata patches, texts and vectors, each ``None`` when not given."""
+    id_list = check_ids(ids)
+    n = len(id_list)
+    if metadata is None and texts is None and vectors is None:
+        raise InvalidArgumentError("give metadata, texts or vectors to change")
+    if not isinstance(merge, bool):
+        raise InvalidArgumentError(f"merge must be true or false, got {merge!r}")
+    patches = check_metadata(metadata, n) if metadata is not None else None
+    text_list = check_texts(texts, n) if texts is not None else None
+    given: FloatArray | None = None
+    if vectors is not None:
+        given = as_vector_batch(vectors, dim)
+        if len(given) != n:
+            raise InvalidArgumentError(f"got {n} ids but {len(given)} vectors")
+    return id_list, patches, text_list, given
 
 
 def update_items(
@@ -56,19 +77,8 @@ def update_items(
     """Change what is given of the existing items ``ids``, all in one transaction; a
     missing id raises :class:`~simsearch.ItemNotFoundError` and nothing is written.
     Returns how many items were updated."""
-    id_list = check_ids(ids)
+    id_list, patches, text_list, given = checked_update(ids, metadata, merge, texts, vectors, None)
     n = len(id_list)
-    if metadata is None and texts is None and vectors is None:
-        raise InvalidArgumentError("give metadata, texts or vectors to change")
-    if not isinstance(merge, bool):
-        raise InvalidArgumentError(f"merge must be true or false, got {merge!r}")
-    patches = check_metadata(metadata, n) if metadata is not None else None
-    text_list = check_texts(texts, n) if texts is not None else None
-    given: FloatArray | None = None
-    if vectors is not None:
-        given = as_vector_batch(vectors, None)
-        if len(given) != n:
-            raise InvalidArgumentError(f"got {n} ids but {len(given)} vectors")
     with store.snapshot() as snap:
         state = snap.state()
         config = snap.config(state)

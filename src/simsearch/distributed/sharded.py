@@ -34,6 +34,7 @@ from simsearch.errors import (
     SimsearchError,
 )
 from simsearch.types import Item, JSONObject, Metric, Results
+from simsearch.updates import checked_update
 from simsearch.validation import as_vector_batch, check_ids, check_k, check_metadata, check_texts
 
 __all__ = ["DEFAULT_TIMEOUT", "ShardedCollection", "ShardedResults", "ray_module"]
@@ -377,17 +378,9 @@ class ShardedCollection:
         each shard changes its part in one transaction, and repeating the call after a
         failure completes it. Returns how many items were updated."""
         self._check_open()
-        id_list = check_ids(ids)
-        n = len(id_list)
-        if metadata is None and texts is None and vectors is None:
-            raise InvalidArgumentError("give metadata, texts or vectors to change")
-        if not isinstance(merge, bool):
-            raise InvalidArgumentError(f"merge must be true or false, got {merge!r}")
-        metas = None if metadata is None else check_metadata(metadata, n)
-        text_list = None if texts is None else check_texts(texts, n)
-        vecs = None if vectors is None else as_vector_batch(vectors, self._known_dim())
-        if vecs is not None and len(vecs) != n:
-            raise InvalidArgumentError(f"got {n} ids but {len(vecs)} vectors")
+        id_list, metas, text_list, vecs = checked_update(
+            ids, metadata, merge, texts, vectors, self._known_dim()
+        )
         parts = split(id_list, self.shards)
         held = self._gather(
             [self._actors[s].existing.remote([id_list[i] for i in at]) for s, at in parts.items()]
