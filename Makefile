@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The sharded tests start a local Ray cluster; Ray is an extra, installed here for them.
-# Where it cannot be installed (no wheel for this platform) those tests skip and say why.
+# A failed install stops `make test` with the reason: those tests would otherwise skip
+# unseen (the stamp is only written once the install succeeded, so the next run retries).
 $(RAY_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]' || echo "could not install ray: the sharded tests will skip"
+	@$(BIN)/python -m pip install --quiet -e '.[dev,ray]' || { \
+		echo "make: could not install the ray extra (pip install -e '.[dev,ray]' failed," \
+			"see above); the sharded tests need it, so make stops here" >&2; exit 1; }
 	touch $@
 
 $(BENCH_STAMP): $(STAMP)

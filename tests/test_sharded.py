@@ -4,6 +4,7 @@ the manifest, writes that touch several shards)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -116,6 +117,93 @@ def test_texts_hybrid_and_lexical_run_on_every_shard(cluster: Any, tmp_path: Pat
         assert hybrid[0].dense_score is not None
 
 
+def _hashed_encoder(calls: Path) -> Any:
+    """A text encoder whose vector is drawn from a hash of the text (no two texts score
+    alike), which writes a line to ``calls`` for each batch of queries it embeds, in
+    whichever process it runs (defined here so that Ray ships the class by value)."""
+
+    class Hashed:
+        name, version, dim = "hashed-test", "1", 16
+
+        def encode(self, texts: list[str], *, kind: str = "passage", progress: Any = None) -> Any:
+            if kind == "query":
+                with open(calls, "a", encoding="utf-8") as out:
+                    out.write(f"{len(texts)}\n")
+            seeds = [hashlib.blake2b(t.encode(), digest_size=8).digest() for t in texts]
+            rngs = [np.random.default_rng(int.from_bytes(s, "big")) for s in seeds]
+            return np.stack([r.standard_normal(16) for r in rngs]).astype(np.float32)
+
+    return Hashed()
+
+
+def _texts(n: int = 300) -> list[str]:
+    """Texts of distinct lengths whose words each appear at most once in a text, so that
+    no two texts tie on BM25 for a one-word query (a tie is the one place a sharded
+    merge may order items otherwise than one collection)."""
+    rng = np.random.default_rng(21)
+    return [" ".join(f"t{w:03d}" for w in rng.choice(400, 3 + i, replace=False)) for i in range(n)]
+
+
+def _sides(hits: list[simsearch.Hit]) -> list[tuple[str, float, float | None, float | None]]:
+    return [(h.id, h.score, h.dense_score, h.lexical_score) for h in hits]
+
+
+def _same_hits(got: list[simsearch.Hit], want: list[simsearch.Hit], ordered: bool) -> None:
+    g, w = _sides(got), _sides(want)
+    if not ordered:  # RRF: equal fused scores may come in another order (hybrid_merge)
+        g, w = sorted(g), sorted(w)
+    assert [h[0] for h in g] == [h[0] for h in w]
+    for a, b in zip(g, w, strict=True):
+        np.testing.assert_allclose(
+            [a[1], np.nan if a[2] is None else a[2], a[3]],
+            [b[1], np.nan if b[2] is None else b[2], b[3]],
+            rtol=1e-6,
+            atol=1e-6,
+        )
+
+
+def test_lexical_and_hybrid_merge_equals_one_collection(cluster: Any, tmp_path: Path) -> None:
+    calls = tmp_path / "calls.txt"
+    texts = _texts()
+    ids = [f"d{i}" for i in range(len(texts))]
+    meta = [{"g": i % 3} for i in range(len(texts))]
+    queries = ["t005", "t017 t230", "t100 t101 t399", "t007 nothing"]
+    encoder = _hashed_encoder(calls)
+    with (
+        simsearch.Collection.open(tmp_path / "one", encoder=encoder) as one,
+        simsearch.ShardedCollection.open(tmp_path / "many", shards=3, encoder=encoder) as many,
+    ):
+        for col in (one, many):
+            col.add(ids, texts=texts, metadata=meta)
+        cases: list[dict[str, Any]] = [
+            {"mode": "lexical", "k": 10},
+            {"mode": "lexical", "k": 7, "offset": 5, "where": {"g": 1}},
+            {"mode": "lexical", "k": 150},  # deeper than a shard's share of the matches
+            {"mode": "hybrid", "k": 10},
+            {"mode": "hybrid", "k": 8, "offset": 4, "alpha": 0.3, "where": {"g": {"$ne": 2}}},
+            {"mode": "hybrid", "k": 10, "fusion": "rrf"},
+            # Every candidate of the pool, so that ties of RRF's rank sums cannot cut.
+            {"mode": "hybrid", "k": 250, "fusion": "rrf"},
+            {"mode": "hybrid", "k": 250, "fusion": "rrf", "where": {"g": 0}},
+        ]
+        for case in cases:
+            want, got = one.search(queries, **case), many.search(queries, **case)
+            rrf = case.get("fusion") == "rrf"
+            for q in range(len(queries)):
+                if rrf and case["k"] < 250:  # a cut may fall inside a tie: its scores hold
+                    np.testing.assert_allclose(got.scores[q], want.scores[q], rtol=1e-6)
+                else:
+                    _same_hits(got[q], want[q], ordered=not rrf)
+            assert not got.partial, case
+        # A text query is embedded once (by one shard), not by every shard.
+        for mode in ("dense", "hybrid"):
+            calls.write_text("")
+            many.search(queries, k=3, mode=mode)
+            assert calls.read_text().split() == [str(len(queries))], mode
+        dense = many.search(queries[1], k=5)
+        assert dense.ids.tolist() == one.search(queries[1], k=5).ids.tolist()
+
+
 def test_ties_follow_shard_then_insertion_order(cluster: Any, tmp_path: Path) -> None:
     ids = [f"same-{i}" for i in range(30)]
     with (
@@ -174,12 +262,74 @@ def test_a_search_no_shard_answers_raises_even_when_partial_results_are_allowed(
         with pytest.raises(simsearch.ShardUnavailableError) as raised:
             col.search([[1.0, 0, 0, 0], [0, 1.0, 0, 0]], k=2, allow_partial=True, timeout=2)
         assert raised.value.shards == (0, 1, 2)
+        # Bad options raise their own errors before any shard is asked (none would answer).
+        q = [1.0, 0, 0, 0]
+        refused: list[tuple[dict[str, Any], type[Exception], str]] = [
+            ({"mode": "fuzzy"}, simsearch.InvalidArgumentError, "mode"),
+            ({"k": 0}, simsearch.InvalidArgumentError, "k"),
+            ({"offset": -1}, simsearch.InvalidArgumentError, "offset"),
+            ({"where": {"a": {"$near": 1}}}, simsearch.InvalidFilterError, "near"),
+            ({"mode": "lexical"}, simsearch.InvalidArgumentError, "string"),
+            ({"min_relevance": 0.5}, simsearch.NotCalibratedError, "do not calibrate"),
+            ({"cutoff": "f1"}, simsearch.NotCalibratedError, "do not calibrate"),
+            ({"hubness": "csls"}, simsearch.InvalidArgumentError, "do not reduce hubness"),
+        ]
+        for options, error, words in refused:
+            with pytest.raises(error, match=words):
+                col.search(q, timeout=2, **options)
+        with pytest.raises(simsearch.InvalidVectorError):
+            col.search([float("nan"), 0, 0, 0], timeout=2)
     finally:
         col._closed = True  # its actors are gone: nothing left to close
 
 
+def test_a_lost_shard_is_named_and_partial_results_rank_the_live_shards_items(
+    cluster: Any, tmp_path: Path
+) -> None:
+    import ray
+
+    from simsearch.distributed.placement import shard_of
+
+    x, ids, meta = _data(300, 8)
+    q = np.random.default_rng(3).standard_normal((2, 8)).astype(np.float32)
+    col = simsearch.ShardedCollection.open(tmp_path / "lost", shards=3, metric="dot")
+    try:
+        col.add(ids, vectors=x, metadata=meta)
+        ray.kill(col._actors[1], no_restart=True)
+        for mode in ({}, {"where": {"g": 2}}):
+            with pytest.raises(simsearch.ShardUnavailableError, match=r"^shard 1 of 3") as raised:
+                col.search(q, k=10, timeout=5, **mode)
+            assert raised.value.shards == (1,)
+            res = col.search(q, k=10, timeout=5, allow_partial=True, **mode)
+            assert (res.partial, res.shards, res.missing_shards) == (True, (0, 2), (1,))
+            live = [
+                i
+                for i in range(len(ids))
+                if shard_of(ids[i], 3) != 1 and ("where" not in mode or meta[i]["g"] == 2)
+            ]
+            scores = q @ x[live].T
+            want = [[ids[live[j]] for j in np.argsort(-row)[:10]] for row in scores]
+            assert res.ids.tolist() == want
+            np.testing.assert_allclose(res.scores, -np.sort(-scores, axis=1)[:, :10], rtol=1e-5)
+    finally:
+        for actor in col._actors:
+            ray.kill(actor, no_restart=True)
+        col._closed = True  # its actors are gone: nothing left to close
+
+
+def test_an_address_of_another_cluster_is_refused(cluster: Any, tmp_path: Path) -> None:
+    # The process is connected to the test cluster: Ray would ignore another address.
+    with pytest.raises(simsearch.ConfigMismatchError, match="connected to the Ray cluster at"):
+        simsearch.ShardedCollection.open(tmp_path / "a", shards=2, ray_address="127.0.0.1:1")
+    assert not (tmp_path / "a").exists()
+    with simsearch.ShardedCollection.open(
+        tmp_path / "b", shards=2, dim=2, ray_address=cluster.address
+    ) as col:
+        assert len(col) == 0
+
+
 def test_closing_one_collection_keeps_the_ray_connection_another_uses() -> None:
-    from simsearch.distributed import sharded
+    from simsearch.distributed import connection
 
     class Connection:
         """Ray's connection calls, counted (the bookkeeping under test is simsearch's)."""
@@ -197,14 +347,14 @@ def test_closing_one_collection_keeps_the_ray_connection_another_uses() -> None:
             self.up, self.shutdowns = False, self.shutdowns + 1
 
     ours = Connection(up=False)
-    first, second = sharded._join_ray(ours, None), sharded._join_ray(ours, None)
+    first, second = connection.join_ray(ours, None), connection.join_ray(ours, None)
     assert (first, second, ours.inits) == (True, True, 1)
-    sharded._leave_ray(ours)
+    connection.leave_ray(ours)
     assert (ours.up, ours.shutdowns) == (True, 0)  # the second collection still uses it
-    sharded._leave_ray(ours)
+    connection.leave_ray(ours)
     assert (ours.up, ours.shutdowns) == (False, 1)
     theirs = Connection(up=True)  # the caller's own connection is never ended
-    assert sharded._join_ray(theirs, None) is False
+    assert connection.join_ray(theirs, None) is False
 
 
 def test_a_batch_with_a_stored_id_writes_nothing_on_any_shard(cluster: Any, tmp_path: Path) -> None:

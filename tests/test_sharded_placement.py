@@ -3,6 +3,8 @@ retried writes, and the error without Ray."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +40,39 @@ def test_manifest_fixes_the_shard_count(tmp_path: Path) -> None:
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(simsearch.NotACollectionError, match="other files"):
         load_or_create_manifest(tmp_path / "full", 2)
+
+
+@pytest.mark.parametrize("count", [0, -2, 5000, 2.5, "3", None, True])
+def test_a_damaged_manifest_says_so(tmp_path: Path, count: object) -> None:
+    load_or_create_manifest(tmp_path, 3)
+    saved = json.loads((tmp_path / MANIFEST).read_text("utf-8"))
+    (tmp_path / MANIFEST).write_text(json.dumps({**saved, "shards": count}), "utf-8")
+    with pytest.raises(simsearch.CorruptCollectionError, match="damaged or was edited"):
+        load_or_create_manifest(tmp_path, None)
+
+
+def test_two_processes_creating_a_root_at_once_agree_on_the_first_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    real_fsync = os.fsync
+    raced: list[bool] = []
+
+    def other_process_first(fd: int) -> None:
+        # While this process writes its manifest, another one creates the root with 3.
+        if not raced:
+            raced.append(True)
+            text = json.dumps({"format": 1, "shards": 3, "placement": "blake2b-64-mod"})
+            (root / MANIFEST).write_text(text, "utf-8")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", other_process_first)
+    with pytest.raises(simsearch.ConfigMismatchError, match="3 shards, not 2"):
+        load_or_create_manifest(root, 2)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert raced
+    assert load_or_create_manifest(root, None) == 3
+    assert sorted(f.name for f in root.iterdir()) == [MANIFEST]  # no file of its own left
 
 
 def test_merge_keeps_the_best_and_breaks_ties_by_shard_then_rank() -> None:

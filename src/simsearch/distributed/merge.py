@@ -21,7 +21,7 @@ from typing import Any
 from simsearch.distributed.shard import HitTuple
 from simsearch.types import Hit
 
-__all__ = ["merge", "merge_fields"]
+__all__ = ["merge", "merge_fields", "merge_info"]
 
 
 def merge(
@@ -58,3 +58,27 @@ def merge_fields(per_shard: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str
                 into["types"][kind] = into["types"].get(kind, 0) + n
             into["indexed"] = into["indexed"] or f.get("indexed")
     return sorted(merged.values(), key=lambda f: (-f["count"], f["field"]))
+
+
+def merge_info(root: str, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The shards' :meth:`Collection.info` summaries as one: count and size summed, the
+    fields merged, and each shard's own summary under ``shards``."""
+    first = parts[0]
+    dims = [p["dim"] for p in parts if p["dim"] is not None]
+    encoders = [p["encoder"] for p in parts if p["encoder"] is not None]
+    return {
+        "path": root,
+        "count": sum(p["count"] for p in parts),
+        "metric": first["metric"],
+        "dim": dims[0] if dims else None,
+        "encoder": encoders[0] if encoders else None,
+        "index": first["index"],
+        "seq": None,  # each shard numbers its own writes
+        "size_bytes": sum(p["size_bytes"] for p in parts),
+        "migration": None,
+        "fields": merge_fields([p["fields"] for p in parts]),
+        "field_indexes": first["field_indexes"],
+        "multivector": None,
+        "shard_count": len(parts),
+        "shards": list(parts),
+    }

@@ -25,6 +25,13 @@ import numpy as np
 
 from simsearch.collection import Collection
 from simsearch.config import CollectionConfig, IndexConfig
+from simsearch.distributed.hybrid_merge import (
+    Candidate,
+    Corpus,
+    ShardStats,
+    shard_sides,
+    shard_stats,
+)
 from simsearch.distributed.placement import MANIFEST
 from simsearch.errors import (
     DuplicateIdError,
@@ -32,8 +39,12 @@ from simsearch.errors import (
     NotACollectionError,
     SimsearchError,
 )
+from simsearch.index.keeper import IndexKeeper
+from simsearch.search.request import SearchRequest
+from simsearch.search.runner import Searcher
+from simsearch.store import SQLiteStore
 from simsearch.store.catalogue import UNKNOWN_FIELD
-from simsearch.types import Item
+from simsearch.types import FloatArray, Item
 
 __all__ = ["HitTuple", "ShardServer", "UnknownField", "WriteJournal"]
 
@@ -274,6 +285,34 @@ class ShardServer:
             ]
             for row in results
         ]
+
+    def _parts(self) -> tuple[SQLiteStore, IndexKeeper, Searcher]:
+        # A text search over shards needs what Collection's API does not offer (the
+        # lexical index's statistics, BM25 under the sums of every shard, the query
+        # embedder alone), so the shard takes its collection's parts, as Collection's own
+        # methods hand them to the search and tuning modules.
+        c = self.collection
+        return c._store, c._keeper, c._searcher
+
+    def embed(self, texts: list[str]) -> FloatArray:
+        """The query vectors of ``texts`` (a sharded search embeds its text queries once)."""
+        return self._parts()[2].query_vectors(texts, None)
+
+    def text_stats(self, words: list[str]) -> ShardStats:
+        """This shard's share of the corpus statistics of a text search for ``words``."""
+        store, keeper, searcher = self._parts()
+        return shard_stats(store, keeper, words, searcher.saved_alpha())
+
+    def text_sides(
+        self,
+        texts: list[str],
+        queries: FloatArray | None,
+        request: SearchRequest,
+        corpus: Corpus,
+    ) -> list[list[Candidate]] | UnknownField:
+        """Each text query's candidates on this shard, scored under ``corpus``."""
+        store, keeper, _ = self._parts()
+        return _lenient(lambda: shard_sides(store, keeper, request, texts, queries, corpus))
 
     def info(self) -> dict[str, Any]:
         return self.collection.info()

@@ -8,6 +8,13 @@ the batch again with ``upsert`` (or, for ``add``, the same call: retries of one 
 recognised) completes it without duplicating anything. Ray retries a call whose shard
 actor died (``max_task_retries``) on the restarted actor, which reopens its collection
 first, so every acknowledged write survives a lost process or node.
+
+A write that raised :class:`~simsearch.ShardUnavailableError` (its shard did not answer
+within the timeout) is not cancelled: Ray still delivers it when the shard comes back,
+so it may be applied after the error, in full on that shard. The safe retry is
+``upsert`` of the same batch: it writes each item whole, so applying it once or twice,
+before or after the late original, leaves the same items (a new ``add`` of the batch
+raises :class:`~simsearch.DuplicateIdError` for the items the late write stored).
 """
 
 from __future__ import annotations
@@ -20,8 +27,17 @@ from typing import Any
 
 from simsearch.browse import MISSING
 from simsearch.config import CollectionConfig, IndexConfig
-from simsearch.distributed.merge import merge, merge_fields
+from simsearch.distributed.connection import check_cluster, join_ray, leave_ray, ray_module
+from simsearch.distributed.hybrid_merge import (
+    corpus_of,
+    fused_rows,
+    query_word_set,
+    refuse_textless,
+    shared_alpha,
+)
+from simsearch.distributed.merge import merge, merge_info
 from simsearch.distributed.placement import load_or_create_manifest, shard_dir, split
+from simsearch.distributed.request import ShardedResults, checked_request
 from simsearch.distributed.shard import ShardServer, UnknownField
 from simsearch.errors import (
     CollectionClosedError,
@@ -29,13 +45,14 @@ from simsearch.errors import (
     InvalidArgumentError,
     InvalidFilterError,
     ItemNotFoundError,
-    MissingDependencyError,
     ShardUnavailableError,
     SimsearchError,
 )
-from simsearch.types import Item, JSONObject, Metric, Results
+from simsearch.search.request import SearchRequest
+from simsearch.search.runner import query_texts
+from simsearch.types import Item, JSONObject, Metric
 from simsearch.updates import checked_update
-from simsearch.validation import as_vector_batch, check_ids, check_k, check_metadata, check_texts
+from simsearch.validation import as_vector_batch, check_ids, check_metadata, check_texts
 
 __all__ = ["DEFAULT_TIMEOUT", "ShardedCollection", "ShardedResults", "ray_module"]
 
@@ -43,42 +60,6 @@ __all__ = ["DEFAULT_TIMEOUT", "ShardedCollection", "ShardedResults", "ray_module
 DEFAULT_TIMEOUT = 60.0
 #: Calls one shard actor runs at once.
 SHARD_THREADS = 4
-
-
-def ray_module() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "sharded collections run on Ray: pip install 'simsearch[ray]'"
-        ) from exc
-    return ray
-
-
-#: Sharded collections open in this process on a Ray connection simsearch started: the
-#: connection ends with the last of them, not with the first one closed.
-_RAY_USERS = 0
-
-
-def _join_ray(ray: Any, address: str | None) -> bool:
-    """Connect to Ray unless connected; true when this collection counts toward the
-    connection simsearch started (so closing it may end that connection)."""
-    global _RAY_USERS
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        _RAY_USERS = 0
-    elif _RAY_USERS == 0:
-        return False  # the caller's own connection: never ours to end
-    _RAY_USERS += 1
-    return True
-
-
-def _leave_ray(ray: Any) -> None:
-    global _RAY_USERS
-    _RAY_USERS -= 1
-    if _RAY_USERS <= 0:
-        _RAY_USERS = 0
-        ray.shutdown()
 
 
 def _refuse_absent(ids: Sequence[str], present: set[str]) -> None:
@@ -89,30 +70,15 @@ def _refuse_absent(ids: Sequence[str], present: set[str]) -> None:
         raise ItemNotFoundError(f"no item with id {shown}{more}")
 
 
-class ShardedResults(Results):
-    """:class:`~simsearch.Results` of a sharded search; ``partial`` is true when
-    ``allow_partial=True`` let it leave out the shards named in ``missing_shards``."""
-
-    __slots__ = ("missing_shards", "partial")
-    partial: bool
-    missing_shards: tuple[int, ...]
-
-    def __init__(self, k: int, rows: Sequence[Sequence[Any]], missing: tuple[int, ...]) -> None:
-        super().__init__(k, rows)
-        object.__setattr__(self, "missing_shards", missing)
-        object.__setattr__(self, "partial", bool(missing))
-
-
 class ShardedCollection:
     """A collection over ``shards`` Ray actors with the API of :class:`~simsearch.Collection`
     (add, upsert, delete, get, count, search, len, info).
 
     Items are placed by a stable hash of their id (:mod:`simsearch.distributed.placement`);
     a search asks every shard for its best ``k + offset`` (filters applied before ranking)
-    and merges them exactly (:mod:`simsearch.distributed.merge`). Dense search gives what
-    one collection holding every item gives. Lexical and hybrid search rank each shard
-    with its own BM25 statistics (document frequencies are counted per shard, as a search
-    engine's query-then-fetch does), so their scores can differ from one collection's.
+    and merges them exactly (:mod:`simsearch.distributed.merge`); lexical and hybrid
+    searches score BM25 with every shard's statistics and fuse the union of the shards'
+    candidates as one collection does (:mod:`simsearch.distributed.hybrid_merge`).
     """
 
     def __init__(self, root: Path, actors: list[Any], timeout: float, started_ray: bool) -> None:
@@ -123,6 +89,7 @@ class ShardedCollection:
         self._dim: int | None = None
         self._config: CollectionConfig | None = None
         self._closed = False
+        self._turn = 0  # the shard that embeds the next text query
 
     @classmethod
     def open(
@@ -145,7 +112,9 @@ class ShardedCollection:
             shards: the shard count; fixed when created (saved in the root's manifest), so
                 another count on reopen raises :class:`~simsearch.ConfigMismatchError`.
             ray_address: the Ray cluster to join (``None``: the one this process is
-                connected to, or a new local one).
+                connected to, or a new local one); while connected, an address of another
+                cluster raises :class:`~simsearch.ConfigMismatchError`
+                (:mod:`simsearch.distributed.connection`).
             metric, dim, encoder, index: as :meth:`Collection.open`, for every shard.
             timeout: seconds a call waits for a shard before raising
                 :class:`~simsearch.ShardUnavailableError`.
@@ -156,8 +125,9 @@ class ShardedCollection:
             raise InvalidArgumentError(f"timeout must be a positive number, got {timeout!r}")
         ray = ray_module()
         folder = Path(root).resolve()
+        check_cluster(ray, ray_address)
         count = load_or_create_manifest(folder, shards)
-        started = _join_ray(ray, ray_address)
+        started = join_ray(ray, ray_address)
         actor = ray.remote(ShardServer).options(
             max_restarts=-1,
             max_task_retries=-1,
@@ -182,17 +152,23 @@ class ShardedCollection:
 
     # -- calling the shards ------------------------------------------------------------------
     def _gather(
-        self, refs: Sequence[Any], timeout: float | None = None, allow_partial: bool = False
+        self,
+        refs: Sequence[Any],
+        timeout: float | None = None,
+        allow_partial: bool = False,
+        shards: Sequence[int] | None = None,
     ) -> list[Any]:
-        """Every shard's answer (``refs[s]`` is shard ``s``'s call); a shard that does not
-        answer in time raises :class:`~simsearch.ShardUnavailableError` naming it (with
-        ``allow_partial``, its answer is ``None``). A shard's own error is raised as is."""
+        """Every shard's answer (``refs[i]`` is shard ``shards[i]``'s call, by default shard
+        ``i``'s); a shard that does not answer in time raises
+        :class:`~simsearch.ShardUnavailableError` naming it (with ``allow_partial``, its
+        answer is ``None``). A shard's own error is raised as is."""
         ray = ray_module()
+        numbers = list(range(len(refs))) if shards is None else list(shards)
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout or self._timeout)
         done = {r.hex() for r in ready}
         out: list[Any] = []
         down: list[int] = []
-        for shard, ref in enumerate(refs):
+        for shard, ref in zip(numbers, refs, strict=True):
             if ref.hex() not in done:
                 down.append(shard)
                 out.append(None)
@@ -210,21 +186,24 @@ class ShardedCollection:
         if down and not allow_partial:
             named = ("shards " if len(down) > 1 else "shard ") + ", ".join(map(str, down))
             raise ShardUnavailableError(
-                f"{named} of {len(refs)} of the sharded collection at {self.root} did "
+                f"{named} of {self.shards} of the sharded collection at {self.root} did "
                 f"not answer within {timeout or self._timeout:g} s (its actor is down or "
                 "restarting); try again, or search with allow_partial=True",
                 tuple(down),
             )
         return out
 
-    def _settle(self, answers: list[Any], where: Any, blank: Callable[[], Any]) -> list[Any]:
+    def _settle(
+        self, answers: list[Any], where: Any, blank: Callable[[], Any], allow_partial: bool = False
+    ) -> list[Any]:
         """The shards' answers with those of shards whose items lack a field ``where``
         requires made ``blank()``; a filter field that no item of any shard holds raises
         :class:`~simsearch.InvalidFilterError`, as one collection's would."""
         unknown = [a for a in answers if isinstance(a, UnknownField)]
         if not unknown:
             return answers
-        if not any(self._gather([a.knows.remote(where) for a in self._actors])):
+        knows = [a.knows.remote(where) for a in self._actors]
+        if not any(self._gather(knows, allow_partial=allow_partial)):
             raise InvalidFilterError(unknown[0].message)
         return [blank() if isinstance(a, UnknownField) else a for a in answers]
 
@@ -248,7 +227,7 @@ class ShardedCollection:
         for actor in self._actors:
             ray.kill(actor, no_restart=True)
         if self._started_ray:
-            _leave_ray(ray)
+            leave_ray(ray)
 
     def close(self) -> None:
         """Close every shard's collection (saving its index) and stop the actors."""
@@ -480,26 +459,7 @@ class ShardedCollection:
         """A summary as :meth:`Collection.info` gives one (count and size over all shards),
         with ``shards``: each shard's own summary."""
         self._check_open()
-        parts: list[dict[str, Any]] = self._gather([a.info.remote() for a in self._actors])
-        first = parts[0]
-        dims = [p["dim"] for p in parts if p["dim"] is not None]
-        encoders = [p["encoder"] for p in parts if p["encoder"] is not None]
-        return {
-            "path": str(self.root),
-            "count": sum(p["count"] for p in parts),
-            "metric": first["metric"],
-            "dim": dims[0] if dims else None,
-            "encoder": encoders[0] if encoders else None,
-            "index": first["index"],
-            "seq": None,  # each shard numbers its own writes
-            "size_bytes": sum(p["size_bytes"] for p in parts),
-            "migration": None,
-            "fields": merge_fields([p["fields"] for p in parts]),
-            "field_indexes": first["field_indexes"],
-            "multivector": None,
-            "shard_count": len(parts),
-            "shards": parts,
-        }
+        return merge_info(str(self.root), self._gather([a.info.remote() for a in self._actors]))
 
     # -- payload indexes ---------------------------------------------------------------------
     def index_field(self, field: str, kind: str, *, window: bool = False) -> bool:
@@ -530,37 +490,110 @@ class ShardedCollection:
         offset: int = 0,
         allow_partial: bool = False,
         timeout: float | None = None,
+        progress: Any = None,
         **options: Any,
     ) -> ShardedResults:
         """The ``k`` items most similar to each query over every shard, as
-        :meth:`Collection.search` takes them (``where``, ``ef``, ``exact``, ``mode``...).
+        :meth:`Collection.search` takes them (``where``, ``ef``, ``exact``, ``mode``...),
+        checked here before any shard is asked; a text query is embedded once, by one
+        shard (``progress`` is not shown). Lexical and hybrid searches merge exactly
+        (:mod:`simsearch.distributed.hybrid_merge`). ``min_relevance``, ``cutoff`` and
+        ``hubness`` are refused: sharded collections do not calibrate or reduce hubness.
 
         A shard that does not answer within ``timeout`` seconds (default: the collection's)
         raises :class:`~simsearch.ShardUnavailableError` naming it; with
         ``allow_partial=True`` the live shards' hits come back instead, in results whose
-        ``partial`` is true and whose ``missing_shards`` names the others.
+        ``partial`` is true, whose ``shards`` names the shards that answered and whose
+        ``missing_shards`` names the others.
         """
         self._check_open()
-        k = check_k(k)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidArgumentError(f"offset must be a non-negative integer, got {offset!r}")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
             raise InvalidArgumentError(f"timeout must be a positive number, got {timeout!r}")
-        asked = {**options, "k": k + offset, "offset": 0}
+        request = checked_request(k=k, offset=offset, **options)
+        texts = query_texts(query)
+        where = options.get("where")
+        if request.mode != "dense":
+            if texts is None:
+                raise InvalidArgumentError(
+                    f"mode={request.mode!r} searches texts: give the query as a string or a "
+                    "list of strings"
+                )
+            return self._text_search(texts, request, where, timeout, allow_partial)
+        if texts is None:
+            queries = as_vector_batch(query, None, what="query vectors")
+        else:
+            queries = self._embed(texts, range(self.shards), timeout, allow_partial)
+        asked = {**options, "k": request.depth, "offset": 0}
         answers = self._gather(
-            [a.search.remote(query, asked) for a in self._actors], timeout, allow_partial
+            [a.search.remote(queries, asked) for a in self._actors], timeout, allow_partial
         )
-        rows = len(next((a for a in answers if isinstance(a, list)), [[]]))
-        answers = self._settle(answers, options.get("where"), lambda: [[] for _ in range(rows)])
-        live = [a for a in answers if a is not None]
+        answers = self._settle(answers, where, lambda: [[] for _ in queries], allow_partial)
         missing = tuple(s for s, a in enumerate(answers) if a is None)
-        if not live:  # nothing to return, not even how many queries there were
+        self._refuse_none(missing, timeout)
+        live = [a for a in answers if a is not None]
+        rows = merge(live, k=request.k, offset=request.offset)
+        return ShardedResults(request.k, rows, missing, self.shards)
+
+    def _refuse_none(self, missing: Sequence[int], timeout: float | None) -> None:
+        """Raise when no shard answered: nothing to return, not even how many queries."""
+        if len(missing) == self.shards:
             raise ShardUnavailableError(
                 f"no shard of the sharded collection at {self.root} answered within "
                 f"{timeout or self._timeout:g} s (their actors are down or restarting); "
                 "try again",
-                missing,
+                tuple(missing),
             )
-        return ShardedResults(k, merge(live, k=k, offset=offset), missing)
+
+    def _embed(
+        self, texts: list[str], among: Sequence[int], timeout: float | None, allow_partial: bool
+    ) -> Any:
+        """The query texts embedded once, by one of the shards ``among`` (in turn, so that
+        the shards share the work; with ``allow_partial``, the next one when it is down)."""
+        order = list(among)
+        self._turn = (self._turn + 1) % len(order)
+        order = order[self._turn :] + order[: self._turn]
+        for tried, s in enumerate(order):
+            try:
+                return self._gather([self._actors[s].embed.remote(texts)], timeout, shards=[s])[0]
+            except ShardUnavailableError:
+                if not allow_partial or tried == len(order) - 1:
+                    raise
+        raise AssertionError("unreachable: the last try raises")
+
+    def _text_search(
+        self,
+        texts: list[str],
+        request: SearchRequest,
+        where: Any,
+        timeout: float | None,
+        allow_partial: bool,
+    ) -> ShardedResults:
+        """A lexical or hybrid search in two rounds, the corpus statistics then each side's
+        candidates, merged as one collection ranks them (:mod:`.hybrid_merge`)."""
+        every = range(self.shards)
+        words = query_word_set(texts)
+        stats = self._gather(
+            [a.text_stats.remote(words) for a in self._actors], timeout, allow_partial
+        )
+        self._refuse_none([s for s in every if stats[s] is None], timeout)
+        live = [s for s in every if stats[s] is not None]
+        corpus = corpus_of([stats[s] for s in live])
+        refuse_textless(corpus, texts, request.mode)
+        queries, alpha = None, 0.0
+        if request.mode == "hybrid":
+            alpha = shared_alpha(request, [stats[s] for s in live])
+            queries = self._embed(texts, live, timeout, allow_partial)
+        sides = self._gather(
+            [self._actors[s].text_sides.remote(texts, queries, request, corpus) for s in live],
+            timeout,
+            allow_partial,
+            shards=live,
+        )
+        sides = self._settle(sides, where, lambda: [[] for _ in texts], allow_partial)
+        answered = dict(zip(live, sides, strict=True))
+        missing = tuple(s for s in every if answered.get(s) is None)
+        self._refuse_none(missing, timeout)
+        rows = fused_rows([a for a in sides if a is not None], request, alpha)
+        return ShardedResults(request.k, rows, missing, self.shards)

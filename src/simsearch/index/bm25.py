@@ -12,7 +12,9 @@ times as the collection doubles.
 Scores are BM25 as SQLite FTS5 defines it (the lexical index was FTS5 before): ``k1 =
 1.2``, ``b = 0.75``, ``idf = ln((N - n + 0.5) / (n + 0.5))`` floored at ``1e-6``, over
 the live texts only (``N`` texts, average length in words, ``n`` texts holding the term),
-computed at query time from the posting counts, in double precision.
+computed at query time from the posting counts, in double precision. A search may give
+other statistics (:class:`CorpusStats`): a sharded collection scores each shard's texts
+with the sums over every shard, so that its scores are those of one index of all texts.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy.typing as npt
 
 from simsearch.index.tokens import Vocabulary
 
-__all__ = ["K1", "B", "BM25Index", "Grow"]
+__all__ = ["K1", "B", "BM25Index", "CorpusStats", "Grow"]
 
 K1, B = 1.2, 0.75
 IDF_FLOOR = 1e-6
@@ -66,6 +68,27 @@ class Grow:
     def set(self, data: npt.NDArray[np.generic]) -> None:
         self._data = np.array(data, dtype=self._data.dtype)
         self.n = len(data)
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """BM25's statistics of a corpus: its live texts, their total length in words, and
+    each term's document frequency (by this index's term ids; a term not given: 0)."""
+
+    texts: int
+    total_len: int
+    df: dict[int, int]
+
+
+def _bm25(
+    tf: F64, lengths: F64, live: npt.NDArray[np.bool_], texts: int, total_len: int, df: float
+) -> F64:
+    """Each posting's BM25 weight (0 for a dead slot's) under these statistics."""
+    n = max(texts, 1)
+    idf = max(math.log((n - df + 0.5) / (df + 0.5)), 0.0) or IDF_FLOOR
+    avgdl = max(total_len / n, 1e-9)
+    norm = K1 * (1 - B + B * lengths / avgdl)
+    return np.where(live, idf * tf * (K1 + 1) / (tf + norm), 0.0)
 
 
 @dataclass(frozen=True)
@@ -198,31 +221,39 @@ class BM25Index:
         return self._tail
 
     # -- ranking ---------------------------------------------------------------------------
-    def _weights(self, part: int, term: int) -> tuple[Int32Array, F64]:
+    def _weights(
+        self, part: int, term: int, stats: CorpusStats | None = None
+    ) -> tuple[Int32Array, F64]:
         """The slots holding ``term`` in part ``part`` (0 main, 1 tail) and each one's BM25
         score for it (0 for a dead slot's), for the statistics of now: computed at the
         first search that asks after a change, then kept until the next change (so a write
-        costs the next search only its own terms)."""
+        costs the next search only its own terms). Scores under given ``stats`` are not
+        kept (they change with every other shard's writes)."""
         key = (part, term)
-        found = self._scored.get(key)
+        found = None if stats is not None else self._scored.get(key)
         if found is None:
             held = self.main if part == 0 else self._tail_part()
             slots, counts = held.of_term(term)
-            n = max(self.live, 1)
-            df = float(self.df.view[term])
-            idf = max(math.log((n - df + 0.5) / (df + 0.5)), 0.0) or IDF_FLOOR
-            avgdl = max(self.total_len / n, 1e-9)
             tf = counts.astype(np.float64)
-            norm = K1 * (1 - B + B * self.slot_len.view[slots].astype(np.float64) / avgdl)
-            score = np.where(self.slot_live.view[slots], idf * tf * (K1 + 1) / (tf + norm), 0.0)
-            found = self._scored[key] = (slots, score)
+            lengths = self.slot_len.view[slots].astype(np.float64)
+            live = self.slot_live.view[slots]
+            if stats is None:
+                df = float(self.df.view[term])
+                score = _bm25(tf, lengths, live, self.live, self.total_len, df)
+                found = self._scored[key] = (slots, score)
+            else:
+                df = float(stats.df.get(term, 0))
+                found = (slots, _bm25(tf, lengths, live, stats.texts, stats.total_len, df))
         return found
 
     def matches(
-        self, terms: Sequence[int], allowed: npt.NDArray[np.bool_] | None
+        self,
+        terms: Sequence[int],
+        allowed: npt.NDArray[np.bool_] | None,
+        stats: CorpusStats | None = None,
     ) -> tuple[F64, Int64Array]:
         """Every live row holding one of ``terms`` (and ``allowed[row]``, when given),
-        ascending, with its BM25 score."""
+        ascending, with its BM25 score (under ``stats``, when given, else this index's)."""
         empty = np.zeros(0, np.float64), np.zeros(0, np.int64)
         if not terms or not self.live or (allowed is not None and not allowed.any()):
             return empty
@@ -230,7 +261,7 @@ class BM25Index:
         slots_of, weights_of = [], []
         for part in parts:
             for t in terms:
-                slots, score = self._weights(part, t)
+                slots, score = self._weights(part, t, stats)
                 if len(slots):
                     slots_of.append(slots)
                     weights_of.append(score)
@@ -270,11 +301,15 @@ class BM25Index:
         return np.zeros(0, np.int64) if kept is None else kept.astype(np.int64)
 
     def search(
-        self, terms: Sequence[int], k: int, allowed: npt.NDArray[np.bool_] | None
+        self,
+        terms: Sequence[int],
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None,
+        stats: CorpusStats | None = None,
     ) -> tuple[F64, Int64Array]:
         """The ``k`` best rows for ``terms`` and their scores, best first (ties: the smaller
         row first)."""
-        scores, rows = self.matches(terms, allowed)
+        scores, rows = self.matches(terms, allowed, stats)
         return best_of(scores, rows, k)
 
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from simsearch.errors import InvalidArgumentError
 from simsearch.index.base import Int64Array
-from simsearch.index.bm25 import BM25Index, best_of
+from simsearch.index.bm25 import BM25Index, CorpusStats, best_of
 from simsearch.index.flat import normalize
 from simsearch.index.tokens import query_words
 from simsearch.scoring.fusion import fuse
@@ -80,12 +80,17 @@ def _padded(
 
 
 def lexical_ranked(
-    bm25: BM25Index, matches: Sequence[Terms], k: int, allowed: Int64Array | None
+    bm25: BM25Index,
+    matches: Sequence[Terms],
+    k: int,
+    allowed: Int64Array | None,
+    stats: CorpusStats | None = None,
 ) -> Ranked:
-    """The ``k`` best rows of each query by BM25 among ``allowed`` (``None``: all)."""
+    """The ``k`` best rows of each query by BM25 among ``allowed`` (``None``: all), under
+    ``stats`` when given (a sharded collection's sums), else the index's own."""
     empty = (np.zeros(0, np.float64), np.zeros(0, np.int64))
     mask = allowed_mask(allowed)
-    parts = [empty if not m else bm25.search(m, k, mask) for m in matches]
+    parts = [empty if not m else bm25.search(m, k, mask, stats) for m in matches]
     return Ranked(*_padded(parts, k))
 
 
@@ -152,15 +157,17 @@ def hybrid_pool(
     queries: FloatArray,
     matches: Sequence[Terms],
     depth: int,
+    stats: CorpusStats | None = None,
 ) -> Pool:
-    """The union of each side's best ``depth`` rows per query, every one scored by both."""
+    """The union of each side's best ``depth`` rows per query, every one scored by both
+    (BM25 under ``stats`` when given)."""
     dense_side = ctx.candidates(queries, depth)
     n = len(queries)
     # Each query's matches are read once: the best ``depth`` of them are its lexical side,
     # and the dense side's candidates take their BM25 scores from them too.
     empty = (np.zeros(0, np.float64), np.zeros(0, np.int64))
     mask = allowed_mask(ctx.allowed)
-    matched = [empty if not m else bm25.matches(m, mask) for m in matches]
+    matched = [empty if not m else bm25.matches(m, mask, stats) for m in matches]
     lexical_side = [best_of(s, r, depth)[1] for s, r in matched]
     unions = []
     for i in range(n):
@@ -210,10 +217,14 @@ def text_stage(
 
 
 def lexical_sided(
-    bm25: BM25Index, matches: Sequence[Terms], k: int, allowed: Int64Array | None
+    bm25: BM25Index,
+    matches: Sequence[Terms],
+    k: int,
+    allowed: Int64Array | None,
+    stats: CorpusStats | None = None,
 ) -> Sided:
     """A lexical search's hits, its dense scores NaN (it embeds nothing)."""
-    ranked = lexical_ranked(bm25, matches, k, allowed)
+    ranked = lexical_ranked(bm25, matches, k, allowed, stats)
     return Sided(
         ranked,
         np.full(ranked.rows.shape, np.nan, dtype=np.float32),
