@@ -71,6 +71,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from simsearch.errors import InvalidFilterError
@@ -163,9 +164,10 @@ class SqlFilter:
         ``$ne`` and ``$nin``, which a missing field can pass."""
         return frozenset(leaf.keys for leaf in _required(self.tree) if leaf.op != "exists")
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """A text naming this filter exactly (its SQL and parameters), for caches."""
+        """A text naming this filter exactly (its SQL and parameters), for caches (made once:
+        a compiled filter is reused by every search that repeats it)."""
         return self.sql + "\x00" + json.dumps(self.params)
 
     @property

@@ -154,15 +154,27 @@ class Hit:
         relevance: float | None = None,
         sides: tuple[Any, Any] | None = None,
     ) -> Hit:
-        hit = cls(id, score, None, text, relevance)
-        if sides is not None:
+        # Each slot set once through its descriptor, without __init__ (a search makes a
+        # hit per result, and this is several times cheaper than object.__setattr__).
+        hit = object.__new__(cls)
+        _SET_ID(hit, id)
+        _SET_SCORE(hit, score)
+        _SET_TEXT(hit, text)
+        _SET_RELEVANCE(hit, relevance)
+        if sides is None:
+            _SET_DENSE(hit, None)
+            _SET_LEXICAL(hit, None)
+        else:
             # A lexical search embeds nothing: its hits' dense score is NaN, shown as None.
             dense = float(sides[0])
-            object.__setattr__(hit, "dense_score", None if math.isnan(dense) else dense)
-            object.__setattr__(hit, "lexical_score", float(sides[1]))
-        if metadata_json != "{}":
-            object.__setattr__(hit, "_metadata", None)
-            object.__setattr__(hit, "_metadata_json", metadata_json)
+            _SET_DENSE(hit, None if math.isnan(dense) else dense)
+            _SET_LEXICAL(hit, float(sides[1]))
+        if metadata_json == "{}":
+            _SET_METADATA(hit, {})
+            _SET_METADATA_JSON(hit, None)
+        else:
+            _SET_METADATA(hit, None)
+            _SET_METADATA_JSON(hit, metadata_json)
         return hit
 
     @property
@@ -219,6 +231,17 @@ class Hit:
             out["lexical_score"] = self.lexical_score
         return out
 
+
+(
+    _SET_ID, _SET_SCORE, _SET_TEXT, _SET_RELEVANCE, _SET_DENSE, _SET_LEXICAL, _SET_METADATA,
+    _SET_METADATA_JSON,
+) = (
+    Hit.__dict__[name].__set__
+    for name in (
+        "id", "score", "text", "relevance", "dense_score", "lexical_score", "_metadata",
+        "_metadata_json",
+    )
+)  # fmt: skip
 
 #: ``row -> (id, text, metadata_json)`` of the items a search returned.
 Described: TypeAlias = dict[int, tuple[str, str | None, str]]

@@ -23,6 +23,7 @@ from simsearch.errors import (
     InvalidVectorError,
 )
 from simsearch.types import FloatArray, JSONObject
+from simsearch.vecmath import row_sq_norms
 
 __all__ = [
     "INT64_RANGE",
@@ -76,6 +77,10 @@ def as_vector_batch(vectors: Any, dim: int | None, *, what: str = "vectors") -> 
     ...
     simsearch.errors.InvalidVectorError: vectors hold NaN or infinite values (row 0)
     """
+    if type(vectors) is np.ndarray and vectors.dtype in _FLOATS and 0 < vectors.ndim <= 2:
+        quick = _quick_float_batch(vectors, dim)
+        if quick is not None:
+            return quick
     if isinstance(vectors, str | bytes):
         raise InvalidVectorError(f"{what} must be numbers, not {type(vectors).__name__}")
     try:
@@ -114,6 +119,25 @@ def as_vector_batch(vectors: Any, dim: int | None, *, what: str = "vectors") -> 
             "(scale them down)"
         )
     return out
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _quick_float_batch(vectors: np.ndarray, dim: int | None) -> FloatArray | None:
+    """A float array that passes every check of :func:`as_vector_batch`, converted, else
+    ``None`` (the full checks then say what is wrong). One pass suffices: a row's squared
+    length is finite exactly when its values are finite and it does not overflow."""
+    arr = vectors if vectors.ndim == 2 else vectors[np.newaxis, :]
+    if not arr.shape[0] or not arr.shape[1] or (dim is not None and arr.shape[1] != dim):
+        return None
+    if arr.dtype == np.float32:
+        out = np.ascontiguousarray(arr)
+    else:
+        with np.errstate(over="ignore"):  # a float64 too large for float32 becomes inf
+            out = np.ascontiguousarray(arr, dtype=np.float32)
+    # einsum's kernel raises no floating-point warnings: overflow is simply inf.
+    return out if np.isfinite(row_sq_norms(out)).all() else None
 
 
 def duplicate_ids(existing: Sequence[str]) -> DuplicateIdError:

@@ -17,6 +17,7 @@ import numpy as np
 from simsearch.index.base import Int64Array, register_index
 from simsearch.store import Changes
 from simsearch.types import FloatArray, Metric
+from simsearch.vecmath import row_sq_norms
 
 __all__ = ["FlatIndex"]
 
@@ -42,7 +43,7 @@ _TINY = np.finfo(np.float32).tiny
 def normalize(x: FloatArray) -> FloatArray:
     """Rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    norms = np.sqrt(row_sq_norms(x))[:, None]
     np.maximum(norms, _TINY, out=norms)
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 

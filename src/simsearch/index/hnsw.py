@@ -195,6 +195,14 @@ class HNSWIndex:
         """Graph search; with ``allowed_rows``, the nearest ``k`` of those rows (see
         :meth:`_search_allowed`)."""
         queries = self._prepare(np.ascontiguousarray(queries, dtype=np.float32))
+        if allowed_rows is None and 0 < k <= self._count:
+            beam = max(ef or self.config.ef_search, k)
+            if beam < self._count:
+                # The path of nearly every unfiltered search (a server's one query a call):
+                # the walk's own arrays, with no padding to fill.
+                self._graph.set_ef(beam)
+                labels, distances = self._graph.knn_query(queries, k=k, num_threads=1)
+                return self._scores_of(distances), labels.astype(np.int64)
         nq = len(queries)
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         rows = np.full((nq, k), -1, dtype=np.int64)
@@ -224,11 +232,14 @@ class HNSWIndex:
         else:
             labels, distances = self._search_allowed(queries, k_eff, allowed, mask, ef)
         rows[:, :k_eff] = labels.astype(np.int64)
-        if self.metric is Metric.L2:
-            scores[:, :k_eff] = -np.sqrt(np.maximum(distances, 0.0))
-        else:
-            scores[:, :k_eff] = 1.0 - distances
+        scores[:, :k_eff] = self._scores_of(distances)
         return scores, rows
+
+    def _scores_of(self, distances: Any) -> FloatArray:
+        """hnswlib's distances as simsearch's higher-is-better scores."""
+        if self.metric is Metric.L2:
+            return -np.sqrt(np.maximum(distances, 0.0))  # type: ignore[no-any-return]
+        return 1.0 - distances  # type: ignore[no-any-return]
 
     def _allowed_mask(self, allowed_rows: Int64Array) -> tuple[Int64Array, Any]:
         """The live rows of ``allowed_rows`` and a mask of them over every row, reused

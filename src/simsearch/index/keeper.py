@@ -115,10 +115,20 @@ class _Gate:
             yield
 
     def reserve(self) -> None:
-        """Take a reader's hold now (under the keeper's lock); :meth:`held` gives it back."""
+        """Take a reader's hold now (under the keeper's lock); :meth:`release` (or the
+        end of :meth:`held`) gives it back."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._changing and not self._waiting)
+            if self._changing or self._waiting:
+                self._cond.wait_for(lambda: not self._changing and not self._waiting)
             self._readers += 1
+
+    def release(self) -> None:
+        """Give back a hold :meth:`reserve` took; the last reader out wakes a waiting change
+        (only a change waits for readers)."""
+        with self._cond:
+            self._readers -= 1
+            if not self._readers and self._waiting:
+                self._cond.notify_all()
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -126,9 +136,7 @@ class _Gate:
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
+            self.release()
 
     @contextmanager
     def changing(self) -> Iterator[None]:
@@ -372,44 +380,41 @@ class IndexKeeper:
                 return found, "payload index"
         return snap.filter_rows(flt), "scan"
 
-    @contextmanager
-    def quick_reading(
+    def quick_pin(
         self, state: StoreState, config: CollectionConfig, flt: SqlFilter | None
-    ) -> Iterator[Pinned | None]:
+    ) -> Pinned | None:
         """The index held steady as :meth:`reading` does, without a snapshot: only when it
         is already at ``state`` (the store unchanged since), holds float vectors, and has
-        the filter's rows at hand; else ``None`` (the caller takes the snapshot path)."""
-        hold = None
+        the filter's rows at hand; else ``None`` (the caller takes the snapshot path). A
+        pin holds back index changes until :meth:`unpin`, which must follow it."""
         with self._lock:
             index = self.index
-            pinned = None
             if (
-                not self.closed
-                and index is not None
-                and not isinstance(index, QuantizedIndex)
-                and config.dim is not None
-                and state.seq == self.applied_seq
-                and self._kind == config.index
-                and index.dim == config.dim
+                self.closed
+                or index is None
+                or isinstance(index, QuantizedIndex)
+                or config.dim is None
+                or state.seq != self.applied_seq
+                or self._kind != config.index
+                or index.dim != config.dim
             ):
-                key = None if flt is None or flt.matches_all else flt.key
-                allowed = (
-                    None if key is None or flt is None else self.filters.cached(flt, state.seq)
-                )
-                if key is None or allowed is not None:
-                    source = None if key is None else "cache"
-                    bucket = None if key is None else self.windows.pick(flt)
-                    pinned = Pinned(
-                        index, allowed, state, config, self.version, self.subsets, key, source,
-                        None if bucket is None else bucket.graph,
-                    )  # fmt: skip
-                    hold = self._gate.reading()
-                    hold.__enter__()
-        try:
-            yield pinned
-        finally:
-            if hold is not None:
-                hold.__exit__(None, None, None)
+                return None
+            key = None if flt is None or flt.matches_all else flt.key
+            allowed = None if key is None or flt is None else self.filters.cached(flt, state.seq)
+            if key is not None and allowed is None:
+                return None
+            source = None if key is None else "cache"
+            bucket = None if key is None else self.windows.pick(flt)
+            pinned = Pinned(
+                index, allowed, state, config, self.version, self.subsets, key, source,
+                None if bucket is None else bucket.graph,
+            )  # fmt: skip
+            self._gate.reserve()  # under the lock: no change slips in before the hold
+            return pinned
+
+    def unpin(self) -> None:
+        """End the hold a :meth:`quick_pin` took."""
+        self._gate.release()
 
     def _loaded_or_new(self, snap: ReadTxn, config: CollectionConfig, dim: int) -> VectorIndex:
         """The saved index when it is this store's, intact, and agrees with the store; else

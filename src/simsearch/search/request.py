@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,11 @@ MAX_KNOB = 100_000
 MAX_OFFSET = 1_000_000
 #: The retrievers ``search(mode=...)`` names.
 MODES = ("dense", "lexical", "hybrid")
+#: Compiled filters kept by their value (see :func:`compiled_filter`).
+RECENT_FILTERS = 256
+#: Filters this large or deep are compiled anew each time instead of kept.
+_KEY_NODES = 1_000
+_KEY_DEPTH = 40
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class SearchRequest:
             raise InvalidArgumentError(
                 f"candidates must be an integer in [1, {MAX_KNOB}], got {candidates!r}"
             )
-        flt = compile_filter(where) if where is not None else None
+        flt = compiled_filter(where) if where is not None else None
         return SearchRequest(
             k=check_k(k),
             filter=None if flt is None or flt.matches_all else flt,
@@ -166,3 +172,43 @@ class SearchRequest:
     @property
     def wants_relevance(self) -> bool:
         return self.min_relevance is not None or self.cutoff is not None
+
+
+_RECENT: dict[Hashable, SqlFilter] = {}
+
+
+def compiled_filter(where: Any) -> SqlFilter:
+    """``compile_filter(where)``, kept by value: a server repeats the same filters, and
+    compiling one (SQLite parses its SQL to check it) costs more than many searches."""
+    try:
+        key = _frozen(where, 0, [0])
+    except _UncachedError:
+        return compile_filter(where)
+    flt = _RECENT.get(key)
+    if flt is None:
+        flt = compile_filter(where)
+        if len(_RECENT) >= RECENT_FILTERS:
+            _RECENT.clear()
+        _RECENT[key] = flt
+    return flt
+
+
+class _UncachedError(Exception):
+    """A filter that is not kept: too large or deep, or holding a type JSON lacks."""
+
+
+def _frozen(value: Any, depth: int, nodes: list[int]) -> Hashable:
+    """``value`` as a hashable key that tells apart everything the compiler tells apart:
+    the type of each scalar is part of it (``1``, ``1.0`` and ``True`` differ)."""
+    nodes[0] += 1
+    if nodes[0] > _KEY_NODES or depth > _KEY_DEPTH:
+        raise _UncachedError
+    kind = type(value)
+    if value is None or kind in (str, int, float, bool):
+        return (kind, value)
+    if kind is dict:
+        return (dict, tuple((_frozen(k, depth + 1, nodes), _frozen(v, depth + 1, nodes))
+                            for k, v in value.items()))  # fmt: skip
+    if kind in (list, tuple):
+        return (kind, tuple(_frozen(v, depth + 1, nodes) for v in value))
+    raise _UncachedError

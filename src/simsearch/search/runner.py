@@ -372,7 +372,8 @@ class Searcher:
     def _quick_described(self, rows: np.ndarray, state: Any) -> dict[int, Any] | None:
         """The descriptions of ``rows`` from memory, the missing ones read outside a
         transaction; ``None`` when the store changed meanwhile."""
-        described, missing = self._keeper.described.get(np.unique(rows[rows >= 0]).tolist())
+        wanted = list(dict.fromkeys(r for r in rows.ravel().tolist() if r >= 0))
+        described, missing = self._keeper.described.get(wanted)
         if missing:
             # Read outside a transaction; it saw ``state`` if nothing was committed by
             # the time it returned (else the snapshot path answers instead).
@@ -386,8 +387,13 @@ class Searcher:
     def _quick(self, queries: FloatArray, request: SearchRequest) -> Results | None:
         if request.hubness.method != "none" or request.wants_relevance or request.text:
             return None
-        with self._store.quick_reads() as possible:
-            return self._quick_reads(queries, request) if possible else None
+        store = self._store
+        if not store.begin_quick():
+            return None
+        try:
+            return self._quick_reads(queries, request)
+        finally:
+            store.end_quick()
 
     def _quick_reads(self, queries: FloatArray, request: SearchRequest) -> Results | None:
         """A plain search of the user's vectors with no store read at all, when nothing was
@@ -400,17 +406,22 @@ class Searcher:
         config = self._store.config_of(state)
         if config is None or config.dim != queries.shape[1]:
             return None
-        with self._keeper.quick_reading(state, config, request.filter) as pinned:
-            if pinned is None or pinned.index is None:
-                return None
-            k = max(1, min(request.depth, len(pinned.index)))
+        pinned = self._keeper.quick_pin(state, config, request.filter)
+        if pinned is None:
+            return None
+        try:
+            index = pinned.index
+            assert index is not None  # a pin is only given for an index
+            k = max(1, min(request.depth, len(index)))
             ctx = SearchContext(
-                None, pinned.index, config, pinned.allowed, request.knobs, request.exact,
+                None, index, config, pinned.allowed, request.knobs, request.exact,
                 pinned.exact_flat, pinned.window,
             )  # fmt: skip
             ranked = page(ctx.candidates(queries, k), request)
             rows = ranked.rows
             described = self._quick_described(rows, state)  # while the index holds still
-            if described is None:
-                return None
+        finally:
+            self._keeper.unpin()
+        if described is None:
+            return None
         return Results._from_search(request.k, ranked.scores, rows, described)

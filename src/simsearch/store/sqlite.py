@@ -471,12 +471,29 @@ class SQLiteStore:
         """Reads outside a transaction on this thread's connection, counted like a snapshot;
         yields False (read nothing) where they cannot be had: inside another read, or
         before this thread has noted a state."""
+        possible = self.begin_quick()
+        try:
+            yield possible
+        finally:
+            if possible:
+                self.end_quick()
+
+    def begin_quick(self) -> bool:
+        """Start :meth:`quick_reads` without a context manager (the one-query path counts
+        microseconds); when true, :meth:`end_quick` must follow."""
         reader = self._thread()
         if reader.depth or reader.remembered is None or reader.conn is None:
-            yield False
-            return
-        with self._counted():
-            yield True
+            return False
+        with self._idle:
+            if self._closed:
+                raise self._closed_error()
+            self._active += 1
+        return True
+
+    def end_quick(self) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
 
     def quick_state(self) -> StoreState | None:
         """Inside :meth:`quick_reads`: the state this thread last noted, if no connection
