@@ -77,3 +77,61 @@ def test_the_quick_path_reads_nothing_when_nothing_changed(
     hits = col.search([1.0, 0, 0], k=2)[0]
     assert [h.id for h in hits] == ["a", "b"]
     assert reads == []
+
+
+@pytest.mark.parametrize("metric", ["dot", "cosine", "l2"])
+def test_one_query_ranks_as_its_row_of_a_batch_and_the_oracle_do(
+    metric: str, tmp_path: Path
+) -> None:
+    """The one-query path of exact search ranks as the batch path does and as a brute-force
+    oracle does, ties by insertion order, deleted items left out."""
+    rng = np.random.default_rng(7)
+    vectors = rng.integers(-2, 3, (300, 3)).astype(np.float32)  # many exact ties
+    vectors[np.abs(vectors).sum(axis=1) == 0] = 1.0
+    ids = [f"i{n}" for n in range(300)]
+    with simsearch.Collection.open(tmp_path / "c", metric=metric) as col:
+        col.add(ids, vectors=vectors)
+        gone = set(rng.choice(300, 60, replace=False).tolist())
+        col.delete([ids[g] for g in gone])
+        keep = np.array([n for n in range(300) if n not in gone])
+        base = vectors[keep]
+        for q in rng.integers(-2, 3, (20, 3)).astype(np.float32):
+            q = q if np.abs(q).sum() else np.ones(3, dtype=np.float32)
+            one = col.search(q, k=7)[0]
+            batch = col.search(np.stack([q, -q]), k=7)[0]
+            assert [(h.id, h.score) for h in one] == [(h.id, h.score) for h in batch]
+            if metric == "l2":
+                key = np.linalg.norm(base - q, axis=1)
+            else:
+                b = base / np.linalg.norm(base, axis=1, keepdims=True) if metric == "cosine" else base
+                key = -(b @ (q / np.linalg.norm(q) if metric == "cosine" else q))
+            order = np.lexsort((keep, np.round(key, 5)))[:7]
+            assert [h.id for h in one] == [ids[n] for n in keep[order]]
+
+
+def test_a_kept_filter_is_the_one_its_value_compiles_to() -> None:
+    """Compiled filters are kept by value: values that compile differently (1, 1.0, True;
+    a dict changed after use) never share an entry."""
+    from simsearch.filters import compile_filter
+    from simsearch.search.request import compiled_filter
+
+    where: dict[str, object] = {"n": 1}
+    shapes = [where, {"n": True}, {"n": 1.0}, {"n": "1"}, {"n": [1]}, {"n": {"$in": [1, True]}}]
+    for _ in range(2):
+        for w in shapes:
+            try:
+                expected = compile_filter(w)
+            except simsearch.InvalidFilterError:
+                with pytest.raises(simsearch.InvalidFilterError):
+                    compiled_filter(w)
+                continue
+            assert compiled_filter(w) == expected
+    where["n"] = 2
+    assert compiled_filter(where) == compile_filter({"n": 2})
+
+
+def test_a_kept_filter_answers_as_a_fresh_one(col: simsearch.Collection) -> None:
+    for _ in range(2):
+        assert [h.id for h in col.search([1.0, 0.5, 0.2], k=3, where={"v": 1})[0]] == ["a", "b"]
+        assert [h.id for h in col.search([1.0, 0.5, 0.2], k=3, where={"v": 2})[0]] == ["c"]
+        assert col.search([1.0, 0.5, 0.2], k=3, where={"v": True})[0] == []

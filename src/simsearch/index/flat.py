@@ -38,6 +38,8 @@ COMPACT_FRACTION = 0.25
 
 
 _TINY = np.finfo(np.float32).tiny
+#: Scores above this are real; masked (dead or filtered-out) slots hold -inf.
+_LOWEST = float(-np.finfo(np.float32).max)
 
 
 def normalize(x: FloatArray) -> FloatArray:
@@ -199,7 +201,9 @@ class FlatIndex:
             positions = pos[found]
             positions = positions[self._alive[positions]]
         total = self._n if positions is None else len(positions)
-        if nq * total <= ONE_PASS:
+        if nq == 1 and positions is None and self._n > k:
+            scores, best = self._one_query(queries, k)
+        elif nq * total <= ONE_PASS:
             scores, best = self._search_one_pass(queries, k, positions)
         else:
             scores = np.full((nq, k), -np.inf, dtype=np.float32)
@@ -263,6 +267,22 @@ class FlatIndex:
             order = np.lexsort((at, -row[pick]))[:k]
             best_s[i, : len(order)] = row[pick[order]]
             best_p[i, : len(order)] = at[order]
+        return best_s, best_p
+
+    def _one_query(self, q: FloatArray, k: int) -> tuple[FloatArray, Int64Array]:
+        """One query over every slot, as :meth:`_search_one_pass` ranks it (ties by
+        position) in fewer array calls: a server's one-query-per-call path."""
+        row = self._block_scores(q, slice(0, self._n))[0]
+        if self._dead:
+            row[self._dead_positions()] = -np.inf
+        width = len(row)
+        cut = np.partition(row, width - k)[width - k]
+        pick = np.flatnonzero(row >= max(cut, _LOWEST))  # ascending: ties stay in order
+        order = pick[np.argsort(-row[pick], kind="stable")[:k]]
+        best_s = np.full((1, k), -np.inf, dtype=np.float32)
+        best_p = np.full((1, k), -1, dtype=np.int64)
+        best_s[0, : len(order)] = row[order]
+        best_p[0, : len(order)] = order
         return best_s, best_p
 
     def _dead_positions(self) -> Int64Array:
