@@ -102,9 +102,11 @@ def test_one_query_ranks_as_its_row_of_a_batch_and_the_oracle_do(
             assert [(h.id, h.score) for h in one] == [(h.id, h.score) for h in batch]
             if metric == "l2":
                 key = np.linalg.norm(base - q, axis=1)
+            elif metric == "cosine":
+                unit = base / np.linalg.norm(base, axis=1, keepdims=True)
+                key = -(unit @ (q / np.linalg.norm(q)))
             else:
-                b = base / np.linalg.norm(base, axis=1, keepdims=True) if metric == "cosine" else base
-                key = -(b @ (q / np.linalg.norm(q) if metric == "cosine" else q))
+                key = -(base @ q)
             order = np.lexsort((keep, np.round(key, 5)))[:7]
             assert [h.id for h in one] == [ids[n] for n in keep[order]]
 
