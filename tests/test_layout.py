@@ -17,6 +17,7 @@ FLOORS: list[tuple[str, ...]] = [
     (
         "errors",
         "blas",
+        "vecmath",
         "types",
         "config",
         "validation",
@@ -46,7 +47,7 @@ FLOORS: list[tuple[str, ...]] = [
         "updates",
         "tuning",
     ),
-    ("collection",),
+    ("collection", "collection_parts", "collection_scoring", "collection_upgrades"),
     ("check", "ingest", "sources", "eval", "plots", "client", "distributed", "__init__"),
     ("server", "cli"),
 ]
@@ -92,9 +93,12 @@ def test_no_source_file_is_over_600_lines() -> None:
 
 
 def test_the_collection_is_a_thin_facade() -> None:
-    # About 35 public methods (writes, reads, browsing, transfer, payload indexes, upgrades,
-    # scoring), each argument checks, a docstring and one delegation.
-    assert len((SRC / "collection.py").read_text(encoding="utf-8").splitlines()) < 560
+    # About 35 public methods, each argument checks, a docstring and one delegation, grouped
+    # by concern: data and search here, scoring and model upgrades beside it, the parts
+    # and their life below them.
+    assert len((SRC / "collection.py").read_text(encoding="utf-8").splitlines()) < 400
+    for facet in ("collection_parts", "collection_scoring", "collection_upgrades"):
+        assert len((SRC / f"{facet}.py").read_text(encoding="utf-8").splitlines()) < 200
 
 
 def test_imports_go_down_the_floors() -> None:

@@ -3,6 +3,10 @@ the store (:mod:`simsearch.store`), the index keeper (:mod:`simsearch.index.keep
 embedder (:mod:`simsearch.embedding`), the write path (:mod:`simsearch.writes`), the search
 pipeline (:mod:`simsearch.search`), model upgrades (:mod:`simsearch.upgrade`) and scoring
 (:mod:`simsearch.scoring`). No part reaches back into the collection.
+
+The facade is grouped by concern: data and search here, scoring methods in
+:mod:`simsearch.collection_scoring`, model upgrades in :mod:`simsearch.collection_upgrades`,
+and the parts themselves with their life (open, close) in :mod:`simsearch.collection_parts`.
 """
 
 from __future__ import annotations
@@ -12,40 +16,29 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from simsearch import fitting
 from simsearch.browse import count_items, get_items
-from simsearch.config import CollectionConfig, FieldIndexSpec, IndexConfig, index_name
-from simsearch.embedding import Embedder, Progress
+from simsearch.collection_scoring import ScoringMethods
+from simsearch.collection_upgrades import UpgradeMethods
+from simsearch.config import FieldIndexSpec, IndexConfig, index_name
+from simsearch.embedding import Progress
 from simsearch.encoders import Encoder
-from simsearch.errors import CollectionClosedError, InvalidArgumentError, SimsearchError
 from simsearch.field_admin import declare_field_index, drop_field_index, explain_filter
 from simsearch.filters import SqlFilter
 from simsearch.index.base import Int64Array
-from simsearch.index.keeper import IndexKeeper
 from simsearch.multivector import MultiVector, multivector_summary
-from simsearch.multivector.refuse import refuse_multivector
 from simsearch.opening import open_store
-from simsearch.scoring.duplicates import DEFAULT_K, DuplicatePair, find_pairs
-from simsearch.scoring.hubness import HubnessBank
-from simsearch.scoring.hybrid_calibration import HYBRID_CALIBRATION_KEY
-from simsearch.scoring.relevance import CALIBRATION_KEY, CalibrationState
 from simsearch.search.request import SearchRequest
-from simsearch.search.runner import Searcher
-from simsearch.store import SQLiteStore
 from simsearch.store.catalogue import field_summaries
 from simsearch.store.reads import ReadTxn
 from simsearch.transfer import check_target, export_store, import_dump, read_dump
-from simsearch.tuning import calibrate_hybrid_of, check_tuning, tune_hybrid
 from simsearch.types import Item, JSONObject, Metric, Results
 from simsearch.updates import update_items
-from simsearch.upgrade.compat import DEFAULT_BLEND
-from simsearch.upgrade.migration import Upgrades
 from simsearch.writes import delete_items, write_items
 
 __all__ = ["Collection"]
 
 
-class Collection:
+class Collection(ScoringMethods, UpgradeMethods):
     """A durable set of items (id, vector, optional text and metadata) that answers
     "what is most similar to this?".
 
@@ -60,21 +53,6 @@ class Collection:
     ...     [(h.id, round(h.score, 2)) for h in hits]
     [('a', 1.0), ('b', 0.2)]
     """
-
-    def __init__(self, path: Path, store: SQLiteStore, encoder: Encoder | None) -> None:
-        self.path = path
-        self._store = store
-        self._embedder = Embedder(encoder)
-        self._keeper = IndexKeeper(store, path)
-        self._upgrades = Upgrades(store, self._keeper, self._embedder)
-        self._calibration = CalibrationState()
-        self._hubness = HubnessBank()
-        self._searcher = Searcher(
-            store, self._keeper, self._embedder, self._upgrades, self._calibration, self._hubness
-        )
-        self._closed = False
-        with store.snapshot() as snap:
-            _, self._last_config = self._keeper.catch_up(snap)
 
     # -- opening and closing ---------------------------------------------------------------
     @classmethod
@@ -116,21 +94,6 @@ class Collection:
             store.close()
             raise
 
-    def close(self) -> None:
-        """Bring a graph or quantized index up to date and save it (the next open loads
-        it), then release the database; later calls raise ``CollectionClosedError``."""
-        if self._closed:
-            return
-        try:
-            config = self.config
-        except SimsearchError:  # a damaged config: close all the same
-            config = self._last_config
-        self._closed = True
-        try:
-            self._keeper.close(config)
-        finally:
-            self._store.close()
-
     def __enter__(self) -> Collection:
         return self
 
@@ -142,20 +105,7 @@ class Collection:
     def __repr__(self) -> str:
         return f"Collection({str(self.path)!r}, metric={self.config.metric.value!r})"
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise CollectionClosedError(f"the collection at {self.path} is closed")
-
     # -- properties --------------------------------------------------------------------------
-    @property
-    def config(self) -> CollectionConfig:
-        """The saved configuration (metric, dimension, encoder, index)."""
-        if self._closed:
-            return self._last_config
-        with self._store.snapshot() as snap:
-            self._last_config = snap.config()
-        return self._last_config
-
     def __len__(self) -> int:
         self._check_open()
         with self._store.snapshot() as snap:
@@ -385,17 +335,6 @@ class Collection:
         )  # fmt: skip
         return self._searcher.search(query, request, progress)
 
-    def tune_hybrid(
-        self, queries: Sequence[str], judgements: Sequence[Any], *, progress: Progress | None = None
-    ) -> dict[str, Any]:
-        """Choose and save the dense weight ``alpha`` of convex hybrid search with the best
-        nDCG@10 on judged text ``queries`` (``judgements`` as :meth:`calibrate` takes them;
-        :mod:`simsearch.tuning`). Returns it and the nDCG@10 of hybrid, dense and lexical."""
-        self._check_open()
-        texts = check_tuning(queries, judgements)
-        vectors = self._searcher.query_vectors(texts, progress)
-        return tune_hybrid(self._store, self._keeper, texts, vectors, judgements)
-
     def optimize(self) -> None:
         """Rebuild an approximate index without its deleted entries, and save it (a graph
         with none deleted is kept; a quantized index is retrained). Indexes also rebuild
@@ -434,126 +373,3 @@ class Collection:
         ``cache``), and the plan (``exact`` or ``graph``) with its reason."""
         self._check_open()
         return explain_filter(self._store, self._keeper, where, exact)
-
-    # -- model upgrades (see simsearch.upgrade) --------------------------------------------
-    def migrate(
-        self,
-        new_encoder: str | Encoder,
-        *,
-        sample: int = 2000,
-        method: str = "auto",
-        blend: float = DEFAULT_BLEND,
-        seed: int = 0,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        """Start a model upgrade: fit a map from ``new_encoder``'s space into the
-        collection's on a ``sample`` of stored texts; search goes on at once, a text query
-        blending the old encoder's vector with ``blend`` of the mapped new one, until
-        :meth:`backfill` makes the new encoder the collection's own (:mod:`simsearch.upgrade`).
-        Returns the method chosen and its held-out recall."""
-        self._check_open()
-        return self._upgrades.migrate(
-            new_encoder, sample=sample, method=method, blend=blend, seed=seed, progress=progress
-        )
-
-    def backfill(self, *, batch: int = 256, progress: Progress | None = None) -> int:
-        """Re-embed every stored text with the new encoder (``batch`` a transaction; a
-        killed backfill resumes), then swap them in. Returns how many were embedded."""
-        self._check_open()
-        return self._upgrades.backfill(batch=batch, progress=progress)
-
-    def migrate_vectors(
-        self, ids: Sequence[str], vectors: Any, *, method: str = "auto", seed: int = 0
-    ) -> dict[str, Any]:
-        """Start a model upgrade from vectors you bring, the new model's ``vectors`` of
-        the stored items ``ids`` (at least 10; a few thousand is plenty): a map fitted on
-        these pairs carries every later vector you give into the collection's space, until
-        :meth:`backfill_vectors` has the new vector of every item."""
-        self._check_open()
-        return self._upgrades.migrate_vectors(ids, vectors, method=method, seed=seed)
-
-    def backfill_vectors(self, ids: Sequence[str], vectors: Any) -> int:
-        """Give the new model's vectors of stored items (after :meth:`migrate_vectors`);
-        with every item's, they are swapped in. Returns how many still lack one."""
-        self._check_open()
-        return self._upgrades.backfill_vectors(ids, vectors)
-
-    # -- scoring (see simsearch.scoring) -----------------------------------------------------
-    def set_hubness_bank(
-        self, queries: Any = None, *, gallery_sample: int = 1000, seed: int = 0
-    ) -> None:
-        """Save a bank of typical queries (texts or vectors) for ``search(hubness=...)``
-        and ``gallery_sample`` random items as DBNorm's gallery bank; with no ``queries``,
-        those items stand in for them (each left out of its own term)."""
-        self._check_open()
-        fitting.refuse_l2(self.config, "hubness reduction works on cosine and dot collections")
-        given = None if queries is None else self._searcher.query_vectors(queries, None)
-        fitting.set_hubness_bank(self._store, self._keeper, given, gallery_sample, seed)
-
-    def hubness_report(
-        self, *, k: int = 10, queries: Any = None, top: int = 10, sample: int = 1000
-    ) -> dict[str, Any]:
-        """The k-occurrence skewness (0: no hubness) and ``top`` hubs of the top-k lists of
-        ``queries`` (default: a ``sample`` of the items, each left out of its own list),
-        per method that can run (``none``; the others once a bank is set)."""
-        self._check_open()
-        given = None if queries is None else self._searcher.query_vectors(queries, None)
-        return fitting.hubness_report(
-            self._store, self._keeper, self._searcher, k=k, queries=given, top=top, sample=sample
-        )
-
-    def calibrate(
-        self,
-        queries: Any = None,
-        judgements: Sequence[Any] | None = None,
-        *,
-        mode: str = "dense",
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        """Fit and save how raw scores map to relevance: from ``queries`` and their
-        ``judgements`` (relevant ids per query: a set, list, or dict of id to grade > 0) a
-        model of the probability of relevance chosen by cross-validation among nested ones
-        (:mod:`simsearch.scoring.calibration_fit`); with neither, relevance against each
-        query's own score distribution (:mod:`simsearch.scoring.calibration`). Returns what
-        was fitted and its cross-validated F1 and calibration error beside the global
-        baselines; ``threshold`` is the F1-best ``min_relevance``. ``mode="hybrid"`` fits
-        hybrid search's fused score (:mod:`simsearch.scoring.hybrid_calibration`)."""
-        self._check_open()
-        if (queries is None) != (judgements is None):
-            raise InvalidArgumentError("give queries and judgements together, or neither")
-        if mode != "dense":
-            return calibrate_hybrid_of(self._keeper, self._searcher, mode, queries, judgements)
-        fitting.refuse_l2(self.config, "calibration works on cosine and dot collections, not l2")
-        given = None if queries is None else self._searcher.query_vectors(queries, progress)
-        return fitting.calibrate(self._store, self._keeper, given, judgements)
-
-    def calibration(self) -> dict[str, Any] | None:
-        """The calibration in force: what :meth:`calibrate` returned, or ``None``."""
-        self._check_open()
-        return self._calibration.summary(self._store)
-
-    def uncalibrate(self) -> None:
-        """Remove the saved calibration; hits carry no relevance afterwards."""
-        self._check_open()
-        with self._store.write() as txn:
-            txn.save_meta(CALIBRATION_KEY, None)
-            txn.save_meta(HYBRID_CALIBRATION_KEY, None)
-
-    def find_duplicates(
-        self,
-        *,
-        k: int = DEFAULT_K,
-        margin: str = "ratio",
-        min_margin: float | None = None,
-        candidates: int = DEFAULT_K,
-    ) -> list[DuplicatePair]:
-        """Near-duplicate pairs, best margin first: each pair's similarity against how
-        similar each side is to its own ``k`` nearest neighbours (see
-        :mod:`simsearch.scoring.duplicates`); pairs below ``min_margin`` are dropped.
-        Exact, so it suits collections up to a few hundred thousand items."""
-        self._check_open()
-        refuse_multivector(self.config, "find_duplicates")
-        return find_pairs(
-            self.iter_items(), self.config.metric, k=k, margin=margin,
-            min_margin=min_margin, candidates=candidates,
-        )  # fmt: skip
