@@ -248,3 +248,28 @@ def test_serve_on_port_zero_announces_the_port_it_bound(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_a_search_answer_has_every_documented_field_of_each_hit(tmp_path: Path) -> None:
+    """Hits are written straight to JSON: each carries every field of the documented
+    schema, nulls included, with unicode kept as it is."""
+    from simsearch.server.schemas import HitOut
+
+    with simsearch.Collection.open(tmp_path / "data" / "c", metric="dot") as col:
+        col.add(["a"], vectors=[[1.0, 0.0]], texts=["x"], metadata=[{"ü": [1, {"n": None}]}])
+        col.add(["é"], vectors=[[0.5, 0.0]])
+    app = create_app(ServerSettings(data_dir=tmp_path / "data"))
+    with TestClient(app) as client:
+        answer = client.post("/collections/c/search", json={"query": [1.0, 0.0], "k": 2})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "results": [[
+            {"id": "a", "score": 1.0, "metadata": {"ü": [1, {"n": None}]}, "text": "x",
+             "relevance": None, "dense_score": None, "lexical_score": None},
+            {"id": "é", "score": 0.5, "metadata": {}, "text": None,
+             "relevance": None, "dense_score": None, "lexical_score": None},
+        ]]
+    }  # fmt: skip
+    assert "é" in answer.text  # UTF-8, not escapes
+    for hit in answer.json()["results"][0]:
+        assert set(hit) == set(HitOut.model_fields)
