@@ -137,3 +137,16 @@ def test_a_kept_filter_answers_as_a_fresh_one(col: simsearch.Collection) -> None
         assert [h.id for h in col.search([1.0, 0.5, 0.2], k=3, where={"v": 1})[0]] == ["a", "b"]
         assert [h.id for h in col.search([1.0, 0.5, 0.2], k=3, where={"v": 2})[0]] == ["c"]
         assert col.search([1.0, 0.5, 0.2], k=3, where={"v": True})[0] == []
+
+
+def test_a_kept_request_is_never_given_for_arguments_that_check_differently(
+    col: simsearch.Collection,
+) -> None:
+    for _ in range(2):
+        assert len(col.search([1.0, 0, 0], k=2)[0]) == 2
+        for bad in (True, 2.0, "2", [2]):
+            with pytest.raises(simsearch.InvalidArgumentError):
+                col.search([1.0, 0, 0], k=bad)
+        with pytest.raises(simsearch.InvalidArgumentError):
+            col.search([1.0, 0, 0], k=2, exact=1)
+        assert len(col.search([1.0, 0, 0], k=2, exact=True)[0]) == 2

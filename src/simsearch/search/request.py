@@ -21,7 +21,8 @@ MAX_KNOB = 100_000
 MAX_OFFSET = 1_000_000
 #: The retrievers ``search(mode=...)`` names.
 MODES = ("dense", "lexical", "hybrid")
-#: Compiled filters kept by their value (see :func:`compiled_filter`).
+#: Compiled filters kept by their value (see :func:`compiled_filter`), and requests without
+#: filters by their arguments (see :meth:`SearchRequest.build`).
 RECENT_FILTERS = 256
 #: Filters this large or deep are compiled anew each time instead of kept.
 _KEY_NODES = 1_000
@@ -113,7 +114,50 @@ class SearchRequest:
         candidates: Any = None,
         where_text: Any = None,
     ) -> SearchRequest:
-        """The request for these ``search`` arguments; a bad one raises a specific error."""
+        """The request for these ``search`` arguments; a bad one raises a specific error.
+        Without filters, the request of arguments seen lately is reused (a server repeats
+        its options on every call); the types are part of the key (``1`` is not ``True``)."""
+        plain: tuple[Any, ...] = (k, offset, ef, nprobe, rescore, exact, min_relevance, cutoff)
+        plain += (hubness, mode, fusion, alpha, candidates)
+        key: tuple[Any, ...] | None = None
+        if where is None and where_text is None:
+            key = plain + tuple(map(type, plain))
+            try:
+                seen = _PLAIN.get(key)
+            except TypeError:  # an unhashable argument: checked below, and refused there
+                seen, key = None, None
+            if seen is not None:
+                return seen
+        request = SearchRequest._checked(
+            k=k, where=where, offset=offset, ef=ef, nprobe=nprobe, rescore=rescore,
+            exact=exact, min_relevance=min_relevance, cutoff=cutoff, hubness=hubness,
+            mode=mode, fusion=fusion, alpha=alpha, candidates=candidates, where_text=where_text,
+        )  # fmt: skip
+        if key is not None:
+            if len(_PLAIN) >= RECENT_FILTERS:
+                _PLAIN.clear()
+            _PLAIN[key] = request
+        return request
+
+    @staticmethod
+    def _checked(
+        *,
+        k: Any,
+        where: Any,
+        offset: Any,
+        ef: Any,
+        nprobe: Any,
+        rescore: Any,
+        exact: Any,
+        min_relevance: Any,
+        cutoff: Any,
+        hubness: Any,
+        mode: Any,
+        fusion: Any,
+        alpha: Any,
+        candidates: Any,
+        where_text: Any,
+    ) -> SearchRequest:
         knobs = (
             DEFAULT_KNOBS
             if ef is None and nprobe is None and rescore is None
@@ -175,6 +219,7 @@ class SearchRequest:
 
 
 _RECENT: dict[Hashable, SqlFilter] = {}
+_PLAIN: dict[tuple[Any, ...], SearchRequest] = {}
 
 
 def compiled_filter(where: Any) -> SqlFilter:
