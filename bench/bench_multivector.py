@@ -16,6 +16,10 @@ run embeds nothing. Measured, per data set (test split):
   the token-level baseline of the MUVERA paper (each query token's k nearest document
   tokens from an exact token index, the union of their documents) at every k from 1 to
   64, counted both as distinct documents and as token hits (before deduplication);
+- FDE partitions fitted to the data (bench/fde_partitions.py: SimHash through the mean
+  token vector, k-means) beside the product's SimHash at the default size, with nDCG@10
+  after the rerank and how evenly documents fill the partitions (``--partitions-only``
+  measures only these);
 - speed, same run: queries per second of simsearch's FDE + rerank (one query a call, and
   a batch) for each storage at the depth where the default FDE reaches 0.9 recall, of
   exact MaxSim over the whole collection (simsearch ``exact=True``, and numpy over the
@@ -46,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import simsearch
 from embedding_cache import cache_encoder
+from fde_partitions import VARIANTS, PartitionFDE
 from simsearch.eval import BeirData, evaluate_rankings, load_beir
 from simsearch.multivector.fde import FDEEncoder, MultiVector
 from simsearch.multivector.tokens import maxsim, pack
@@ -129,6 +134,55 @@ def fde_quality(
         )
         print("  fde", rows[-1], flush=True)
     return rows, scores
+
+
+def partition_quality(
+    q_sets: list[np.ndarray],
+    docs: TokenSets,
+    exact: np.ndarray,
+    qids: list[str],
+    doc_ids: list[str],
+    data: BeirData,
+) -> list[dict[str, Any]]:
+    """The default FDE size with partitions fitted to the data (bench/fde_partitions.py)
+    beside the product's SimHash: recall of the exact top-10 at each depth, candidates for
+    0.9, nDCG@10 after an exact-MaxSim rerank (float32) of the candidates, and how evenly
+    the documents' vectors fill the partitions."""
+    truth = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    vectors = np.asarray(docs.vectors, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    sample = vectors[np.sort(rng.choice(len(vectors), min(100_000, len(vectors)), replace=False))]
+    doc_sets = [np.asarray(s, dtype=np.float32) for s in docs.sets()]
+    qrels = {q: data.qrels[q] for q in qids}
+    rows = []
+    for variant in VARIANTS:
+        enc = PartitionFDE(MultiVector(), vectors.shape[1], variant, sample)
+        d = np.concatenate(
+            [enc.documents(doc_sets[i : i + 500]) for i in range(0, len(doc_sets), 500)]
+        )
+        order = np.argsort(-(enc.queries(q_sets) @ d.T), axis=1, kind="stable")
+        recall = {str(n): round(recall_of_top(order[:, :n], truth), 4) for n in DEPTHS}
+        grid = list(range(5, 2001, 5))
+        need = next((n for n in grid if recall_of_top(order[:, :n], truth) >= 0.9), None)
+        ndcg = {}
+        for depth in sorted({100, need or 100}):
+            top = order[:, :depth]
+            rerank = np.argsort(-np.take_along_axis(exact, top, axis=1), axis=1, kind="stable")
+            best = np.take_along_axis(top, rerank, axis=1)[:, :100]
+            ranked = {q: [doc_ids[j] for j in row] for q, row in zip(qids, best, strict=True)}
+            ndcg[str(depth)] = round(evaluate_rankings(ranked, qrels)["ndcg@10"], 4)
+        rows.append(
+            {
+                "partition": variant,
+                "dims": d.shape[1],
+                "recall_of_exact_top10": recall,
+                "candidates_for_0.9": need,
+                "ndcg@10_after_rerank_by_candidates": ndcg,
+                **enc.balance(),
+            }
+        )
+        print("  partition", rows[-1], flush=True)
+    return rows
 
 
 def token_baseline(
@@ -237,6 +291,9 @@ def one_dataset(
     print("  quality", quality_rows, flush=True)
     out["quality"] = quality_rows
     truth = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    out["fde_partitions"] = partition_quality(q_sets, d_plain, exact, qids, doc_ids, data)
+    if args.partitions_only:
+        return earlier | {"fde_partitions": out["fde_partitions"]}
     out["fde"], _ = fde_quality(q_sets, d_plain, truth)
     default = MultiVector()
     default_name = f"k_sim={default.k_sim},d_proj={default.d_proj},R={default.r_reps}"
@@ -379,6 +436,12 @@ def main() -> None:
         action="store_true",
         help="measure mean-pooled search and exact MaxSim with [CLS]/[SEP] again (else the "
         "earlier run's figures: neither depends on the multi-vector encoding or search)",
+    )
+    parser.add_argument(
+        "--partitions-only",
+        action="store_true",
+        help="measure only the FDE partitions fitted to the data beside SimHash (keeps the "
+        "file's other figures)",
     )
     parser.add_argument("--embedding-cache", type=Path, default=Path(".data/embeddings-minilm.npz"))
     parser.add_argument("--out", type=Path, default=RESULTS / "multivector.json")
