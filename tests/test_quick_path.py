@@ -119,6 +119,7 @@ def test_a_kept_filter_is_the_one_its_value_compiles_to() -> None:
 
     where: dict[str, object] = {"n": 1}
     shapes = [where, {"n": True}, {"n": 1.0}, {"n": "1"}, {"n": [1]}, {"n": {"$in": [1, True]}}]
+    shapes += [{"n": 0.0}, {"n": -0.0}]
     for _ in range(2):
         for w in shapes:
             try:
@@ -127,7 +128,8 @@ def test_a_kept_filter_is_the_one_its_value_compiles_to() -> None:
                 with pytest.raises(simsearch.InvalidFilterError):
                     compiled_filter(w)
                 continue
-            assert compiled_filter(w) == expected
+            kept = compiled_filter(w)
+            assert (kept, kept.key) == (expected, expected.key)  # the key tells 1 from 1.0
     where["n"] = 2
     assert compiled_filter(where) == compile_filter({"n": 2})
 
@@ -150,3 +152,21 @@ def test_a_kept_request_is_never_given_for_arguments_that_check_differently(
         with pytest.raises(simsearch.InvalidArgumentError):
             col.search([1.0, 0, 0], k=2, exact=1)
         assert len(col.search([1.0, 0, 0], k=2, exact=True)[0]) == 2
+
+
+def test_row_norms_are_einsums_on_either_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-query path's row norms equal ``np.einsum`` bit for bit, through einsum's
+    kernel or, where a numpy keeps it elsewhere, the public function."""
+    import importlib
+
+    from simsearch import vecmath
+
+    x = np.random.default_rng(3).standard_normal((5, 37)).astype(np.float32)
+    expected = np.einsum("ij,ij->i", x, x)
+    assert np.array_equal(vecmath.row_sq_norms(x), expected)
+
+    def missing(name: str) -> object:
+        raise ImportError(name)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert vecmath._kernel() is np.einsum

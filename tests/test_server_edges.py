@@ -273,3 +273,15 @@ def test_a_search_answer_has_every_documented_field_of_each_hit(tmp_path: Path) 
     assert "é" in answer.text  # UTF-8, not escapes
     for hit in answer.json()["results"][0]:
         assert set(hit) == set(HitOut.model_fields)
+
+
+def test_a_score_json_cannot_hold_is_null_as_the_schema_writes_it(tmp_path: Path) -> None:
+    """An l2 distance that overflows float32 scores -inf: the answer says null, not 500."""
+    with simsearch.Collection.open(tmp_path / "data" / "c", metric="l2") as col:
+        col.add(["far", "near"], vectors=[[0.0, 1.8e19], [1.0, 0.0]])
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path / "data"))) as client:
+        answer = client.post("/collections/c/search", json={"query": [1.8e19, 0.0], "k": 2})
+    assert answer.status_code == 200, answer.text
+    scores = {h["id"]: h["score"] for h in answer.json()["results"][0]}
+    assert scores["far"] is None
+    assert isinstance(scores["near"], float)

@@ -6,7 +6,9 @@ pipeline (:mod:`simsearch.search`), model upgrades (:mod:`simsearch.upgrade`) an
 
 The facade is grouped by concern: data and search here, scoring methods in
 :mod:`simsearch.collection_scoring`, model upgrades in :mod:`simsearch.collection_upgrades`,
-and the parts themselves with their life (open, close) in :mod:`simsearch.collection_parts`.
+and the parts themselves (built when a collection opens, released when it closes) in
+:mod:`simsearch.collection_parts`. The facets are methods of one class over those parts, so
+each stays a check and a delegation; none holds state of its own.
 """
 
 from __future__ import annotations

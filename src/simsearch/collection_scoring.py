@@ -114,5 +114,6 @@ class ScoringMethods(CollectionParts):
         )  # fmt: skip
 
     def _every_item(self) -> Iterator[Item]:
+        """Every item, as of one snapshot (what duplicate mining scans)."""
         with self._store.snapshot() as snap:
             yield from snap.iter_items(1000)

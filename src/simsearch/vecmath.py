@@ -5,16 +5,31 @@ the arithmetic: a server's search normalises and checks a single 50- to 1,000-fl
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 import numpy as np
 
-try:  # einsum's own kernel, without the dispatch layer (a few microseconds a call)
-    _einsum: Any = importlib.import_module("numpy._core._multiarray_umath").c_einsum
-except (ImportError, AttributeError):  # pragma: no cover - another numpy: the public one
-    _einsum = np.einsum
-
 __all__ = ["row_sq_norms"]
+
+
+def _kernel() -> Any:
+    """einsum's own kernel, without the dispatch layer (a few microseconds a call): where
+    numpy keeps it differs between versions, and any surprise falls back to the public
+    function (the same arithmetic)."""
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # numpy 2 warns on the numpy.core path
+                found = getattr(importlib.import_module(module), "c_einsum", None)
+        except Exception:  # any failure here only costs speed
+            continue
+        if callable(found):
+            return found
+    return np.einsum
+
+
+_einsum: Any = _kernel()
 
 
 def row_sq_norms(x: np.ndarray) -> np.ndarray:

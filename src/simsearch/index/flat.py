@@ -201,7 +201,7 @@ class FlatIndex:
             positions = pos[found]
             positions = positions[self._alive[positions]]
         total = self._n if positions is None else len(positions)
-        if nq == 1 and positions is None and self._n > k:
+        if nq == 1 and positions is None and k < self._n <= ONE_PASS:
             scores, best = self._one_query(queries, k)
         elif nq * total <= ONE_PASS:
             scores, best = self._search_one_pass(queries, k, positions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -249,7 +250,9 @@ def _frozen(value: Any, depth: int, nodes: list[int]) -> Hashable:
     if nodes[0] > _KEY_NODES or depth > _KEY_DEPTH:
         raise _UncachedError
     kind = type(value)
-    if value is None or kind in (str, int, float, bool):
+    if kind is float:
+        return (kind, value, math.copysign(1.0, value))  # -0.0 equals 0.0 but compiles apart
+    if value is None or kind in (str, int, bool):
         return (kind, value)
     if kind is dict:
         return (dict, tuple((_frozen(k, depth + 1, nodes), _frozen(v, depth + 1, nodes))

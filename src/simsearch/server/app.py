@@ -11,6 +11,7 @@ as 500 ``simsearch_error``. Messages are bounded and never echo a request's body
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -418,13 +419,18 @@ def _document_errors_only(app: FastAPI) -> None:
 
 
 def _hit_json(h: Hit) -> dict[str, Any]:
-    """One hit as :class:`~simsearch.server.schemas.HitOut` writes it (every field, nulls too)."""
+    """One hit as :class:`~simsearch.server.schemas.HitOut` writes it: every field, nulls
+    too, and a score JSON cannot hold (an l2 distance that overflowed) as null."""
     return {
         "id": h.id,
-        "score": h.score,
+        "score": _finite(h.score),
         "metadata": h.metadata,
         "text": h.text,
-        "relevance": h.relevance,
-        "dense_score": h.dense_score,
-        "lexical_score": h.lexical_score,
+        "relevance": _finite(h.relevance),
+        "dense_score": _finite(h.dense_score),
+        "lexical_score": _finite(h.lexical_score),
     }
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None
