@@ -53,11 +53,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/simsearch
 
+# The suite runs in JOBS worker processes (pytest-xdist), a test file to a worker: the
+# files that share a module fixture (a server, a Ray cluster) keep it, and the SIGKILL and
+# server tests, which mostly wait on other processes, overlap with the rest.
+JOBS ?= 2
+
 test: lint typecheck $(BROWSER_STAMP) $(RAY_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
 
 test-slow: $(STAMP) $(RAY_STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n $(JOBS) --dist loadfile
 
 eval-scifact: $(STAMP)
 	$(BIN)/simsearch eval .data/scifact --beir ../shared/datasets/scifact --split test
