@@ -4,12 +4,12 @@ Memory stays bounded whatever the collection size: queries are taken in
 chunks of ``QUERY_CHUNK`` and the vectors in blocks of ``BLOCK`` rows, so one
 score matrix is at most ``QUERY_CHUNK x BLOCK`` floats.
 
-The vectors are held transposed, one row of the array a dimension (``dim x
-capacity``), so that a query's scores are a sum of long contiguous rows scaled
-by its coordinates: measured on 100,000 x 50 with BLAS on one thread, one query
-scored in 0.74 ms against 1.8 ms with a row a vector (OpenBLAS's products of a
-row-per-vector matrix and one vector are slow on one thread), and batches of 64
-about 15% faster.
+The vectors are held a row a vector. Held transposed (a row a dimension), one
+query's product on 100,000 x 50 ran in 0.74 ms instead of 1.8 ms on one BLAS
+thread, but OpenBLAS's kernels then rounded a score differently in its last bit
+depending on how many columns a product had, so one item's score differed
+between a filtered and an unfiltered search (and a calibrated relevance near 1
+magnified that): every path here gives an item the same score.
 
 Ties are broken by position (insertion order), so results are deterministic:
 blocks are visited in ascending position, and an item of a later block can
@@ -86,7 +86,7 @@ class FlatIndex:
     def __init__(self, metric: Metric, dim: int) -> None:
         self.metric = metric
         self.dim = dim
-        self._cols = np.empty((dim, 0), dtype=np.float32)  # transposed: a row a dimension
+        self._vecs = np.empty((0, dim), dtype=np.float32)
         self._sqnorms = np.empty(0, dtype=np.float32)  # for l2
         self._rows = np.empty(0, dtype=np.int64)  # ascending over [0, n)
         self._alive = np.empty(0, dtype=bool)
@@ -116,9 +116,9 @@ class FlatIndex:
         if need <= len(self._rows):
             return
         cap = max(need, 2 * len(self._rows), 1024)
-        cols = np.empty((self.dim, cap), dtype=np.float32)
-        cols[:, : self._n] = self._cols[:, : self._n]
-        self._cols = cols
+        vecs = np.empty((cap, self.dim), dtype=np.float32)
+        vecs[: self._n] = self._vecs[: self._n]
+        self._vecs = vecs
         for name, dtype in (("_sqnorms", np.float32), ("_rows", np.int64), ("_alive", bool)):
             old = getattr(self, name)
             new = np.zeros(cap, dtype=dtype)
@@ -142,7 +142,7 @@ class FlatIndex:
             # Replaced rows keep their slot (and revive it if it was dead).
             hit = pos[found]
             revived = int((~self._alive[hit]).sum())
-            self._cols[:, hit] = vecs[found].T
+            self._vecs[hit] = vecs[found]
             self._sqnorms[hit] = np.einsum("ij,ij->i", vecs[found], vecs[found])
             self._alive[hit] = True
             self._dead -= revived
@@ -153,7 +153,7 @@ class FlatIndex:
                 new_rows = changes.rows[new]
                 self._reserve(len(new_rows))
                 start, end = self._n, self._n + len(new_rows)
-                self._cols[:, start:end] = fresh.T
+                self._vecs[start:end] = fresh
                 self._sqnorms[start:end] = np.einsum("ij,ij->i", fresh, fresh)
                 self._rows[start:end] = new_rows
                 self._alive[start:end] = True
@@ -171,14 +171,14 @@ class FlatIndex:
 
     def _resort(self) -> None:
         order = np.argsort(self._rows[: self._n], kind="stable")
-        self._cols[:, : self._n] = self._cols[:, order]
+        self._vecs[: self._n] = self._vecs[order]
         self._sqnorms[: self._n] = self._sqnorms[order]
         self._rows[: self._n] = self._rows[order]
         self._alive[: self._n] = self._alive[order]
 
     def _compact(self) -> None:
         keep = np.flatnonzero(self._alive[: self._n])
-        self._cols = np.ascontiguousarray(self._cols[:, keep])
+        self._vecs = np.ascontiguousarray(self._vecs[keep])
         self._sqnorms = self._sqnorms[keep]
         self._rows = self._rows[keep]
         self._alive = np.ones(len(keep), dtype=bool)
@@ -202,7 +202,7 @@ class FlatIndex:
         pos, found = self._positions(np.asarray(rows, dtype=np.int64))
         if not found.all() or not self._alive[pos].all():
             raise KeyError("rows not held by the index")
-        return np.ascontiguousarray(self._cols[:, pos].T)
+        return self._vecs[pos]
 
     # -- search ----------------------------------------------------------------
     def search(
@@ -246,7 +246,7 @@ class FlatIndex:
     def _block_scores(
         self, q: FloatArray, idx: slice | Int64Array, out: FloatArray | None = None
     ) -> FloatArray:
-        block = self._cols[:, idx]
+        block = self._vecs[idx].T
         width = block.shape[1]
         # Writing into one reused buffer spares a fresh (page-faulting) allocation per block.
         s = np.empty((len(q), width), dtype=np.float32) if out is None else out
