@@ -170,27 +170,3 @@ def test_row_norms_are_einsums_on_either_kernel(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(importlib, "import_module", missing)
     assert vecmath._kernel() is np.einsum
-
-
-def test_one_query_over_many_rows_ranks_as_the_batch_and_the_oracle_do(tmp_path: Path) -> None:
-    """Past ``GROUPED_TOP_K`` rows one query's best are found through group maxima: the same
-    hits, ties by insertion order, deleted items left out."""
-    from simsearch.index.flat import GROUPED_TOP_K
-
-    rng = np.random.default_rng(11)
-    n = GROUPED_TOP_K + 1_000
-    vectors = rng.integers(-2, 3, (n, 3)).astype(np.float32)  # thousands of exact ties
-    vectors[np.abs(vectors).sum(axis=1) == 0] = 1.0
-    ids = [f"i{i}" for i in range(n)]
-    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
-        col.add(ids, vectors=vectors)
-        gone = rng.choice(n, 2_000, replace=False)
-        col.delete([ids[g] for g in gone])
-        keep = np.setdiff1d(np.arange(n), gone)
-        for q in rng.integers(-2, 3, (8, 3)).astype(np.float32):
-            q = q if np.abs(q).sum() else np.ones(3, dtype=np.float32)
-            one = col.search(q, k=25)[0]
-            batch = col.search(np.stack([q, -q]), k=25)[0]
-            assert [(h.id, h.score) for h in one] == [(h.id, h.score) for h in batch]
-            order = np.lexsort((keep, -(vectors[keep] @ q)))[:25]
-            assert [h.id for h in one] == [ids[i] for i in keep[order]]

@@ -19,8 +19,6 @@ not yet full.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from simsearch.index.base import Int64Array, register_index
@@ -47,20 +45,8 @@ COMPACT_FRACTION = 0.25
 
 
 _TINY = np.finfo(np.float32).tiny
-#: Each thread's score row of the one-query path, reused from search to search.
-_SCRATCH = threading.local()
 #: Scores above this are real; masked (dead or filtered-out) slots hold -inf.
 _LOWEST = float(-np.finfo(np.float32).max)
-
-
-def _scratch(width: int) -> FloatArray:
-    """A float row of ``width`` for this thread, kept between searches: a fresh array of a
-    large collection's scores would be mapped anew and page-fault on every query."""
-    row: FloatArray | None = getattr(_SCRATCH, "row", None)
-    if row is None or len(row) < width:
-        row = np.empty(max(width, 1024), dtype=np.float32)
-        _SCRATCH.row = row
-    return row[:width]
 
 
 def normalize(x: FloatArray) -> FloatArray:
@@ -293,16 +279,13 @@ class FlatIndex:
     def _one_query(self, q: FloatArray, k: int) -> tuple[FloatArray, Int64Array]:
         """One query over every slot, as :meth:`_search_one_pass` ranks it (ties by
         position) in fewer array calls: a server's one-query-per-call path."""
-        width = self._n
-        row = self._block_scores(q, slice(0, width), _scratch(width)[None, :])[0]
+        row = self._block_scores(q, slice(0, self._n))[0]
         if self._dead:
             row[self._dead_positions()] = -np.inf
-        if width >= GROUPED_TOP_K:
-            order = _best_of_row(row, k)
-        else:
-            cut = np.partition(row, width - k)[width - k]
-            pick = np.flatnonzero(row >= max(cut, _LOWEST))  # ascending: ties stay in order
-            order = pick[np.argsort(-row[pick], kind="stable")[:k]]
+        width = len(row)
+        cut = np.partition(row, width - k)[width - k]
+        pick = np.flatnonzero(row >= max(cut, _LOWEST))  # ascending: ties stay in order
+        order = pick[np.argsort(-row[pick], kind="stable")[:k]]
         best_s = np.full((1, k), -np.inf, dtype=np.float32)
         best_p = np.full((1, k), -1, dtype=np.int64)
         best_s[0, : len(order)] = row[order]
@@ -342,41 +325,24 @@ class FlatIndex:
 
 #: Columns per group in the coarse pass of the candidate search.
 GROUP = 64
-#: From this many scores one query's best are found through the groups' maxima
-#: (:func:`_best_of_row`); below, a partition of the row costs less (measured: 100 against
-#: 119 microseconds at 32,768 scores, 150 against 94 at 65,536, 205 against 154 at 100,000).
-GROUPED_TOP_K = 49_152
 
 
-def _group_maxima(s: FloatArray) -> FloatArray:
-    """Each row's maxima over the whole groups of ``GROUP`` columns, ``(nq, b // GROUP)``.
-
-    Group g holds the columns g, g + n_groups, g + 2 n_groups, ...: the maximum is then an
-    elementwise maximum of GROUP contiguous rows, which vectorises well.
-    """
-    nq, b = s.shape
-    full = b - b % GROUP
-    maxima: FloatArray = s[:, :full].reshape(nq, GROUP, full // GROUP).max(axis=1)
-    return maxima
-
-
-def _candidates(
-    s: FloatArray, cut: FloatArray, group_max: FloatArray | None = None
-) -> tuple[Int64Array, Int64Array]:
-    """``(query, column)`` of every entry with ``s[q, c] >= cut[q]`` (``group_max``:
-    :func:`_group_maxima` of ``s``, when the caller has it).
+def _candidates(s: FloatArray, cut: FloatArray) -> tuple[Int64Array, Int64Array]:
+    """``(query, column)`` of every entry with ``s[q, c] >= cut[q]``.
 
     A full ``nonzero`` over the score matrix costs more than the ranking needs:
     the maxima of groups of ``GROUP`` columns are compared first, and only the
     groups that can hold a candidate are looked into.
     """
-    b = s.shape[1]
+    nq, b = s.shape
     full = b - b % GROUP
     qs: list[Int64Array] = []
     cs: list[Int64Array] = []
     if full:
+        # Group g holds the columns g, g + n_groups, g + 2 n_groups, ...: the maximum is then
+        # an elementwise maximum of GROUP contiguous rows, which vectorises well.
         n_groups = full // GROUP
-        group_max = _group_maxima(s) if group_max is None else group_max
+        group_max = s[:, :full].reshape(nq, GROUP, n_groups).max(axis=1)
         gq, gg = np.nonzero(group_max >= cut[:, None])
         if len(gq):
             cols = gg[:, None] + np.arange(GROUP) * n_groups
@@ -391,28 +357,6 @@ def _candidates(
         empty = np.empty(0, dtype=np.int64)
         return empty, empty
     return np.concatenate(qs).astype(np.int64), np.concatenate(cs).astype(np.int64)
-
-
-def _best_of_row(row: FloatArray, k: int) -> Int64Array:
-    """Positions of the ``k`` best scores of ``row`` (fewer where fewer are above -inf),
-    best first, ties by position.
-
-    The ``k``-th largest of the maxima of groups of ``GROUP`` columns (and of the short
-    last group) is at most the ``k``-th best score, so only the groups whose maximum
-    reaches it are looked into (:func:`_candidates`): on 65,536 scores this costs about 60%
-    of a partition of the whole row.
-    """
-    scores = row[None, :]
-    group_max = _group_maxima(scores)
-    maxima = group_max[0]
-    if len(maxima) * GROUP < len(row):
-        maxima = np.append(maxima, row[len(maxima) * GROUP :].max())
-    g = len(maxima)
-    # With no more groups than k, every real score may be among the best.
-    cut = max(float(np.partition(maxima, g - k)[g - k]), _LOWEST) if g > k else _LOWEST
-    _, cols = _candidates(scores, np.array([cut], dtype=np.float32), group_max)
-    cols = np.sort(cols)  # ascending: ties stay in order
-    return cols[np.argsort(-row[cols], kind="stable")[:k]]
 
 
 def _merge_top_k(
