@@ -48,6 +48,7 @@ FLOORS: list[tuple[str, ...]] = [
         "tuning",
     ),
     ("collection", "collection_parts", "collection_scoring", "collection_upgrades"),
+    ("http_transport",),
     ("check", "ingest", "sources", "eval", "plots", "client", "distributed", "__init__"),
     ("server", "cli"),
 ]

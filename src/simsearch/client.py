@@ -21,7 +21,6 @@ from urllib.parse import quote
 import numpy as np
 
 from simsearch.browse import check_include
-from simsearch.encoders.base import require
 from simsearch.errors import (
     AuthenticationError,
     InvalidArgumentError,
@@ -29,6 +28,11 @@ from simsearch.errors import (
     ServerUnavailableError,
     SimsearchError,
     error_class_for_code,
+)
+from simsearch.http_transport import (
+    ConnectionPool,
+    TransportTimeoutError,
+    TransportUnavailableError,
 )
 from simsearch.multivector.tokens import as_query_sets, as_token_sets
 from simsearch.types import Hit, Item, JSONObject, Results
@@ -68,25 +72,22 @@ class Client:
     """
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 120.0) -> None:
-        httpx: Any = require("httpx", "server")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._httpx = httpx
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = ConnectionPool(self.url, headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; the server's error comes back as its simsearch class."""
-        httpx = self._httpx
         try:
-            response = self._http.request(method, path, json=body)
-        except httpx.TimeoutException:
+            response = self._http.send(method, path, body)
+        except TransportTimeoutError:
             raise ServerUnavailableError(
                 f"the simsearch server at {self.url} did not answer within {self.timeout:g} s "
                 f"({method} {path}); pass Client(timeout=...) for longer work"
             ) from None
-        except httpx.TransportError as exc:
-            reason = str(exc) or type(exc).__name__
+        except TransportUnavailableError as exc:
+            reason = str(exc)
             raise ServerUnavailableError(
                 f"cannot reach the simsearch server at {self.url}: {reason} "
                 "(is `simsearch serve` running there?)"

@@ -221,7 +221,8 @@ class FlatIndex:
         if self.metric is Metric.L2:
             # The ranking key was 2 q.x - |x|^2 = |q|^2 - d^2; report -d.
             qn = np.einsum("ij,ij->i", queries, queries)[:, None]
-            with np.errstate(invalid="ignore"):
+            # A distance past float32's range overflows to inf: reported as such, not warned.
+            with np.errstate(invalid="ignore", over="ignore"):
                 scores = -np.sqrt(np.maximum(qn - scores, 0.0)).astype(np.float32)
             scores[best < 0] = -np.inf
         rows = np.full_like(best, -1)

@@ -10,10 +10,12 @@ as 500 ``simsearch_error``. Messages are bounded and never echo a request's body
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
@@ -64,6 +66,8 @@ from simsearch.types import Hit
 __all__ = ["create_app"]
 
 log = logging.getLogger("simsearch.server")
+#: Threads of the pool searches run on: as many as Starlette's default pool (40).
+SEARCH_THREADS = 40
 STATIC = files("simsearch.server") / "static"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
@@ -134,6 +138,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     registry = CollectionRegistry(settings.data_dir, settings.sharded)
     counts: Counter[str] = Counter()
     latency: defaultdict[str, float] = defaultdict(float)
+
+    # Searches run here (see the search route), as many at once as on Starlette's pool.
+    # Idle threads end with the process; a pool per app, so apps in one process (tests)
+    # do not share one.
+    searches = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="search")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -374,7 +383,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         "limit: 413 payload_too_large.",
         response_model=SearchResponse,
     )
-    def search(name: str, body: SearchRequest, key: Caller) -> Response:
+    async def search(name: str, body: SearchRequest, key: Caller) -> Response:
+        # Run on the app's own pool: Starlette's hand-off of a plain route to its thread
+        # pool measured about 0.25 ms more a request than an executor's, as much as the
+        # search of a 100,000-item graph.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(searches, run_search, name, body, key)
+
+    def run_search(name: str, body: SearchRequest, key: ApiKey | None) -> Response:
         allow(key, name, Right.READ)
         col = registry.get(name)
         check_search(body, col.config.multivector is not None)

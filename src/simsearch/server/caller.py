@@ -16,11 +16,14 @@ __all__ = ["Caller"]
 _bearer = HTTPBearer(auto_error=False, description="An API key from the server's key file.")
 
 
-def _caller(
+async def _caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     request: Request,
 ) -> ApiKey | None:
-    """The API key of the request (``None`` when the server runs without keys)."""
+    """The API key of the request (``None`` when the server runs without keys).
+
+    A coroutine, though it never waits: FastAPI runs a plain function dependency on its
+    thread pool, a hand-off that cost each request about 0.4 ms on loopback."""
     settings: ServerSettings = request.app.state.settings
     if settings.keys is None:
         return None

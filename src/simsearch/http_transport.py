@@ -1,0 +1,163 @@
+"""Keep-alive HTTP/1.1 connections from :class:`~simsearch.Client` to one server.
+
+Built on the standard library's :mod:`http.client`: a server answers a search in a
+fraction of a millisecond, and a general-purpose client's per-request work (URL and
+header models, event hooks, a pool of pools) measured about 0.4 ms a request on
+loopback, as much as the search itself. This one keeps what a client of one server
+needs: a pool of idle connections (so threads can share a client), a timeout on
+every socket operation, and the two failures a caller must tell apart (the server
+cannot be reached, or did not answer in time).
+
+A pooled connection the server has closed while it sat idle (a restart, an idle
+timeout) is noticed before it is reused, by polling its socket: an idle keep-alive
+socket that reads as ready holds an end-of-file. Such a connection is dropped and a
+new one opened; a request is never sent twice, since after a failure mid-request it
+cannot be known whether the server acted on it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import select
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from simsearch.errors import InvalidArgumentError
+
+__all__ = ["ConnectionPool", "Reply", "TransportTimeoutError", "TransportUnavailableError"]
+
+#: Idle connections kept per client (more are closed when returned).
+MAX_IDLE = 8
+
+
+class TransportUnavailableError(Exception):
+    """The server could not be reached, or dropped the connection mid-request."""
+
+
+class TransportTimeoutError(TransportUnavailableError):
+    """The server did not answer within the timeout."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One response: its status and its whole body."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class ConnectionPool:
+    """Connections to the server at ``url`` (``http://`` or ``https://``, with an
+    optional path prefix), each request sent with ``headers``."""
+
+    def __init__(self, url: str, *, headers: dict[str, str], timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidArgumentError(
+                f"a server URL is http://host[:port] or https://host[:port], not {url!r}"
+            )
+        self._https = parts.scheme == "https"
+        try:
+            # Given explicitly: http.client would read an IPv6 address's last group as a port.
+            self._port = parts.port or (443 if self._https else 80)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"the server URL {url!r} has a bad port: {exc}") from None
+        self._host = parts.hostname
+        self._prefix = parts.path.rstrip("/")
+        self._headers = {"Accept": "application/json", **headers}
+        self._timeout = timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def send(self, method: str, path: str, body: Any = None) -> Reply:
+        """Send one request (``body`` as JSON) and read its whole response."""
+        payload = None
+        headers = self._headers
+        if body is not None:
+            payload = json.dumps(
+                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+            headers = {**headers, "Content-Type": "application/json"}
+        conn = self._take()
+        try:
+            conn.request(method, self._prefix + path, body=payload, headers=headers)
+            response = conn.getresponse()
+            content = response.read()
+        except TimeoutError:
+            conn.close()
+            raise TransportTimeoutError("timed out") from None
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise TransportUnavailableError(str(exc) or type(exc).__name__) from exc
+        if response.will_close:
+            conn.close()
+        else:
+            self._give_back(conn)
+        return Reply(response.status, content)
+
+    def close(self) -> None:
+        """Close every idle connection (one in use closes when its request ends)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _take(self) -> http.client.HTTPConnection:
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._connect()
+            if not _closed_by_server(conn):
+                return conn
+            conn.close()
+
+    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = kind(self._host, self._port, timeout=self._timeout)
+        try:
+            conn.connect()
+        except TimeoutError:
+            raise TransportTimeoutError("timed out while connecting") from None
+        except OSError as exc:
+            raise TransportUnavailableError(str(exc) or type(exc).__name__) from exc
+        if conn.sock is not None:
+            # Requests are small and answered at once: send each without waiting to
+            # coalesce it with more (Nagle's algorithm would hold it back ~40 ms).
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+
+def _closed_by_server(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection's socket is gone or reads as ready (an end-of-file:
+    an idle keep-alive connection has nothing else to read)."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):  # not limited to descriptors below FD_SETSIZE
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
