@@ -164,6 +164,9 @@ class Metrics:
         self.latency = latency
 
     def _path(self, scope: Scope) -> str:
+        routed = scope.get("route")  # the route the router chose, when it chose one
+        if routed is not None:
+            return str(getattr(routed, "path", "other"))
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
