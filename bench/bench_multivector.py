@@ -65,6 +65,7 @@ FDE_SIZES = (
     {"k_sim": 3, "d_proj": 32, "r_reps": 20},  # 5,120 (the default)
     {"k_sim": 5, "d_proj": 16, "r_reps": 20},  # 10,240 (fastembed's, Qdrant's)
     {"k_sim": 4, "d_proj": 16, "r_reps": 40},  # 10,240
+    {"k_sim": 5, "d_proj": 64, "r_reps": 20},  # 40,960: half the token baseline's candidates
 )
 TOKEN_KS = (1, 2, 4, 8, 16, 32, 64)
 RERANK_DEPTHS = (50, 100, 200)
