@@ -285,3 +285,33 @@ def test_a_score_json_cannot_hold_is_null_as_the_schema_writes_it(tmp_path: Path
     scores = {h["id"]: h["score"] for h in answer.json()["results"][0]}
     assert scores["far"] is None
     assert isinstance(scores["near"], float)
+
+
+def test_a_slow_search_leaves_the_event_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search route is a coroutine that runs the search on the server's pool: a search
+    that takes a second must not hold up other requests meanwhile."""
+    with simsearch.Collection.open(tmp_path / "c", dim=2, metric="dot") as col:
+        col.add(["a"], vectors=[[1.0, 0.0]])
+    search = simsearch.Collection.search
+
+    def slow(self: simsearch.Collection, *args: object, **kwargs: object) -> simsearch.Results:
+        time.sleep(1.0)
+        return search(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(simsearch.Collection, "search", slow)
+    answers: list[int] = []
+    with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as http:
+        body = {"query": [1, 0], "k": 1}
+        searching = threading.Thread(
+            target=lambda: answers.append(http.post("/collections/c/search", json=body).status_code)
+        )
+        searching.start()
+        time.sleep(0.2)  # the search is under way
+        started = time.perf_counter()
+        assert http.get("/health").status_code == 200
+        waited = time.perf_counter() - started
+        searching.join()
+    assert answers == [200]
+    assert waited < 0.5, f"/health waited {waited:.2f} s behind a search"
