@@ -4,6 +4,7 @@ servers, path prefixes, errors and threads sharing one client."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -55,6 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, out = 404, {"error": {"code": "collection_not_found", "message": "no c"}}
         else:
             status, out = 200, {"path": self.path, "auth": self.headers.get("Authorization")}
+            if self.headers.get("Proxy-Authorization"):
+                out["proxy_auth"] = self.headers["Proxy-Authorization"]
         data = json.dumps(out).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -65,6 +68,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         if self.server.drop:
             self.close_connection = True
+
+    def do_CONNECT(self) -> None:
+        self.server.requests.append((self.command, self.path, None))
+        self.send_response(200)
+        self.end_headers()
+        self.close_connection = True  # no TLS behind this tunnel: the handshake fails
 
     do_GET = do_POST = do_DELETE = _answer  # noqa: N815  (the names http.server calls)
 
@@ -164,3 +173,46 @@ def test_threads_share_one_client(server: _Server) -> None:
         got = list(pool.map(work, range(4)))
     assert got == [[f"/t{t}/{i}" for i in range(25)] for t in range(4)]
     assert server.connections <= 4
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_an_http_server_is_asked_through_the_environments_proxy(
+    server: _Server, proxy_env: pytest.MonkeyPatch
+) -> None:
+    port = server.server_address[1]
+    proxy_env.setenv("http_proxy", f"http://ann:p%40ss@127.0.0.1:{port}")
+    client = simsearch.Client("http://search.example:8000/api", api_key="k")
+    got = client.request("POST", "/collections", {"name": "c"})
+    assert got["path"] == "http://search.example:8000/api/collections"  # the whole URL
+    assert got["auth"] == "Bearer k"
+    assert got["proxy_auth"] == "Basic " + base64.b64encode(b"ann:p@ss").decode()
+
+
+def test_no_proxy_exempts_a_host(server: _Server, proxy_env: pytest.MonkeyPatch) -> None:
+    proxy_env.setenv("http_proxy", server.url)
+    proxy_env.setenv("no_proxy", "search.invalid")
+    with pytest.raises(simsearch.ServerUnavailableError, match="cannot reach"):
+        simsearch.Client("http://search.invalid:8000", timeout=5).health()
+    assert server.requests == []  # asked directly, not through the proxy
+
+
+def test_an_https_server_is_reached_through_a_connect_tunnel(
+    server: _Server, proxy_env: pytest.MonkeyPatch
+) -> None:
+    proxy_env.setenv("https_proxy", server.url)
+    with pytest.raises(simsearch.ServerUnavailableError, match="cannot reach"):
+        simsearch.Client("https://search.example", timeout=5).health()
+    assert server.requests == [("CONNECT", "search.example:443", None)]
+
+
+def test_a_proxy_the_client_cannot_use_is_named(proxy_env: pytest.MonkeyPatch) -> None:
+    proxy_env.setenv("http_proxy", "socks5://127.0.0.1:1080")
+    with pytest.raises(simsearch.InvalidArgumentError, match=r"not an http:// proxy.*NO_PROXY"):
+        simsearch.Client("http://search.example:8000")

@@ -8,6 +8,12 @@ needs: a pool of idle connections (so threads can share a client), a timeout on
 every socket operation, and the two failures a caller must tell apart (the server
 cannot be reached, or did not answer in time).
 
+Like httpx and requests, it honours the proxy settings of the environment
+(``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``, read by :func:`urllib.request.getproxies`):
+an ``http://`` server is asked through the proxy with the absolute URL, an
+``https://`` one through a ``CONNECT`` tunnel, with the proxy URL's user and password
+sent as Basic ``Proxy-Authorization``. Proxies are ``http://`` ones.
+
 A pooled connection the server has closed while it sat idle (a restart, an idle
 timeout) is noticed before it is reused, by polling its socket: an idle keep-alive
 socket that reads as ready holds an end-of-file. Such a connection is dropped and a
@@ -17,6 +23,7 @@ cannot be known whether the server acted on it.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import select
@@ -24,7 +31,8 @@ import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from simsearch.errors import InvalidArgumentError
 
@@ -77,6 +85,17 @@ class ConnectionPool:
         self._prefix = parts.path.rstrip("/")
         self._headers = {"Accept": "application/json", **headers}
         self._timeout = timeout
+        self._proxy = _proxy_for(parts.scheme, self._host, url)
+        self._tunnel_headers: dict[str, str] = {}
+        if self._proxy is not None:
+            auth = _proxy_authorization(self._proxy)
+            if self._https:
+                self._tunnel_headers = auth
+            else:
+                # Through an http proxy the request line names the whole URL.
+                netloc = f"[{self._host}]" if ":" in self._host else self._host
+                self._prefix = f"http://{netloc}:{self._port}{self._prefix}"
+                self._headers.update(auth)
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
@@ -132,7 +151,13 @@ class ConnectionPool:
 
     def _connect(self) -> http.client.HTTPConnection:
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = kind(self._host, self._port, timeout=self._timeout)
+        if self._proxy is None:
+            conn = kind(self._host, self._port, timeout=self._timeout)
+        else:
+            proxy_host, proxy_port = self._proxy.hostname or "", self._proxy.port or 80
+            conn = kind(proxy_host, proxy_port, timeout=self._timeout)
+            if self._https:
+                conn.set_tunnel(self._host, self._port, headers=self._tunnel_headers)
         try:
             conn.connect()
         except TimeoutError:
@@ -161,3 +186,29 @@ def _closed_by_server(conn: http.client.HTTPConnection) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _proxy_for(scheme: str, host: str, url: str) -> SplitResult | None:
+    """The environment's proxy for ``scheme`` unless ``NO_PROXY`` exempts ``host``."""
+    proxy = getproxies().get(scheme)
+    if not proxy or proxy_bypass(host):
+        return None
+    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    try:
+        parts.port  # noqa: B018  (parsing it checks it)
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme != "http" or not parts.hostname:
+        raise InvalidArgumentError(
+            f"the {scheme} proxy set in the environment ({parts.scheme}://...) is not an "
+            f"http:// proxy with a host, which is what simsearch's client can use; set "
+            f"NO_PROXY to reach {url} directly"
+        )
+    return parts
+
+
+def _proxy_authorization(proxy: SplitResult) -> dict[str, str]:
+    if proxy.username is None:
+        return {}
+    pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}
