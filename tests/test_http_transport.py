@@ -54,8 +54,11 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(self.server.delay)
         if self.path.endswith("/missing"):
             status, out = 404, {"error": {"code": "collection_not_found", "message": "no c"}}
+        elif self.path.endswith("/unfit"):
+            status, out = 422, [{"loc": ["body"], "msg": "unfit"}]
         else:
             status, out = 200, {"path": self.path, "auth": self.headers.get("Authorization")}
+            out["agent"] = self.headers.get("User-Agent")
             if self.headers.get("Proxy-Authorization"):
                 out["proxy_auth"] = self.headers["Proxy-Authorization"]
         data = json.dumps(out).encode()
@@ -92,10 +95,8 @@ def server() -> Iterator[_Server]:
 def test_requests_reuse_one_connection_and_send_json_with_the_key(server: _Server) -> None:
     with simsearch.Client(server.url, api_key="secret") as client:
         for i in range(20):
-            assert client.request("POST", "/x", {"i": i, "word": "naïve"}) == {
-                "path": "/x",
-                "auth": "Bearer secret",
-            }
+            got = client.request("POST", "/x", {"i": i, "word": "naïve"})
+            assert (got["path"], got["auth"]) == ("/x", "Bearer secret")
     assert server.connections == 1
     assert server.requests[3] == ("POST", "/x", {"i": 3, "word": "naïve"})
 
@@ -216,3 +217,34 @@ def test_a_proxy_the_client_cannot_use_is_named(proxy_env: pytest.MonkeyPatch) -
     proxy_env.setenv("http_proxy", "socks5://127.0.0.1:1080")
     with pytest.raises(simsearch.InvalidArgumentError, match=r"not an http:// proxy.*NO_PROXY"):
         simsearch.Client("http://search.example:8000")
+
+
+def test_paths_in_any_script_are_percent_encoded_and_the_client_names_itself(
+    server: _Server,
+) -> None:
+    client = simsearch.Client(server.url + "/wö rk")
+    got = client.request("GET", "/collections/naïve?x=1")
+    assert got["path"] == "/w%C3%B6%20rk/collections/na%C3%AFve?x=1"
+    assert got["agent"].startswith("simsearch")
+
+
+def test_a_schema_refusal_with_a_list_body_is_invalid_input(server: _Server) -> None:
+    with pytest.raises(simsearch.InvalidInputError, match="unfit"):
+        simsearch.Client(server.url).request("POST", "/unfit", {})
+
+
+def test_a_url_with_a_user_and_password_is_refused() -> None:
+    with pytest.raises(simsearch.InvalidArgumentError, match="api_key"):
+        simsearch.Client("http://ann:secret@127.0.0.1:8000")
+
+
+def test_all_proxy_is_the_fallback_and_no_proxy_may_name_a_port(
+    server: _Server, proxy_env: pytest.MonkeyPatch
+) -> None:
+    proxy_env.setenv("all_proxy", server.url)
+    got = simsearch.Client("http://search.example:8000").request("GET", "/x")
+    assert got["path"] == "http://search.example:8000/x"
+    proxy_env.setenv("no_proxy", "search.example:8000")
+    with pytest.raises(simsearch.ServerUnavailableError):
+        simsearch.Client("http://search.example:8000", timeout=5).request("GET", "/y")
+    assert [r[1] for r in server.requests] == ["http://search.example:8000/x"]

@@ -291,7 +291,8 @@ def test_a_slow_search_leaves_the_event_loop_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The search route is a coroutine that runs the search on the server's pool: a search
-    that takes a second must not hold up other requests meanwhile."""
+    that takes a second must not hold up other requests meanwhile, and the pool ends with
+    the app."""
     with simsearch.Collection.open(tmp_path / "c", dim=2, metric="dot") as col:
         col.add(["a"], vectors=[[1.0, 0.0]])
     search = simsearch.Collection.search
@@ -302,6 +303,7 @@ def test_a_slow_search_leaves_the_event_loop_free(
 
     monkeypatch.setattr(simsearch.Collection, "search", slow)
     answers: list[int] = []
+    before = set(threading.enumerate())
     with TestClient(create_app(ServerSettings(data_dir=tmp_path))) as http:
         body = {"query": [1, 0], "k": 1}
         searching = threading.Thread(
@@ -315,3 +317,6 @@ def test_a_slow_search_leaves_the_event_loop_free(
         searching.join()
     assert answers == [200]
     assert waited < 0.5, f"/health waited {waited:.2f} s behind a search"
+    # The app's search pool ended with it (its threads would otherwise hold readers open).
+    left = [t for t in threading.enumerate() if t not in before and t.name.startswith("search")]
+    assert left == []

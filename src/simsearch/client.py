@@ -53,7 +53,8 @@ def _raise_for(response: Any) -> None:
         cls = error_class_for_code(str(error["code"]))
         raise cls(str(error.get("message", "")))
     if response.status_code == 422:  # the request did not fit the API's schema
-        raise InvalidInputError(f"the server refused the request: {body.get('detail', body)}")
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+        raise InvalidInputError(f"the server refused the request: {detail}")
     if response.status_code == 401:
         raise AuthenticationError("the server wants an API key")
     raise SimsearchError(f"the server answered {response.status_code}: {response.text[:200]}")

@@ -24,22 +24,32 @@ cannot be known whether the server acted on it.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
+import importlib.metadata
 import json
 import select
 import socket
+import ssl
+import sys
 import threading
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
-from urllib.request import getproxies, proxy_bypass
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from simsearch.errors import InvalidArgumentError
 
 __all__ = ["ConnectionPool", "Reply", "TransportTimeoutError", "TransportUnavailableError"]
 
+#: ``NO_PROXY``'s test (public, but missing from the type stubs).
+_BYPASS: Callable[[str, dict[str, str]], bool]
+_BYPASS = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
 #: Idle connections kept per client (more are closed when returned).
 MAX_IDLE = 8
+#: Characters a path keeps as they are; any other is percent-encoded (UTF-8).
+_PATH_SAFE = "/%:@!$&'()*+,;=?~"
 
 
 class TransportUnavailableError(Exception):
@@ -81,15 +91,33 @@ class ConnectionPool:
             self._port = parts.port or (443 if self._https else 80)
         except ValueError as exc:
             raise InvalidArgumentError(f"the server URL {url!r} has a bad port: {exc}") from None
-        self._host = parts.hostname
-        self._prefix = parts.path.rstrip("/")
-        self._headers = {"Accept": "application/json", **headers}
+        if parts.username is not None:
+            raise InvalidArgumentError(
+                "a server URL carries no user or password: pass the API key as api_key="
+            )
+        try:  # a name in any script travels as its IDNA (xn--) form
+            self._host = parts.hostname.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidArgumentError(f"the server URL {url!r} has an invalid host") from None
+        self._prefix = quote(parts.path.rstrip("/"), safe=_PATH_SAFE)
+        self._headers = {
+            "Accept": "application/json",
+            "User-Agent": _user_agent(),
+            **headers,
+        }
         self._timeout = timeout
-        self._proxy = _proxy_for(parts.scheme, self._host, url)
+        self._ssl = _ssl_context() if self._https else None
+        self._proxy = _proxy_for(parts.scheme, self._host, self._port, url)
         self._tunnel_headers: dict[str, str] = {}
         if self._proxy is not None:
             auth = _proxy_authorization(self._proxy)
             if self._https:
+                if ":" in self._host and sys.version_info < (3, 12):
+                    # Python 3.11 writes CONNECT without the brackets an IPv6 address needs.
+                    raise InvalidArgumentError(
+                        "an IPv6 https server cannot be reached through a proxy on Python "
+                        f"3.11; set NO_PROXY to reach {url} directly"
+                    )
                 self._tunnel_headers = auth
             else:
                 # Through an http proxy the request line names the whole URL.
@@ -108,9 +136,10 @@ class ConnectionPool:
                 body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode("utf-8")
             headers = {**headers, "Content-Type": "application/json"}
+        target = self._prefix + quote(path, safe=_PATH_SAFE)
         conn = self._take()
         try:
-            conn.request(method, self._prefix + path, body=payload, headers=headers)
+            conn.request(method, target, body=payload, headers=headers)
             response = conn.getresponse()
             content = response.read()
         except TimeoutError:
@@ -119,6 +148,9 @@ class ConnectionPool:
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             raise TransportUnavailableError(str(exc) or type(exc).__name__) from exc
+        except BaseException:  # interrupted mid-request: the connection's state is unknown
+            conn.close()
+            raise
         if response.will_close:
             conn.close()
         else:
@@ -150,19 +182,23 @@ class ConnectionPool:
         conn.close()
 
     def _connect(self) -> http.client.HTTPConnection:
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        if self._proxy is None:
-            conn = kind(self._host, self._port, timeout=self._timeout)
+        host, port = self._host, self._port
+        if self._proxy is not None:
+            host, port = self._proxy.hostname or "", self._proxy.port or 80
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(host, port, timeout=self._timeout, context=self._ssl)
         else:
-            proxy_host, proxy_port = self._proxy.hostname or "", self._proxy.port or 80
-            conn = kind(proxy_host, proxy_port, timeout=self._timeout)
-            if self._https:
-                conn.set_tunnel(self._host, self._port, headers=self._tunnel_headers)
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
+        if self._https and self._proxy is not None:
+            conn.set_tunnel(self._host, self._port, headers=self._tunnel_headers)
         try:
             conn.connect()
         except TimeoutError:
+            conn.close()
             raise TransportTimeoutError("timed out while connecting") from None
         except OSError as exc:
+            conn.close()
             raise TransportUnavailableError(str(exc) or type(exc).__name__) from exc
         if conn.sock is not None:
             # Requests are small and answered at once: send each without waiting to
@@ -188,10 +224,30 @@ def _closed_by_server(conn: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
-def _proxy_for(scheme: str, host: str, url: str) -> SplitResult | None:
-    """The environment's proxy for ``scheme`` unless ``NO_PROXY`` exempts ``host``."""
-    proxy = getproxies().get(scheme)
-    if not proxy or proxy_bypass(host):
+@functools.cache
+def _user_agent() -> str:
+    try:
+        return f"simsearch/{importlib.metadata.version('simsearch')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "simsearch"
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """Certificates verified against certifi's roots where it is installed (as httpx did),
+    else the system's."""
+    try:
+        import certifi
+    except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _proxy_for(scheme: str, host: str, port: int, url: str) -> SplitResult | None:
+    """The environment's proxy for ``scheme`` (else ``ALL_PROXY``'s) unless ``NO_PROXY``
+    exempts the host (with or without its port); system settings are not read."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or _BYPASS(f"{host}:{port}", proxies):
         return None
     parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
     try:

@@ -11,6 +11,7 @@ as 500 ``simsearch_error``. Messages are bounded and never echo a request's body
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 from collections import Counter, defaultdict
@@ -139,15 +140,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
     counts: Counter[str] = Counter()
     latency: defaultdict[str, float] = defaultdict(float)
 
-    # Searches run here (see the search route), as many at once as on Starlette's pool.
-    # Idle threads end with the process; a pool per app, so apps in one process (tests)
-    # do not share one.
-    searches = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="search")
+    # Searches run on this app's own pool (see the search route), made at the first search
+    # and shut down, its searches finished, before the collections close.
+    searches: list[ThreadPoolExecutor] = []
+
+    def search_pool() -> ThreadPoolExecutor:
+        if not searches:  # only the event loop's thread gets here: no race
+            searches.append(ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="search"))
+        return searches[0]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         yield
+        if searches:
+            searches.pop().shutdown(wait=True)
         registry.close_all()
 
     app = FastAPI(
@@ -268,7 +275,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # pool measured about 0.25 ms more a request than an executor's, as much as the
         # search of a 100,000-item graph.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(searches, run_search, name, body, key)
+        context = contextvars.copy_context()  # as Starlette's pool carries it
+        return await loop.run_in_executor(search_pool(), context.run, run_search, name, body, key)
 
     def run_search(name: str, body: SearchRequest, key: ApiKey | None) -> Response:
         allow(key, name, Right.READ)
