@@ -248,3 +248,17 @@ def test_all_proxy_is_the_fallback_and_no_proxy_may_name_a_port(
     with pytest.raises(simsearch.ServerUnavailableError):
         simsearch.Client("http://search.example:8000", timeout=5).request("GET", "/y")
     assert [r[1] for r in server.requests] == ["http://search.example:8000/x"]
+
+
+def test_https_checks_the_servers_certificate_and_name() -> None:
+    import ssl
+
+    context = ConnectionPool("https://search.example", headers={}, timeout=1)._ssl
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    try:
+        import certifi  # noqa: F401
+    except ImportError:
+        return  # the system's roots load lazily, so there is no count to check
+    assert context.cert_store_stats()["x509_ca"] > 0  # certifi's roots are loaded
