@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,14 @@ def test_a_few_queries_score_in_parts_small_enough_to_stay_off_blas_threads(monk
     sizes.clear()
     index.search(np.repeat(query, flat.SERIAL_QUERIES + 1, axis=0), 10)
     assert max(sizes) > flat.SERIAL_PRODUCT
+
+
+def test_an_l2_distance_past_float32_is_minus_inf_without_a_warning(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "c", metric="l2") as col:
+        col.add(["far", "near"], vectors=[[0.0, 1.8e19], [1.0, 0.0]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's overflow RuntimeWarning would raise
+            hits = col.search([1.8e19, 0.0], k=2)[0]
+    scores = {h.id: h.score for h in hits}
+    assert scores["far"] == float("-inf")
+    assert np.isfinite(scores["near"])

@@ -8,8 +8,9 @@ needs: a pool of idle connections (so threads can share a client), a timeout on
 every socket operation, and the two failures a caller must tell apart (the server
 cannot be reached, or did not answer in time).
 
-Like httpx and requests, it honours the proxy settings of the environment
-(``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``, read by :func:`urllib.request.getproxies`):
+Like httpx, it honours the proxy settings of the environment and only those
+(``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` as the fallback, ``NO_PROXY``, with or
+without a port; read by :func:`urllib.request.getproxies_environment`):
 an ``http://`` server is asked through the proxy with the absolute URL, an
 ``https://`` one through a ``CONNECT`` tunnel, with the proxy URL's user and password
 sent as Basic ``Proxy-Authorization``. Proxies are ``http://`` ones.
