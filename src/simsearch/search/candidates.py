@@ -68,6 +68,7 @@ def candidates(
         dim=index.dim,
         ef=knobs.ef,
         window=None if window is None or allowed is None else len(window),
+        k=k,
     )
     dim = queries.shape[1]
     if not plan.exact:

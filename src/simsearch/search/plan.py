@@ -5,12 +5,13 @@ flat index always; for a small collection; for a filter leaving few items; and f
 a filter whose allowed rows cost less to score exactly (from a flat copy of them,
 reused while the filter repeats) than the walk, whose beam widens by the excluded
 share (see ``HNSWIndex.search``). The payload indexes give the exact allowed count
-before the plan is made. The costs come from bench/bench_filters.py on GloVe-50:
-scoring a flat copy costs about 0.02 microseconds a row at 50 dimensions, a walk
-about 1.8 microseconds per unit of its widened beam. Rows whose copy does not fit the
-copies' memory budget (see :mod:`simsearch.index.subsets`) would be copied out of the
-graph at every search (about 7 microseconds a row), so those are walked. A range
-filter on a window field (:mod:`simsearch.index.window`) may also walk the smallest
+before the plan is made. The costs come from GloVe-50 at 1,000,000 items, one query a
+call: scoring a flat copy of 100,000 allowed rows took 1.28 ms (about 0.013
+microseconds a row at 50 dimensions), a walk about 3.6 microseconds per unit of its
+widened beam (0.47 ms at ef 128 unfiltered, 1.09 ms for a beam of 286, 1.46 ms for
+405). Rows whose copy does not fit the copies' memory budget (see
+:mod:`simsearch.index.subsets`) would be copied out of the graph at every search
+(about 7 microseconds a row), so those are walked. A range filter on a window field (:mod:`simsearch.index.window`) may also walk the smallest
 bucket graph holding its range, whose beam widens by the allowed share of the bucket
 instead of the collection's: chosen when that costs the least of the three.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simsearch.config import Flat, IndexConfig
-from simsearch.index.hnsw import MAX_FILTERED_EF
+from simsearch.index.hnsw import BEAM_POWER, MAX_FILTERED_EF, SPREAD
 from simsearch.index.subsets import BUDGET_SHARE, MIN_BUDGET
 
 __all__ = ["EXACT_FILTER_SHARE", "EXACT_US_PER_ROW_DIM", "WALK_US_PER_EF", "Plan", "plan_search"]
@@ -29,9 +30,9 @@ __all__ = ["EXACT_FILTER_SHARE", "EXACT_US_PER_ROW_DIM", "WALK_US_PER_EF", "Plan
 #: collection is searched exactly (as is one leaving at most ``HNSW.exact_below`` items).
 EXACT_FILTER_SHARE = 0.10
 #: Microseconds to score one row of one dimension exactly from a flat copy.
-EXACT_US_PER_ROW_DIM = 0.00044
+EXACT_US_PER_ROW_DIM = 0.00026
 #: Microseconds a filtered graph walk spends per unit of its beam.
-WALK_US_PER_EF = 1.8
+WALK_US_PER_EF = 3.6
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def plan_search(
     dim: int | None = None,
     ef: int | None = None,
     window: int | None = None,
+    k: int = 10,
 ) -> Plan:
     """The plan for a search over ``live`` items of which ``allowed`` pass the filter, of
     ``dim`` dimensions with a beam of ``ef`` (the index's own when ``None``), where a
@@ -61,7 +63,7 @@ def plan_search(
     >>> plan_search(HNSW(), live=390_000, allowed=3_900)
     Plan(exact=True, reason='the filter leaves 3900 items', window=False)
     >>> plan_search(HNSW(), live=390_000, allowed=39_000, dim=50).reason  # doctest: +ELLIPSIS
-    'the filter leaves 39000 items: scoring them (about 0.9 ms) costs less than the walk...'
+    'the filter leaves 39000 items: scoring them (about 0.5 ms) costs less than the walk...'
     >>> plan_search(HNSW(), live=390_000, allowed=195_000, dim=50).exact
     False
     >>> plan_search(HNSW(), live=1_000_000, allowed=100_000, dim=50, window=250_000).window
@@ -82,13 +84,13 @@ def plan_search(
             return Plan(True, f"the filter leaves {allowed} items")
         return Plan(False, "graph search filtered")
     width = ef if ef is not None else int(getattr(index, "ef_search", 64))
-    walk_ms = _walk_ms(width, allowed / max(live, 1))
+    walk_ms = _walk_ms(width, allowed / max(live, 1), k)
     exact_ms = EXACT_US_PER_ROW_DIM * allowed * dim / 1000
     budget = max(BUDGET_SHARE * live * dim, MIN_BUDGET)
     if allowed * dim > budget:
         exact_ms = float("inf")  # copied out of the graph at every search: never chosen
     if window is not None:
-        window_ms = _walk_ms(width, allowed / max(window, 1))
+        window_ms = _walk_ms(width, allowed / max(window, 1), k)
         if window_ms < min(exact_ms, walk_ms):
             scoring = (
                 "copying" if exact_ms == float("inf") else f"scoring (about {exact_ms:.1f} ms)"
@@ -110,6 +112,10 @@ def plan_search(
     return Plan(False, "graph search filtered: " + costs.format("more than"))
 
 
-def _walk_ms(width: int, share: float) -> float:
-    """The cost model's milliseconds for a filtered walk whose allowed share is ``share``."""
-    return WALK_US_PER_EF * min(width / max(share, 1e-9), MAX_FILTERED_EF) / 1000
+def _walk_ms(width: int, share: float, k: int) -> float:
+    """The cost model's milliseconds for a filtered walk for ``k`` hits whose allowed share
+    is ``share``: its beam as ``HNSWIndex.search`` widens it, or its depth if deeper."""
+    share = max(share, 1e-9)
+    depth = (k + SPREAD * k**0.5 + 10) / share
+    beam = max(width / share**BEAM_POWER, depth)
+    return float(WALK_US_PER_EF * min(beam, MAX_FILTERED_EF) / 1000)
