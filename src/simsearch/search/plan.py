@@ -11,9 +11,10 @@ microseconds a row at 50 dimensions), a walk about 3.6 microseconds per unit of 
 widened beam (0.47 ms at ef 128 unfiltered, 1.09 ms for a beam of 286, 1.46 ms for
 405). Rows whose copy does not fit the copies' memory budget (see
 :mod:`simsearch.index.subsets`) would be copied out of the graph at every search
-(about 7 microseconds a row), so those are walked. A range filter on a window field (:mod:`simsearch.index.window`) may also walk the smallest
-bucket graph holding its range, whose beam widens by the allowed share of the bucket
-instead of the collection's: chosen when that costs the least of the three.
+(about 7 microseconds a row), so those are walked. A range filter on a window field
+(:mod:`simsearch.index.window`) may also walk the smallest bucket graph holding its
+range, whose beam widens by the allowed share of the bucket instead of the
+collection's: chosen when that costs the least of the three.
 """
 
 from __future__ import annotations
