@@ -293,13 +293,15 @@ class Results:
     ) -> Results:
         """Results over a search's ``(n_queries, k)`` scores and store rows (``-1`` pads),
         with each hit's dense and lexical scores (``sides``) from a lexical or hybrid one."""
-        out = cls(k, [])
-        object.__setattr__(out, "_relevance", relevance)
-        object.__setattr__(out, "_sides", sides)
-        object.__setattr__(out, "_rows", None)
-        object.__setattr__(out, "_scores", scores)
-        object.__setattr__(out, "_row_numbers", rows)
-        object.__setattr__(out, "_described", described)
+        # Each slot set once through its descriptor, without __init__ (see Hit._from_stored).
+        out = object.__new__(cls)
+        _SET_K(out, k)
+        _SET_RESULTS_RELEVANCE(out, relevance)
+        _SET_SIDES(out, sides)
+        _SET_ROWS(out, None)
+        _SET_SCORES(out, scores)
+        _SET_ROW_NUMBERS(out, rows)
+        _SET_DESCRIBED(out, described)
         return out
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -394,3 +396,12 @@ class Results:
     def from_rows(k: int, rows: Sequence[Sequence[Hit]]) -> Results:
         """Build results from any sequence of rows."""
         return Results(k=k, rows=[list(r) for r in rows])
+
+
+(
+    _SET_K, _SET_RESULTS_RELEVANCE, _SET_SIDES, _SET_ROWS, _SET_SCORES, _SET_ROW_NUMBERS,
+    _SET_DESCRIBED,
+) = (
+    Results.__dict__[name].__set__
+    for name in ("k", "_relevance", "_sides", "_rows", "_scores", "_row_numbers", "_described")
+)  # fmt: skip

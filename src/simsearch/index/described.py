@@ -30,17 +30,18 @@ class DescribedRows:
 
     def get(self, rows: list[int]) -> tuple[Described, list[int]]:
         """Those of ``rows`` that are kept, and the rows that are not."""
+        found: Described = {}
+        missing: list[int] = []
         with self._lock:
-            found: Described = {}
-            missing: list[int] = []
+            kept = self._rows
             for row in rows:
-                hit = self._rows.get(row)
+                hit = kept.get(row)
                 if hit is None:
                     missing.append(row)
                 else:
                     found[row] = hit
-                    self._rows.move_to_end(row)
-            return found, missing
+                    kept.move_to_end(row)
+        return found, missing
 
     def keep(self, described: Described) -> None:
         with self._lock:

@@ -250,10 +250,10 @@ class FlatIndex:
             with np.errstate(invalid="ignore", over="ignore"):
                 scores = -np.sqrt(np.maximum(qn - scores, 0.0)).astype(np.float32)
             scores[best < 0] = -np.inf
-        rows = np.full_like(best, -1)
-        found = best >= 0
-        rows[found] = self._rows[best[found]]
-        return scores, rows
+        if not len(self._rows):
+            return scores, np.full_like(best, -1)
+        # A pad (-1) picks the last slot's row, then is put back.
+        return scores, np.where(best >= 0, self._rows[best], -1)
 
     def _block_scores(
         self, q: FloatArray, idx: slice | Int64Array, out: FloatArray | None = None
@@ -324,11 +324,21 @@ class FlatIndex:
     def _one_query(self, q: FloatArray, k: int) -> tuple[FloatArray, Int64Array]:
         """One query over every slot, as :meth:`_search_one_pass` ranks it (ties by
         position) in fewer array calls: a server's one-query-per-call path."""
-        row = self._block_scores(q, slice(0, self._n))[0]
+        padded = _whole_blocks(self._n, self._width)
+        row = np.empty(padded, dtype=np.float32)
+        for begin in range(0, padded, self._width):  # the blocks of _block_scores
+            end = begin + self._width
+            np.matmul(q, self._cols[:, begin:end], out=row[None, begin:end])
+        row = row[: self._n]
+        if self.metric is Metric.L2:
+            row *= 2.0
+            row -= self._sqnorms[: self._n]
         if self._dead:
             row[self._dead_positions()] = -np.inf
         pick = _at_least_kth(row, k)  # ascending: ties stay in order
         order = pick[np.argsort(-row[pick], kind="stable")[:k]]
+        if len(order) == k:
+            return row[order][None, :], order[None, :]
         best_s = np.full((1, k), -np.inf, dtype=np.float32)
         best_p = np.full((1, k), -1, dtype=np.int64)
         best_s[0, : len(order)] = row[order]

@@ -372,7 +372,10 @@ class Searcher:
     def _quick_described(self, rows: np.ndarray, state: Any) -> dict[int, Any] | None:
         """The descriptions of ``rows`` from memory, the missing ones read outside a
         transaction; ``None`` when the store changed meanwhile."""
-        wanted = list(dict.fromkeys(r for r in rows.ravel().tolist() if r >= 0))
+        if len(rows) == 1:  # one query's hits are distinct rows
+            wanted = [r for r in rows[0].tolist() if r >= 0]
+        else:
+            wanted = list(dict.fromkeys(r for r in rows.ravel().tolist() if r >= 0))
         described, missing = self._keeper.described.get(wanted)
         if missing:
             # Read outside a transaction; it saw ``state`` if nothing was committed by

@@ -368,15 +368,22 @@ class SQLiteStore:
     @contextmanager
     def _counted(self) -> Iterator[None]:
         """A read under way: ``close()`` waits for it."""
+        self._start_read()
+        try:
+            yield
+        finally:
+            self._end_read()
+
+    def _start_read(self) -> None:
         with self._idle:
             if self._closed:
                 raise self._closed_error()
             self._active += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._active -= 1
+
+    def _end_read(self) -> None:
+        with self._idle:
+            self._active -= 1
+            if self._closed:  # only close() waits for the reads to end
                 self._idle.notify_all()
 
     # -- transactions ----------------------------------------------------------
@@ -484,16 +491,11 @@ class SQLiteStore:
         reader = self._thread()
         if reader.depth or reader.remembered is None or reader.conn is None:
             return False
-        with self._idle:
-            if self._closed:
-                raise self._closed_error()
-            self._active += 1
+        self._start_read()
         return True
 
     def end_quick(self) -> None:
-        with self._idle:
-            self._active -= 1
-            self._idle.notify_all()
+        self._end_read()
 
     def quick_state(self) -> StoreState | None:
         """Inside :meth:`quick_reads`: the state this thread last noted, if no connection
