@@ -179,7 +179,7 @@ def test_hits_parse_metadata_lazily_and_stay_immutable(tmp_path: Path) -> None:
         assert res.ids.tolist() == [["a", "b", None], ["b", "a", None]]
         assert res.scores.tolist() == [[1.0, 0.5, -np.inf], [1.0, 0.0, -np.inf]]
         hit = res[0][0]
-        assert hit._metadata is None  # not parsed until looked at
+        assert isinstance(hit._meta, str)  # not parsed until looked at
         assert hit.metadata == {"n": [1, "ü"]}
         assert res[1][1] == simsearch.Hit("a", 0.0, {"n": [1, "ü"]})
         assert res == simsearch.Results(k=3, rows=res.rows)
@@ -187,6 +187,27 @@ def test_hits_parse_metadata_lazily_and_stay_immutable(tmp_path: Path) -> None:
             hit.score = 2.0  # type: ignore[misc]
         with pytest.raises(AttributeError):
             res.k = 1  # type: ignore[misc]
+
+
+def test_hits_pickle_and_copy_whole(tmp_path: Path) -> None:
+    import copy
+    import pickle
+
+    plain = simsearch.Hit._from_stored("a", 0.5, '{"n": 1}', "text")  # metadata unparsed
+    scored = simsearch.Hit("b", 0.25, {"m": [2]}, None, 0.75, dense_score=0.1, lexical_score=3.0)
+    for hit in (plain, scored):
+        for twin in (pickle.loads(pickle.dumps(hit)), copy.copy(hit), copy.deepcopy(hit)):
+            assert twin == hit
+            assert (twin.relevance, twin.dense_score, twin.lexical_score) == (
+                hit.relevance, hit.dense_score, hit.lexical_score,
+            )  # fmt: skip
+    assert (scored.relevance, scored.dense_score, scored.lexical_score) == (0.75, 0.1, 3.0)
+    assert (plain.relevance, plain.dense_score, plain.lexical_score) == (None, None, None)
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        col.add(["a"], vectors=[[1.0, 0.0]], metadata=[{"n": 1}])
+        res = col.search([1.0, 0.0], k=1)
+        assert pickle.loads(pickle.dumps(res.rows)) == res.rows
+        assert pickle.loads(pickle.dumps(res)) == copy.deepcopy(res) == res
 
 
 def test_a_few_queries_score_in_parts_small_enough_to_stay_off_blas_threads(monkeypatch) -> None:

@@ -110,18 +110,15 @@ class Hit:
     True
     """
 
-    __slots__ = (
-        "_metadata", "_metadata_json", "dense_score", "id", "lexical_score", "relevance",
-        "score", "text",
-    )  # fmt: skip
+    # Five slots, set once each: a search makes a hit per result. ``_extra`` holds
+    # (relevance, dense_score, lexical_score) when any is given, else None; ``_meta`` the
+    # metadata, or its stored JSON text until it is first looked at.
+    __slots__ = ("_extra", "_meta", "id", "score", "text")
     id: str
     score: float
     text: str | None
-    relevance: float | None
-    dense_score: float | None
-    lexical_score: float | None
-    _metadata: JSONObject | None
-    _metadata_json: str | None
+    _extra: tuple[float | None, float | None, float | None] | None
+    _meta: JSONObject | str
 
     def __init__(
         self,
@@ -134,15 +131,12 @@ class Hit:
         dense_score: float | None = None,
         lexical_score: float | None = None,
     ) -> None:
-        set_ = object.__setattr__
-        set_(self, "id", id)
-        set_(self, "score", score)
-        set_(self, "text", text)
-        set_(self, "relevance", relevance)
-        set_(self, "dense_score", dense_score)
-        set_(self, "lexical_score", lexical_score)
-        set_(self, "_metadata", {} if metadata is None else metadata)
-        set_(self, "_metadata_json", None)
+        _SET_ID(self, id)
+        _SET_SCORE(self, score)
+        _SET_TEXT(self, text)
+        extra = (relevance, dense_score, lexical_score)
+        _SET_EXTRA(self, None if extra == (None, None, None) else extra)
+        _SET_META(self, {} if metadata is None else metadata)
 
     @classmethod
     def _from_stored(
@@ -154,44 +148,53 @@ class Hit:
         relevance: float | None = None,
         sides: tuple[Any, Any] | None = None,
     ) -> Hit:
-        # Each slot set once through its descriptor, without __init__ (a search makes a
-        # hit per result, and this is several times cheaper than object.__setattr__).
+        # Each slot set once through its descriptor, without __init__ (several times
+        # cheaper than object.__setattr__).
         hit = object.__new__(cls)
         _SET_ID(hit, id)
         _SET_SCORE(hit, score)
         _SET_TEXT(hit, text)
-        _SET_RELEVANCE(hit, relevance)
-        if sides is None:
-            _SET_DENSE(hit, None)
-            _SET_LEXICAL(hit, None)
-        else:
+        if sides is not None:
             # A lexical search embeds nothing: its hits' dense score is NaN, shown as None.
             dense = float(sides[0])
-            _SET_DENSE(hit, None if math.isnan(dense) else dense)
-            _SET_LEXICAL(hit, float(sides[1]))
-        if metadata_json == "{}":
-            _SET_METADATA(hit, {})
-            _SET_METADATA_JSON(hit, None)
+            _SET_EXTRA(hit, (relevance, None if math.isnan(dense) else dense, float(sides[1])))
         else:
-            _SET_METADATA(hit, None)
-            _SET_METADATA_JSON(hit, metadata_json)
+            _SET_EXTRA(hit, None if relevance is None else (relevance, None, None))
+        _SET_META(hit, {} if metadata_json == "{}" else metadata_json)
         return hit
 
     @property
     def metadata(self) -> JSONObject:
         """The item's metadata (a JSON object)."""
-        metadata = self._metadata
-        if metadata is None:
-            metadata = parse_stored_metadata(self._metadata_json or "{}", self.id)
-            object.__setattr__(self, "_metadata", metadata)
-        return metadata
+        meta = self._meta
+        if isinstance(meta, str):
+            meta = parse_stored_metadata(meta, self.id)
+            _SET_META(self, meta)
+        return meta
+
+    @property
+    def relevance(self) -> float | None:
+        return None if self._extra is None else self._extra[0]
+
+    @property
+    def dense_score(self) -> float | None:
+        return None if self._extra is None else self._extra[1]
+
+    @property
+    def lexical_score(self) -> float | None:
+        return None if self._extra is None else self._extra[2]
 
     def size_hint(self) -> int:
         """About how many bytes the hit takes as JSON (its id, text and metadata)."""
-        meta = self._metadata_json
-        if meta is None:
-            meta = "{}" if not self._metadata else json.dumps(self._metadata)
+        meta = self._meta
+        if not isinstance(meta, str):
+            meta = "{}" if not meta else json.dumps(meta)
         return len(self.id) + len(self.text or "") + len(meta) + 64
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled and copied as a new hit: the slots refuse the setattr pickle would use.
+        extra = self._extra or (None, None, None)
+        return (_hit, (self.id, self.score, self.metadata, self.text, *extra))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Hit is immutable; cannot set {name}")
@@ -232,16 +235,25 @@ class Hit:
         return out
 
 
-(
-    _SET_ID, _SET_SCORE, _SET_TEXT, _SET_RELEVANCE, _SET_DENSE, _SET_LEXICAL, _SET_METADATA,
-    _SET_METADATA_JSON,
-) = (
-    Hit.__dict__[name].__set__
-    for name in (
-        "id", "score", "text", "relevance", "dense_score", "lexical_score", "_metadata",
-        "_metadata_json",
+_SET_ID, _SET_SCORE, _SET_TEXT, _SET_EXTRA, _SET_META = (
+    Hit.__dict__[name].__set__ for name in ("id", "score", "text", "_extra", "_meta")
+)
+
+
+def _hit(
+    id: str,
+    score: float,
+    metadata: JSONObject,
+    text: str | None,
+    relevance: float | None,
+    dense_score: float | None,
+    lexical_score: float | None,
+) -> Hit:
+    """A hit from its parts, as :meth:`Hit.__reduce__` gives them."""
+    return Hit(
+        id, score, metadata, text, relevance, dense_score=dense_score, lexical_score=lexical_score
     )
-)  # fmt: skip
+
 
 #: ``row -> (id, text, metadata_json)`` of the items a search returned.
 Described: TypeAlias = dict[int, tuple[str, str | None, str]]
@@ -307,6 +319,10 @@ class Results:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Results are immutable; cannot set {name}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled and copied as results of the same hits (the slots refuse pickle's setattr).
+        return (Results, (self.k, self.rows))
+
     @property
     def rows(self) -> list[list[Hit]]:
         """Every query's hits, best first."""
@@ -314,13 +330,27 @@ class Results:
             assert self._scores is not None
             assert self._row_numbers is not None
             described = self._described or {}
-            made = []
+            stored = Hit._from_stored
+            made: list[list[Hit]] = []
+            sides = self._sides
+            if self._relevance is None and sides is None:  # a plain search: the short loop
+                for score_row, row_row in zip(
+                    self._scores.tolist(), self._row_numbers.tolist(), strict=True
+                ):
+                    hits = []
+                    for score, row in zip(score_row, row_row, strict=True):
+                        if row < 0:
+                            break
+                        id_, text, meta = described[row]
+                        hits.append(stored(id_, score, meta, text))
+                    made.append(hits)
+                _SET_ROWS(self, made)
+                return made
             rel = (
                 self._relevance.tolist()
                 if self._relevance is not None
                 else [[None] * self._scores.shape[1]] * len(self._scores)
             )
-            sides = self._sides
             for i, (score_row, row_row, rel_row) in enumerate(
                 zip(self._scores.tolist(), self._row_numbers.tolist(), rel, strict=True)
             ):
@@ -330,9 +360,9 @@ class Results:
                         break
                     id_, text, meta = described[row]
                     both = None if sides is None else (sides[0][i, j], sides[1][i, j])
-                    hits.append(Hit._from_stored(id_, score, meta, text, r, both))
+                    hits.append(stored(id_, score, meta, text, r, both))
                 made.append(hits)
-            object.__setattr__(self, "_rows", made)
+            _SET_ROWS(self, made)
             return made
         return self._rows
 

@@ -72,9 +72,11 @@ _LOWEST = float(-np.finfo(np.float32).max)
 def normalize(x: FloatArray) -> FloatArray:
     """Rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
-    norms = np.sqrt(row_sq_norms(x))[:, None]
+    norms = row_sq_norms(x)
+    np.sqrt(norms, out=norms)
     np.maximum(norms, _TINY, out=norms)
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
+    out = x / norms[:, None]
+    return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
 class FlatIndex:

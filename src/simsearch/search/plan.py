@@ -71,13 +71,13 @@ def plan_search(
     True
     """
     if isinstance(index, Flat):
-        return Plan(True, "flat index")
+        return _FLAT
     if force_exact:
-        return Plan(True, "exact=True")
+        return _FORCED
     if live <= index.exact_below:
         return Plan(True, f"the collection holds {live} items")
     if allowed is None:
-        return Plan(False, "graph search")
+        return _GRAPH
     if allowed <= index.exact_below:
         return Plan(True, f"the filter leaves {allowed} items")
     if dim is None:
@@ -111,6 +111,12 @@ def plan_search(
     if exact_ms <= walk_ms:
         return Plan(True, f"the filter leaves {allowed} items: " + costs.format("less than"))
     return Plan(False, "graph search filtered: " + costs.format("more than"))
+
+
+# The plans every unfiltered search makes, made once (a server makes one a request).
+_FLAT = Plan(True, "flat index")
+_FORCED = Plan(True, "exact=True")
+_GRAPH = Plan(False, "graph search")
 
 
 def _walk_ms(width: int, share: float, k: int) -> float:
