@@ -152,6 +152,10 @@ def test_a_kept_request_is_never_given_for_arguments_that_check_differently(
         with pytest.raises(simsearch.InvalidArgumentError):
             col.search([1.0, 0, 0], k=2, exact=1)
         assert len(col.search([1.0, 0, 0], k=2, exact=True)[0]) == 2
+        for odd in ({"offset": False}, {"ef": True}, {"ef": [64]}, {"mode": ["dense"]}):
+            with pytest.raises(simsearch.InvalidArgumentError):
+                col.search([1.0, 0, 0], k=2, **odd)
+        assert len(col.search([1.0, 0, 0], k=2, ef=64)[0]) == 2
 
 
 def test_row_norms_are_einsums_on_either_kernel(monkeypatch: pytest.MonkeyPatch) -> None:

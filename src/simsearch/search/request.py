@@ -118,6 +118,42 @@ class SearchRequest:
         """The request for these ``search`` arguments; a bad one raises a specific error.
         Without filters, the request of arguments seen lately is reused (a server repeats
         its options on every call); the types are part of the key (``1`` is not ``True``)."""
+        if (  # the call a server repeats: only k and ef given (exact types: 0 is not False)
+            where is None
+            and where_text is None
+            and nprobe is None
+            and rescore is None
+            and exact is False
+            and min_relevance is None
+            and cutoff is None
+            and alpha is None
+            and candidates is None
+            and type(offset) is int
+            and offset == 0
+            and type(hubness) is str
+            and type(mode) is str
+            and type(fusion) is str
+            and (hubness, mode, fusion) == ("none", "dense", "convex")
+        ):
+            short = (k, ef, type(k), type(ef))
+            try:
+                seen = _SHORT.get(short)
+            except TypeError:  # an unhashable k or ef: checked (and refused) below, not kept
+                seen, kept = None, False
+            else:
+                kept = True
+            if seen is not None:
+                return seen
+            request = SearchRequest._checked(
+                k=k, where=None, offset=0, ef=ef, nprobe=None, rescore=None, exact=False,
+                min_relevance=None, cutoff=None, hubness=hubness, mode=mode, fusion=fusion,
+                alpha=None, candidates=None, where_text=None,
+            )  # fmt: skip
+            if kept:
+                if len(_SHORT) >= RECENT_FILTERS:
+                    _SHORT.clear()
+                _SHORT[short] = request
+            return request
         plain: tuple[Any, ...] = (k, offset, ef, nprobe, rescore, exact, min_relevance, cutoff)
         plain += (hubness, mode, fusion, alpha, candidates)
         key: tuple[Any, ...] | None = None
@@ -221,6 +257,7 @@ class SearchRequest:
 
 _RECENT: dict[Hashable, SqlFilter] = {}
 _PLAIN: dict[tuple[Any, ...], SearchRequest] = {}
+_SHORT: dict[tuple[Any, ...], SearchRequest] = {}  # by (k, ef) and their types
 
 
 def compiled_filter(where: Any) -> SqlFilter:
