@@ -1,8 +1,9 @@
 """Exact search in numpy: blocked float32 matrix products and a streaming top-k.
 
 Memory stays bounded whatever the collection size: queries are taken in
-chunks of ``QUERY_CHUNK`` and the vectors in blocks of ``BLOCK`` rows, so one
-score matrix is at most ``QUERY_CHUNK x BLOCK`` floats.
+chunks of ``QUERY_CHUNK`` and the vectors in steps of about ``BLOCK`` columns
+(whole blocks of ``block_width``), so one score matrix is at most about
+``QUERY_CHUNK x BLOCK`` floats.
 
 The vectors are held transposed, a row of the array a dimension, so that a
 query's scores are sums of long contiguous rows scaled by its coordinates:
@@ -383,6 +384,13 @@ class FlatIndex:
 GROUP = 64
 
 
+def _group_maxima(s: FloatArray, n_groups: int) -> FloatArray:
+    """Per row of ``s``, the maximum of each of ``n_groups`` groups of ``GROUP`` columns:
+    group g holds the columns g, g + n_groups, g + 2 n_groups, ..., so its maximum is an
+    elementwise maximum of ``GROUP`` contiguous rows, which vectorises well."""
+    return s[:, : GROUP * n_groups].reshape(len(s), GROUP, n_groups).max(axis=1)  # type: ignore[no-any-return]
+
+
 def _at_least_kth(row: FloatArray, k: int) -> Int64Array:
     """Positions (ascending) of every score in ``row`` at least its ``k``-th best, masked
     (-inf) ones left out; ``k < len(row)``.
@@ -396,9 +404,7 @@ def _at_least_kth(row: FloatArray, k: int) -> Int64Array:
     full = width - width % GROUP
     n_groups = full // GROUP
     if n_groups > k and width >= GROUP * GROUP:
-        # Group g holds the columns g, g + n_groups, ...: an elementwise maximum of GROUP
-        # contiguous rows, which vectorises well.
-        group_max = row[:full].reshape(GROUP, n_groups).max(axis=0)
+        group_max = _group_maxima(row[None, :], n_groups)[0]
         cut = np.partition(group_max, n_groups - k)[n_groups - k]
     else:
         cut = np.partition(row, width - k)[width - k]
@@ -412,15 +418,13 @@ def _candidates(s: FloatArray, cut: FloatArray) -> tuple[Int64Array, Int64Array]
     the maxima of groups of ``GROUP`` columns are compared first, and only the
     groups that can hold a candidate are looked into.
     """
-    nq, b = s.shape
+    b = s.shape[1]
     full = b - b % GROUP
     qs: list[Int64Array] = []
     cs: list[Int64Array] = []
     if full:
-        # Group g holds the columns g, g + n_groups, g + 2 n_groups, ...: the maximum is then
-        # an elementwise maximum of GROUP contiguous rows, which vectorises well.
         n_groups = full // GROUP
-        group_max = s[:, :full].reshape(nq, GROUP, n_groups).max(axis=1)
+        group_max = _group_maxima(s, n_groups)
         gq, gg = np.nonzero(group_max >= cut[:, None])
         if len(gq):
             cols = gg[:, None] + np.arange(GROUP) * n_groups
