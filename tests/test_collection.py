@@ -208,6 +208,20 @@ def test_hits_pickle_and_copy_whole(tmp_path: Path) -> None:
         res = col.search([1.0, 0.0], k=1)
         assert pickle.loads(pickle.dumps(res.rows)) == res.rows
         assert pickle.loads(pickle.dumps(res)) == copy.deepcopy(res) == res
+    from simsearch.distributed.request import ShardedResults
+
+    partial = ShardedResults(1, [[plain]], (1,), 3)
+    for twin in (pickle.loads(pickle.dumps(partial)), copy.copy(partial)):
+        assert type(twin) is ShardedResults
+        assert twin == partial
+        assert (twin.partial, twin.missing_shards, twin.shards) == (True, (1,), (0, 2))
+
+
+def test_a_hits_size_hint_holds_whether_its_metadata_was_read() -> None:
+    hit = simsearch.Hit._from_stored("a", 0.5, '{"n":[1,2],"s":"üüüü"}', "t")
+    before = hit.size_hint()
+    assert hit.metadata == {"s": "üüüü", "n": [1, 2]}
+    assert hit.size_hint() == before
 
 
 def test_a_few_queries_score_in_parts_small_enough_to_stay_off_blas_threads(monkeypatch) -> None:

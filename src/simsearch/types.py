@@ -187,14 +187,14 @@ class Hit:
     def size_hint(self) -> int:
         """About how many bytes the hit takes as JSON (its id, text and metadata)."""
         meta = self._meta
-        if not isinstance(meta, str):
-            meta = "{}" if not meta else json.dumps(meta)
+        if not isinstance(meta, str):  # written as the store writes it: the same size
+            meta = json.dumps(meta, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         return len(self.id) + len(self.text or "") + len(meta) + 64
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled and copied as a new hit: the slots refuse the setattr pickle would use.
         extra = self._extra or (None, None, None)
-        return (_hit, (self.id, self.score, self.metadata, self.text, *extra))
+        return (_hit, (type(self), self.id, self.score, self.metadata, self.text, *extra))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Hit is immutable; cannot set {name}")
@@ -241,6 +241,7 @@ _SET_ID, _SET_SCORE, _SET_TEXT, _SET_EXTRA, _SET_META = (
 
 
 def _hit(
+    cls: type[Hit],
     id: str,
     score: float,
     metadata: JSONObject,
@@ -249,8 +250,8 @@ def _hit(
     dense_score: float | None,
     lexical_score: float | None,
 ) -> Hit:
-    """A hit from its parts, as :meth:`Hit.__reduce__` gives them."""
-    return Hit(
+    """A hit of class ``cls`` from its parts, as :meth:`Hit.__reduce__` gives them."""
+    return cls(
         id, score, metadata, text, relevance, dense_score=dense_score, lexical_score=lexical_score
     )
 
@@ -321,7 +322,7 @@ class Results:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled and copied as results of the same hits (the slots refuse pickle's setattr).
-        return (Results, (self.k, self.rows))
+        return (type(self), (self.k, self.rows))
 
     @property
     def rows(self) -> list[list[Hit]]:

@@ -58,3 +58,7 @@ class ShardedResults(Results):
         object.__setattr__(self, "missing_shards", missing)
         object.__setattr__(self, "partial", bool(missing))
         object.__setattr__(self, "shards", tuple(s for s in range(count) if s not in missing))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        count = len(self.shards) + len(self.missing_shards)
+        return (ShardedResults, (self.k, self.rows, self.missing_shards, count))

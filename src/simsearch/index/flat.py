@@ -264,13 +264,11 @@ class FlatIndex:
         """Scores of ``q`` against the slots ``idx`` (a slice of slots, or positions), always
         as products of whole blocks of ``block_width`` columns, so a slot's score is the
         same bits whichever search computes it."""
-        if isinstance(idx, slice):
+        if isinstance(idx, slice):  # slices start at a block boundary (see _search_chunk)
             start, stop, _ = idx.indices(self._n)
+            assert start % self._width == 0
             width = stop - start
-            if start % self._width == 0:
-                cols = self._cols[:, start : start + _whole_blocks(width, self._width)]
-            else:  # not at a block boundary: copied into whole blocks, as positions are
-                cols = self._gathered(np.arange(start, stop))
+            cols = self._cols[:, start : start + _whole_blocks(width, self._width)]
         else:
             width = len(idx)
             cols = self._gathered(idx)
