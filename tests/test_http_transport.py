@@ -51,6 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         self.server.requests.append((self.command, self.path, body))
+        # Read before answering: the client may change the switch as soon as it has the answer.
+        drop = self.server.drop
         time.sleep(self.server.delay)
         if self.path.endswith("/missing"):
             status, out = 404, {"error": {"code": "collection_not_found", "message": "no c"}}
@@ -69,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
-        if self.server.drop:
+        if drop:
             self.close_connection = True
 
     def do_CONNECT(self) -> None:
