@@ -526,3 +526,36 @@ def test_another_index_setting_rebuilds_without_a_warning(
     with simsearch.Collection.open(path, index=simsearch.HNSW(m=12, exact_below=0)) as col:
         assert len(col.search(vectors(1), k=5)[0]) == 5
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+# -- a whole-table scan reads through a small page cache --------------------------------------
+def test_a_long_scan_reads_through_a_small_cache_and_a_short_one_keeps_the_cache(
+    tmp_path: Path,
+) -> None:
+    from simsearch.store.reads import SCAN_CACHE_KIB
+
+    filled(tmp_path / "c", n=30)
+    col = simsearch.Collection.open(tmp_path / "c")
+    with col._store.snapshot() as snap:
+        sizes = []
+        for _ in snap.changes_since(0, 8, chunk=10):
+            sizes.append(snap.query("PRAGMA cache_size").fetchone()[0])
+        normal = snap.query("PRAGMA cache_size").fetchone()[0]
+        assert normal < -SCAN_CACHE_KIB  # the reader's own cache, back after the scan
+        # The first chunk reads with the cache as it was, the later ones with the small one;
+        # the deletions come after the scan.
+        assert sizes == [normal, -SCAN_CACHE_KIB, -SCAN_CACHE_KIB, normal]
+        short = [snap.query("PRAGMA cache_size").fetchone()[0] for _ in snap.changes_since(0, 8)]
+        assert short == [normal, normal]  # one chunk of rows, then the deletions
+        texts = [snap.query("PRAGMA cache_size").fetchone()[0] for _ in snap.texts_since(0, 10)]
+        assert texts == [normal, -SCAN_CACHE_KIB, -SCAN_CACHE_KIB]
+        exported = [snap.query("PRAGMA cache_size").fetchone()[0] for _ in snap.iter_rows(8, 10)]
+        assert exported[:10] == [normal] * 10
+        assert set(exported[10:]) == {-SCAN_CACHE_KIB}
+        assert snap.query("PRAGMA cache_size").fetchone()[0] == normal
+        dropped = snap.iter_rows(8, 10)
+        for _ in range(15):
+            next(dropped)
+        dropped.close()  # left unfinished: the cache comes back all the same
+        assert snap.query("PRAGMA cache_size").fetchone()[0] == normal
+    col.close()
