@@ -12,6 +12,7 @@ import pytest
 import simsearch
 from simsearch.index.hnsw import META_FILE, HNSWIndex
 from simsearch.search.plan import plan_search
+from simsearch.store import Changes
 
 GRAPH = simsearch.HNSW(m=16, ef_construction=100, ef_search=100, exact_below=0)
 
@@ -262,6 +263,28 @@ def test_a_filter_excluding_the_querys_neighbourhood_still_finds_the_nearest_all
         assert all(len(row) == 10 for row in got)
         assert all(side[int(h.id)] for row in got for h in row)
         assert overlap(got, want) >= 0.95
+
+
+def test_a_filtered_walk_of_one_query_answers_as_its_row_of_a_batch(
+    data: tuple[np.ndarray, np.ndarray], rng: np.random.Generator
+) -> None:
+    # One query takes its own path through the filtered walk; a batch the general one.
+    # Half the queries sit where the filter excludes everything near, so both paths' second
+    # walk (the filter inside) is taken too.
+    x, q = data
+    q = q.copy()
+    q[::2, 0] = 5.0
+    index = HNSWIndex(simsearch.Metric.COSINE, 16, GRAPH)
+    index.reserve(len(x))
+    rows = np.arange(len(x), dtype=np.int64)
+    index.apply(Changes(seq=1, rows=rows, vectors=x, deleted=np.empty(0, dtype=np.int64)))
+    for allowed in (np.flatnonzero(x[:, 0] < 0), np.flatnonzero(rng.random(len(x)) < 0.1)):
+        batch_scores, batch_rows = index.search(q, 10, allowed)
+        for i in range(len(q)):
+            scores, got = index.search(q[i : i + 1], 10, allowed)
+            assert got.tolist() == batch_rows[i : i + 1].tolist()
+            np.testing.assert_array_equal(scores, batch_scores[i : i + 1])
+        assert set(batch_rows.ravel().tolist()) <= set(allowed.tolist())
 
 
 def test_a_beam_as_wide_as_the_collection_finds_every_item_among_equal_vectors(
