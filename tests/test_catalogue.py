@@ -54,27 +54,60 @@ def test_another_writer_and_an_older_collection_are_catalogued(tmp_path: Path) -
     path = tmp_path / "c"
     with simsearch.Collection.open(path, metric="dot") as col:
         col.add(["x"], vectors=vectors(1), metadata=[{"lang": "en"}])
+        # Another writer of the same folder (its own store and connection) catalogues its
+        # writes, and this one sees them.
+        with simsearch.Collection.open(path) as other:
+            other.add(["y"], vectors=vectors(1), metadata=[{"genre": "poem"}])
+            other.upsert(["w", "x"], vectors=vectors(2), metadata=[{"mood": "calm"}, {}])
+        assert fields_of(col) == {"genre": (1, {"text": 1}), "mood": (1, {"text": 1})}
+        col.upsert(["x"], vectors=vectors(1), metadata=[{"lang": "en"}])
     db = sqlite3.connect(path / DB_FILENAME)
-    # A write from outside simsearch's code (another process, another version of the code
-    # path) still passes through the triggers.
-    db.execute(
-        "INSERT INTO items (id, seq, vector, text, metadata) VALUES ('y', 1, ?, NULL, ?)",
-        (vectors(1)[0].tobytes(), '{"genre": "poem"}'),
-    )
-    db.commit()
-    with simsearch.Collection.open(path) as col:
-        assert set(fields_of(col)) == {"lang", "genre"}
     # A collection written before the catalogue existed (schema 3) gets one at open.
     db.execute("DROP TABLE fields")
     for trigger in ("fields_insert", "fields_delete", "fields_update"):
-        db.execute(f"DROP TRIGGER {trigger}")
+        db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
     db.execute("PRAGMA user_version=3")
     db.commit()
     db.close()
     with simsearch.Collection.open(path) as col:
-        assert fields_of(col) == {"lang": (1, {"text": 1}), "genre": (1, {"text": 1})}
+        want = {"lang": (1, {"text": 1}), "genre": (1, {"text": 1}), "mood": (1, {"text": 1})}
+        assert fields_of(col) == want
         col.add(["z"], vectors=vectors(1), metadata=[{"genre": "song"}])
         assert fields_of(col)["genre"] == (2, {"text": 2})
+
+
+def test_a_schema_7_collection_loses_its_insert_trigger_and_keeps_its_catalogue(
+    tmp_path: Path,
+) -> None:
+    from simsearch.store.catalogue import _ADD
+
+    path = tmp_path / "c"
+    with simsearch.Collection.open(path, metric="dot") as col:
+        col.add(["x"], vectors=vectors(1), metadata=[{"lang": "en"}])
+    db = sqlite3.connect(path / DB_FILENAME)
+    db.execute(
+        "CREATE TRIGGER fields_insert AFTER INSERT ON items BEGIN "
+        + _ADD.format(m="NEW.metadata")
+        + " END"
+    )
+    db.execute("PRAGMA user_version=7")
+    db.commit()
+    db.close()
+    with simsearch.Collection.open(path) as col:
+        col.add(["y"], vectors=vectors(1), metadata=[{"lang": "de"}])
+        assert fields_of(col) == {"lang": (2, {"text": 2})}  # counted once, not twice
+    db = sqlite3.connect(path / DB_FILENAME)
+    names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert "fields_insert" not in names
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 8
+    db.close()
+
+
+def test_an_upsert_batch_naming_an_id_twice_is_refused_by_the_store(tmp_path: Path) -> None:
+    with simsearch.Collection.open(tmp_path / "c", metric="dot") as col:
+        with pytest.raises(ValueError, match="more than once"), col._store.write() as txn:
+            txn.upsert(["a", "a"], vectors(2), [None, None], ["{}", "{}"])
+        assert len(col) == 0
 
 
 @pytest.fixture

@@ -532,7 +532,7 @@ def test_another_index_setting_rebuilds_without_a_warning(
 def test_a_long_scan_reads_through_a_small_cache_and_a_short_one_keeps_the_cache(
     tmp_path: Path,
 ) -> None:
-    from simsearch.store.reads import SCAN_CACHE_KIB
+    from simsearch.store.scans import SCAN_CACHE_KIB
 
     filled(tmp_path / "c", n=30)
     col = simsearch.Collection.open(tmp_path / "c")

@@ -25,6 +25,7 @@ from simsearch.config import CollectionConfig
 from simsearch.errors import CorruptCollectionError, ItemNotFoundError, NotACollectionError
 from simsearch.filters import SqlFilter, field_path
 from simsearch.store.catalogue import FieldInfo, check_fields, read_catalogue
+from simsearch.store.scans import scan_cache, scanned
 from simsearch.types import FloatArray, Item, parse_stored_metadata
 
 __all__ = [
@@ -37,11 +38,6 @@ __all__ = [
     "chunks",
 ]
 
-#: Page cache (KiB) of a connection while it reads the whole table once (a catch-up, an
-#: export): each page is read once, so a bigger cache would only add its size to the
-#: process's peak memory (a 64 MiB reader cache filled by the catch-up of a graph's open
-#: took its peak to 1.64x the vectors plus graph, against 1.25x with this one).
-SCAN_CACHE_KIB = 2048
 #: Each saved value beside the data has a revision under this prefix, changed with it.
 REVISION_PREFIX = "rev:"
 
@@ -265,7 +261,7 @@ class ReadTxn:
         current = self.current_seq()
         no_rows = np.empty(0, dtype=np.int64)
         cur = self._conn.execute("SELECT row, vector FROM items WHERE seq > ? ORDER BY row", (seq,))
-        for got in self._scanned(cur, chunk):
+        for got in scanned(self._conn, cur, chunk):
             rows, vectors = self._decode([r for r, _ in got], [b for _, b in got], dim)
             yield Changes(
                 seq=current,
@@ -286,33 +282,8 @@ class ReadTxn:
     def texts_since(self, seq: int, chunk: int) -> Iterator[tuple[list[int], list[str | None]]]:
         """Rows written after ``seq`` and their texts (``None``: none), ``chunk`` at a time."""
         cur = self._conn.execute("SELECT row, text FROM items WHERE seq > ? ORDER BY row", (seq,))
-        for got in self._scanned(cur, chunk):
+        for got in scanned(self._conn, cur, chunk):
             yield [r for r, _ in got], [t for _, t in got]
-
-    def _scanned(self, cur: sqlite3.Cursor, chunk: int) -> Iterator[list[Any]]:
-        """``cur``'s rows, ``chunk`` at a time, past the first chunk through a small cache
-        (see :meth:`_scan_cache`)."""
-        got = cur.fetchmany(chunk)
-        if got:
-            yield got
-            with self._scan_cache():
-                while got := cur.fetchmany(chunk):
-                    yield got
-
-    @contextlib.contextmanager
-    def _scan_cache(self) -> Iterator[None]:
-        """A page cache of ``SCAN_CACHE_KIB`` for the block: entered after a scan's first
-        chunk, so a short scan (the catch-up after a write) keeps the pages that describing
-        hits has warmed, and a long one does not fill the cache with pages read once."""
-        before = int(self._conn.execute("PRAGMA cache_size").fetchone()[0])
-        self._conn.execute(f"PRAGMA cache_size=-{SCAN_CACHE_KIB}")
-        try:
-            yield
-        finally:
-            # A scan dropped unfinished ends when its generator is collected, perhaps after
-            # its connection closed: a closed connection has no cache left to restore.
-            with contextlib.suppress(sqlite3.ProgrammingError):
-                self._conn.execute(f"PRAGMA cache_size={before}")
 
     def fields(self) -> list[FieldInfo]:
         """The metadata fields stored items hold (see :mod:`simsearch.store.catalogue`)."""
@@ -605,7 +576,7 @@ class ReadTxn:
                 for row, id_, blob, text, meta in got:
                     yield StoredRow(row, id_, self._one_vector(row, id_, blob, dim), text, meta)
                 if not last:
-                    scan.enter_context(self._scan_cache())
+                    scan.enter_context(scan_cache(self._conn))
                 last = got[-1][0]
 
     def _one_vector(self, row: int, id_: str, blob: Any, dim: int) -> FloatArray:

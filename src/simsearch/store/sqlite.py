@@ -62,9 +62,13 @@ DB_FILENAME = "simsearch.sqlite3"
 #: trigger.
 #: 7: the lexical index is derived data beside the store (``index/lexical.py``): schema 5's
 #: FTS5 table and its triggers are dropped.
-SCHEMA_VERSION = 7
-#: What schema 5 had and schema 7 drops (the triggers first: they write to the table).
+#: 8: the catalogue's insert trigger is dropped: the store's writes catalogue the rows
+#: they add, a statement a batch (see ``store/catalogue.py``).
+SCHEMA_VERSION = 8
+#: What earlier schemas had and later ones drop (the triggers first: they write to the
+#: table).
 _DROPPED = (
+    "DROP TRIGGER IF EXISTS fields_insert",
     "DROP TRIGGER IF EXISTS lexical_insert",
     "DROP TRIGGER IF EXISTS lexical_delete",
     "DROP TRIGGER IF EXISTS lexical_update",

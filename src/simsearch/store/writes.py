@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simsearch.config import CollectionConfig
+from simsearch.store.catalogue import catalogue_rows_after, last_row
 from simsearch.store.reads import REVISION_PREFIX, ReadTxn, chunks
 from simsearch.types import FloatArray
 
@@ -69,6 +70,7 @@ class WriteTxn(ReadTxn):
         """Insert new ids; if any exists, insert nothing and return the existing ones."""
         little = vectors.astype("<f4", copy=False)
         self._conn.execute("SAVEPOINT insert_batch")
+        last = last_row(self._conn)
         try:
             self._conn.executemany(
                 "INSERT INTO items (id, seq, vector, text, metadata) VALUES (?, ?, ?, ?, ?)",
@@ -81,6 +83,7 @@ class WriteTxn(ReadTxn):
             self._conn.execute("ROLLBACK TO insert_batch")
             self._conn.execute("RELEASE insert_batch")
             return self.existing_ids(ids)
+        catalogue_rows_after(self._conn, last)
         self._conn.execute("RELEASE insert_batch")
         self.touched = True
         return []
@@ -93,7 +96,11 @@ class WriteTxn(ReadTxn):
         metadata_json: Sequence[str],
     ) -> None:
         """Insert new ids; replace the vector, text and metadata of existing ones (row kept)."""
+        # An id twice in one batch would be inserted, then updated before it was catalogued.
+        if len(set(ids)) != len(ids):
+            raise ValueError("an upsert batch names an id more than once")
         little = vectors.astype("<f4", copy=False)
+        last = last_row(self._conn)
         self._conn.executemany(
             "INSERT INTO items (id, seq, vector, text, metadata) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, vector=excluded.vector, "
@@ -103,6 +110,7 @@ class WriteTxn(ReadTxn):
                 for i, id_ in enumerate(ids)
             ),
         )
+        catalogue_rows_after(self._conn, last)
         self.touched = True
 
     def save_tokens(
