@@ -1,7 +1,7 @@
 """The catalogue of metadata fields: which fields items hold, of which JSON types, how often.
 
-It is kept inside the transaction of every write, so it is always exactly the stored
-items' fields: no scan is needed to answer "which fields exist" (``Collection.info``),
+It is kept inside the transaction of every write simsearch makes, so it is exactly the
+stored items' fields: no scan is needed to answer "which fields exist" (``Collection.info``),
 or to tell a filter naming a field no item has (a typo) from one that matches nothing.
 Values inside lists are not catalogued, as filters do not reach them by path; a list
 field is catalogued as ``array``.
@@ -12,7 +12,11 @@ store's insert and upsert, the only writes that add rows): an ``AFTER INSERT`` t
 cost more than the insert itself, since SQLite starts its program for every row
 (100,000-row bulk inserts of 384-d vectors, same schema: 117,000 rows/s without it,
 47,000 with it even for empty metadata, 110,000 with the statement a batch; with two
-fields 34,000-39,000 against 74,000-97,000).
+fields 34,000-39,000 against 74,000-97,000). So a row added by a raw SQL insert from
+outside simsearch, or by a process still running a release before schema 8 that had
+the collection open while a newer one upgraded it, is not catalogued: ``info()`` then
+misses its fields, while filters on them still work (a field the catalogue lacks is
+looked for in the items themselves; see ``ReadTxn.check_filter_fields``).
 """
 
 from __future__ import annotations

@@ -177,8 +177,9 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-    # Tables kept by triggers: created with their triggers, and filled from the items a
-    # collection written before them already holds.
+    # Tables kept by triggers (the catalogue's new rows by the writes themselves): created
+    # with their triggers, and filled from the items a collection written before them
+    # already holds.
     for statement in _DROPPED:
         conn.execute(statement)
     for table, statements, fill in (

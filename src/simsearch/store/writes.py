@@ -96,7 +96,8 @@ class WriteTxn(ReadTxn):
         metadata_json: Sequence[str],
     ) -> None:
         """Insert new ids; replace the vector, text and metadata of existing ones (row kept)."""
-        # An id twice in one batch would be inserted, then updated before it was catalogued.
+        # An id twice in one batch would be inserted, then updated before it was catalogued:
+        # the update trigger would take off fields never counted, and count the new twice.
         if len(set(ids)) != len(ids):
             raise ValueError("an upsert batch names an id more than once")
         little = vectors.astype("<f4", copy=False)
