@@ -76,14 +76,19 @@ def test_another_writer_and_an_older_collection_are_catalogued(tmp_path: Path) -
         assert fields_of(col)["genre"] == (2, {"text": 2})
 
 
+def one_english_item(tmp_path: Path) -> Path:
+    path = tmp_path / "c"
+    with simsearch.Collection.open(path, metric="dot") as col:
+        col.add(["x"], vectors=vectors(1), metadata=[{"lang": "en"}])
+    return path
+
+
 def test_a_schema_7_collection_loses_its_insert_trigger_and_keeps_its_catalogue(
     tmp_path: Path,
 ) -> None:
     from simsearch.store.catalogue import _ADD
 
-    path = tmp_path / "c"
-    with simsearch.Collection.open(path, metric="dot") as col:
-        col.add(["x"], vectors=vectors(1), metadata=[{"lang": "en"}])
+    path = one_english_item(tmp_path)
     db = sqlite3.connect(path / DB_FILENAME)
     db.execute(
         "CREATE TRIGGER fields_insert AFTER INSERT ON items BEGIN "
@@ -178,3 +183,27 @@ def test_an_empty_collection_refuses_no_field_but_items_without_metadata_do(
 )
 def test_sqlite_full_keys_split_into_keys(full_key: str, keys: tuple[str, ...] | None) -> None:
     assert split_full_key(full_key) == keys
+
+
+def test_check_finds_rows_written_around_the_catalogue_and_repair_catalogues_them(
+    tmp_path: Path,
+) -> None:
+    from simsearch.check import check_collection
+
+    path = one_english_item(tmp_path)
+    assert check_collection(path).ok
+    db = sqlite3.connect(path / DB_FILENAME)  # a write from outside simsearch's code
+    db.execute(
+        "INSERT INTO items (id, seq, vector, text, metadata) VALUES ('y', 1, ?, NULL, ?)",
+        (vectors(1)[0].tobytes(), '{"genre": "poem", "lang": "de"}'),
+    )
+    db.commit()
+    db.close()
+    report = check_collection(path)
+    assert not report.ok
+    assert any("catalogue of metadata fields disagrees" in p for p in report.problems)
+    repaired = check_collection(path, repair=True)
+    assert any("catalogued the metadata fields afresh" in r for r in repaired.repaired)
+    assert check_collection(path).ok
+    with simsearch.Collection.open(path) as col:
+        assert fields_of(col) == {"lang": (2, {"text": 2}), "genre": (1, {"text": 1})}

@@ -10,8 +10,9 @@ writer and changes nothing, unless asked to repair.
 
 ``repair=True`` mends derived data only, never an item: it moves a rewound
 sequence counter past the last write, drops upgrade vectors whose item is
-gone, and removes a saved index that fails its checks, then rebuilds and saves
-it from the store. Damaged items are listed by id; delete or rewrite them.
+gone, catalogues the metadata fields afresh when the catalogue disagrees with
+the items, and removes a saved index that fails its checks, then rebuilds and
+saves it from the store. Damaged items are listed by id; delete or rewrite them.
 
 >>> import tempfile, simsearch
 >>> path = tempfile.mkdtemp() + "/c"
@@ -38,6 +39,7 @@ from simsearch.index.hnsw_file import check_graph_file
 from simsearch.index.persist import check_folder
 from simsearch.multivector.tokens import blob_size
 from simsearch.store import DB_FILENAME, SQLiteStore
+from simsearch.store.catalogue import COUNTED_FIELDS, REFILL
 from simsearch.store.reads import ReadTxn
 from simsearch.validation import check_metadata
 
@@ -159,6 +161,10 @@ def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> Colle
                 "SELECT COUNT(*) FROM pending WHERE row NOT IN (SELECT row FROM items)"
             ).fetchone()[0]
         )
+        # Rows written around the catalogue (a raw SQL insert, an older release still
+        # writing while a newer one upgraded the schema) leave it short of the items.
+        counted = set(conn.query(COUNTED_FIELDS).fetchall())
+        drift = len(counted ^ set(conn.query("SELECT path, type, items FROM fields").fetchall()))
     for what, ids in bad_ids.items():
         report.problems.append(_listed(what, ids, len(ids)) + "; delete or rewrite them")
     if behind:
@@ -178,6 +184,17 @@ def _check_store(store: SQLiteStore, report: CheckReport, repair: bool) -> Colle
             report.repaired.append(f"dropped {orphans} upgrade vector(s) of deleted items")
         else:
             report.problems.append(f"{orphans} upgrade vector(s) belong to deleted items")
+    if drift:
+        if repair:
+            with store.write() as txn:
+                for statement in REFILL:
+                    txn.query(statement)
+            report.repaired.append("catalogued the metadata fields afresh from the items")
+        else:
+            report.problems.append(
+                f"the catalogue of metadata fields disagrees with the items ({drift} "
+                "entries; info() lists fields from it): --repair catalogues them afresh"
+            )
     return config
 
 

@@ -16,7 +16,8 @@ fields 34,000-39,000 against 74,000-97,000). So a row added by a raw SQL insert 
 outside simsearch, or by a process still running a release before schema 8 that had
 the collection open while a newer one upgraded it, is not catalogued: ``info()`` then
 misses its fields, while filters on them still work (a field the catalogue lacks is
-looked for in the items themselves; see ``ReadTxn.check_filter_fields``).
+looked for in the items themselves; see ``ReadTxn.check_filter_fields``), and
+``simsearch check --repair`` catalogues them afresh.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from simsearch.filters import field_path
 
 __all__ = [
     "CATALOGUE_SCHEMA",
+    "COUNTED_FIELDS",
+    "REFILL",
     "UNKNOWN_FIELD",
     "FieldInfo",
     "catalogue_rows_after",
@@ -98,15 +101,22 @@ def catalogue_rows_after(conn: sqlite3.Connection, row: int) -> None:
     conn.execute(_ADD_ROWS_AFTER, (row,))
 
 
+#: Every stored item's fields counted from the items themselves: what the catalogue holds
+#: when it is right (``simsearch check`` compares the two).
+COUNTED_FIELDS = (
+    "SELECT j.fullkey, j.type, count(*) FROM items, "
+    "json_tree(CASE WHEN json_valid(items.metadata) THEN items.metadata ELSE '{}' END) AS j "
+    "WHERE typeof(j.key) = 'text' AND instr(j.fullkey, '[') = 0 "
+    "GROUP BY j.fullkey, j.type"
+)
+#: Statements (run in order, in one write) that catalogue the stored items afresh.
+REFILL = ("DELETE FROM fields", "INSERT INTO fields (path, type, items) " + COUNTED_FIELDS)
+
+
 def fill_catalogue(conn: sqlite3.Connection) -> None:
     """Catalogue the items already stored (a collection written before the catalogue)."""
-    conn.execute("DELETE FROM fields")
-    conn.execute(
-        "INSERT INTO fields (path, type, items) SELECT j.fullkey, j.type, count(*) FROM items, "
-        "json_tree(CASE WHEN json_valid(items.metadata) THEN items.metadata ELSE '{}' END) AS j "
-        "WHERE typeof(j.key) = 'text' AND instr(j.fullkey, '[') = 0 "
-        "GROUP BY j.fullkey, j.type"
-    )
+    for statement in REFILL:
+        conn.execute(statement)
 
 
 def split_full_key(full_key: str) -> tuple[str, ...] | None:
