@@ -80,14 +80,25 @@ CATALOGUE_SCHEMA = (
 )
 
 
+#: The stored items' fields counted from the items themselves (``{rows}``: a condition on
+#: ``items.row`` and ``AND``, or nothing for every item).
+_COUNTED = (
+    "SELECT j.fullkey, j.type, count(*) FROM items, "
+    "json_tree(CASE WHEN json_valid(items.metadata) THEN items.metadata ELSE '{{}}' END) AS j "
+    "WHERE {rows}typeof(j.key) = 'text' AND instr(j.fullkey, '[') = 0 "
+    "GROUP BY j.fullkey, j.type"
+)
+#: Every stored item's fields: what the catalogue holds when it is right (``simsearch
+#: check`` compares the two).
+COUNTED_FIELDS = _COUNTED.format(rows="")
 #: Catalogues the rows above a row number (those a batch just inserted: rows only grow).
 _ADD_ROWS_AFTER = (
-    "INSERT INTO fields (path, type, items) SELECT * FROM (SELECT j.fullkey, j.type, count(*) "
-    "FROM items, json_tree(CASE WHEN json_valid(items.metadata) THEN items.metadata "
-    "ELSE '{}' END) AS j WHERE items.row > ? AND typeof(j.key) = 'text' "
-    "AND instr(j.fullkey, '[') = 0 GROUP BY j.fullkey, j.type) "
-    "WHERE true ON CONFLICT (path, type) DO UPDATE SET items = items + excluded.items"
+    "INSERT INTO fields (path, type, items) SELECT * FROM ("
+    + _COUNTED.format(rows="items.row > ? AND ")
+    + ") WHERE true ON CONFLICT (path, type) DO UPDATE SET items = items + excluded.items"
 )
+#: Statements (run in order, in one write) that catalogue the stored items afresh.
+REFILL = ("DELETE FROM fields", "INSERT INTO fields (path, type, items) " + COUNTED_FIELDS)
 
 
 def last_row(conn: sqlite3.Connection) -> int:
@@ -99,18 +110,6 @@ def catalogue_rows_after(conn: sqlite3.Connection, row: int) -> None:
     """Catalogue the fields of the rows above ``row``: those the write just added (an
     upsert's replaced rows keep their numbers, and the update trigger has them)."""
     conn.execute(_ADD_ROWS_AFTER, (row,))
-
-
-#: Every stored item's fields counted from the items themselves: what the catalogue holds
-#: when it is right (``simsearch check`` compares the two).
-COUNTED_FIELDS = (
-    "SELECT j.fullkey, j.type, count(*) FROM items, "
-    "json_tree(CASE WHEN json_valid(items.metadata) THEN items.metadata ELSE '{}' END) AS j "
-    "WHERE typeof(j.key) = 'text' AND instr(j.fullkey, '[') = 0 "
-    "GROUP BY j.fullkey, j.type"
-)
-#: Statements (run in order, in one write) that catalogue the stored items afresh.
-REFILL = ("DELETE FROM fields", "INSERT INTO fields (path, type, items) " + COUNTED_FIELDS)
 
 
 def fill_catalogue(conn: sqlite3.Connection) -> None:
