@@ -212,7 +212,8 @@ class HNSWIndex:
                 # the walk's own arrays, with no padding to fill.
                 self._graph.set_ef(beam)
                 labels, distances = self._graph.knn_query(queries, k=k, num_threads=1)
-                return self._scores_of(distances), labels.astype(np.int64)
+                # hnswlib's labels are uint64 rows, all below 2**63: the same bits as int64.
+                return self._scores_of(distances), labels.view(np.int64)
         nq = len(queries)
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         rows = np.full((nq, k), -1, dtype=np.int64)

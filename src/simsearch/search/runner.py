@@ -57,6 +57,8 @@ class InCollectionSpace:
 
 def query_texts(query: Any) -> list[str] | None:
     """The texts of a text query (one string or a list of strings), else ``None``."""
+    if type(query) is np.ndarray:  # the one-query path's vector: no ABC checks
+        return None
     if isinstance(query, str):
         return check_query_texts([query])
     if (
