@@ -21,6 +21,7 @@ collection's: chosen when that costs the least of the three.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from simsearch.config import Flat, IndexConfig
@@ -77,7 +78,7 @@ def plan_search(
     if force_exact:
         return _FORCED
     if live <= index.exact_below:
-        return Plan(True, f"the collection holds {live} items")
+        return _small(live)
     if allowed is None:
         return _GRAPH
     if allowed <= index.exact_below:
@@ -119,6 +120,13 @@ def plan_search(
 _FLAT = Plan(True, "flat index")
 _FORCED = Plan(True, "exact=True")
 _GRAPH = Plan(False, "graph search")
+
+
+@functools.lru_cache(maxsize=64)
+def _small(live: int) -> Plan:
+    """The plan of every search of a collection of ``live`` items, below ``exact_below``
+    (made once: a frozen dataclass and its reason cost a one-query search about 1 us)."""
+    return Plan(True, f"the collection holds {live} items")
 
 
 def _walk_ms(width: int, share: float, k: int) -> float:
