@@ -211,8 +211,11 @@ def test_reopening_with_a_conflicting_config(tmp_path: Path) -> None:
         assert col.config.metric is simsearch.Metric.DOT
         assert col.config.dim == 3
         # The default text encoder makes 384-d vectors: a clear error, nothing stored.
-        with pytest.raises(simsearch.DimensionMismatchError, match="384"):
+        own = "3-d vectors of your own and has no encoder.*makes 384-d"
+        with pytest.raises(simsearch.DimensionMismatchError, match=own):
             col.add(["t"], texts=["some text"])
+        with pytest.raises(simsearch.DimensionMismatchError, match=own):
+            col.search("some text")
         assert len(col) == 1
 
 

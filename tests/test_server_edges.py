@@ -320,3 +320,12 @@ def test_a_slow_search_leaves_the_event_loop_free(
     # The app's search pool ended with it (its threads would otherwise hold readers open).
     left = [t for t in threading.enumerate() if t not in before and t.name.startswith("search")]
     assert left == []
+
+
+def test_the_client_creates_a_collection_with_the_index_asked_for(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data") as server, simsearch.Client(server.url) as client:
+        graph = client.create_collection("graph", dim=2, index="hnsw")
+        assert graph.info()["index"] == "hnsw"
+        assert client.create_collection("plain", dim=2).info()["index"] == "flat"
+        with pytest.raises(simsearch.InvalidInputError, match=r"body\.index.*'hnsw'"):
+            client.create_collection("bad", dim=2, index="kdtree")

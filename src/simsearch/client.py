@@ -112,10 +112,13 @@ class Client:
         metric: str = "cosine",
         dim: int | None = None,
         encoder: str | None = None,
+        index: str = "flat",
         multivector: bool = False,
     ) -> RemoteCollection:
-        """Create a collection (needs an admin key); ``multivector=True``: of sets of vectors."""
-        body = {"name": name, "metric": metric, "dim": dim, "encoder": encoder}
+        """Create a collection (needs an admin key); ``index``: ``"flat"``, ``"hnsw"``,
+        ``"hnsw-int8"``, ``"hnsw-binary"`` or ``"ivfpq"`` with their defaults;
+        ``multivector=True``: of sets of vectors."""
+        body = {"name": name, "metric": metric, "dim": dim, "encoder": encoder, "index": index}
         if multivector:
             body["multivector"] = True
         self.request("POST", "/collections", body)

@@ -109,6 +109,7 @@ class Collection(ScoringMethods, UpgradeMethods):
 
     # -- properties --------------------------------------------------------------------------
     def __len__(self) -> int:
+        """The number of items stored."""
         self._check_open()
         with self._store.snapshot() as snap:
             return snap.count()

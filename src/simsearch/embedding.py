@@ -78,6 +78,12 @@ def check_compatible(config: CollectionConfig, encoder_spec: EncoderSpec) -> Non
             f"{encoder_spec.name} (version {encoder_spec.version}, {encoder_spec.dim}-d)"
         )
     dim = config.token_dim
+    if dim is not None and dim != encoder_spec.dim and config.encoder is None:
+        raise DimensionMismatchError(
+            f"the collection holds {dim}-d vectors of your own and has no encoder; texts "
+            f"would be embedded by {encoder_spec.name}, which makes {encoder_spec.dim}-d "
+            f"ones: pass vectors, or open the collection with a {dim}-d encoder (encoder=)"
+        )
     if dim is not None and dim != encoder_spec.dim:
         raise DimensionMismatchError(
             f"the collection holds {dim}-d vectors but encoder {encoder_spec.name} "
