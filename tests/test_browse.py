@@ -101,6 +101,8 @@ def test_search_pages_join_into_the_deeper_search(filled: Any) -> None:
         ({"include": ["vectors"]}, "valid parts are: metadata, text, vector"),
         ({"limit": -1}, "limit must be a whole number"),
         ({"offset": 1.5}, "offset must be a whole number"),
+        ({"offset": 2**63}, r"offset must be a whole number in \[0, 9223372036854775807\]"),
+        ({"limit": 10**30}, "limit must be a whole number in"),
         ({"missing": "ignore"}, "missing must be one of"),
     ],
 )
@@ -112,6 +114,14 @@ def test_bad_browse_arguments_are_named(tmp_path: Path, kwargs: dict[str, Any], 
             col.count({"n": {"$near": 1}})
         with pytest.raises(InvalidArgumentError, match="offset"):
             col.search([1.0, 0.0], offset=-1)
+
+
+def test_the_server_refuses_an_offset_past_64_bits(open_server: Any) -> None:
+    client = simsearch.Client(open_server.url)
+    col = client.create_collection(uuid.uuid4().hex, metric="dot", dim=2)
+    with pytest.raises(simsearch.InvalidInputError, match="offset"):
+        col.get(offset=2**63)
+    assert col.count() == 0  # and the next request on the same connection is answered
 
 
 def test_list_collections(tmp_path: Path) -> None:

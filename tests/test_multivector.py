@@ -11,7 +11,8 @@ import pytest
 
 import simsearch
 from simsearch.multivector.fde import FDEEncoder, MultiVector
-from simsearch.multivector.tokens import pack, unpack
+from simsearch.multivector.tokens import MAX_QUERY_SET, pack, unpack
+from simsearch.search import late
 
 DIM = 8
 
@@ -260,3 +261,21 @@ def test_packing_round_trips(storage: str) -> None:
     back = unpack(pack(x, storage), 5, 16, storage)
     assert back.shape == (5, 16)
     np.testing.assert_allclose(back, x, atol={"float16": 1e-3, "int8": 1e-2, "float32": 0}[storage])
+
+
+def test_a_query_set_is_bounded_and_large_candidates_are_scored_in_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    col, sets = make(tmp_path / "c")
+    too_many = np.ones((MAX_QUERY_SET + 1, DIM))
+    for query in (too_many, [too_many], [sets[0], too_many]):
+        with pytest.raises(simsearch.InvalidVectorError, match=f"at most {MAX_QUERY_SET}"):
+            col.search(query, k=3)
+    query = sets[5] + 0.1
+    whole = col.search(query, k=5, candidates=40)[0]
+    # Candidates whose products exceed the exact search's bound are scored a few at a time
+    # (bounded memory), to the same ranking.
+    monkeypatch.setattr(late, "_EXACT_CELLS", 16)
+    blocked = col.search(query, k=5, candidates=40)[0]
+    assert [h.id for h in blocked] == [h.id for h in whole]
+    assert [h.score for h in blocked] == pytest.approx([h.score for h in whole], abs=1e-5)

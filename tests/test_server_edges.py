@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import simsearch
-from server_process import KEYS, free_port, key_file, running_server
+from server_process import KEYS, free_port, key_file, running_server, serving_in_thread
 from simsearch.server.app import create_app
 from simsearch.server.auth import KeyRing
 from simsearch.server.settings import ServerSettings
@@ -329,3 +329,58 @@ def test_the_client_creates_a_collection_with_the_index_asked_for(tmp_path: Path
         assert client.create_collection("plain", dim=2).info()["index"] == "flat"
         with pytest.raises(simsearch.InvalidInputError, match=r"body\.index.*'hnsw'"):
             client.create_collection("bad", dim=2, index="kdtree")
+
+
+def test_a_multivector_search_refuses_an_empty_or_oversized_query_set(local: TestClient) -> None:
+    admin = {"Authorization": f"Bearer {KEYS['admin']}"}
+    made = local.post(
+        "/collections", headers=admin, json={"name": "mv", "dim": 2, "multivector": True}
+    )
+    assert made.status_code in (200, 201), made.text
+    added = local.post(
+        "/collections/mv/add",
+        headers=admin,
+        json={"ids": ["a"], "multivectors": [[[1, 0], [0, 1]]]},
+    )
+    assert added.status_code in (200, 201), added.text
+    for query in ([[]], [[1, 0]] * 1025):
+        r = local.post("/collections/mv/search", headers=admin, json={"query": query, "k": 1})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "invalid_vector"
+    ok = local.post("/collections/mv/search", headers=admin, json={"query": [[1, 0]], "k": 1})
+    assert ok.json()["results"][0][0]["id"] == "a"
+
+
+def test_after_a_failure_of_the_server_the_next_request_is_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    settings = ServerSettings(data_dir=tmp_path / "data")
+    with serving_in_thread(settings) as url, simsearch.Client(url) as client:
+        col = client.create_collection("docs", dim=2)
+
+        def broken(*args: object, **kwargs: object) -> int:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(simsearch.Collection, "count", broken)
+        for _ in range(3):
+            with pytest.raises(simsearch.SimsearchError, match="the server failed"):
+                col.count()
+            # The failed answer closed its connection and said so: the client does not
+            # reuse it (which would fail as if the server were down).
+            assert col.info()["count"] == 0
+        failed = httpx.post(f"{url}/collections/docs/count", json={})
+        assert failed.status_code == 500
+        assert failed.headers["connection"] == "close"
+
+
+def test_the_client_refuses_a_name_no_server_serves(tmp_path: Path) -> None:
+    # Checked before anything is sent: "docs/search" would reach another route.
+    with simsearch.Client("http://127.0.0.1:9") as client:  # nothing listens there
+        for name in ("../health", "docs/search", ".hidden", "", "x" * 65, 3):
+            with pytest.raises(simsearch.InvalidArgumentError, match="not a collection name"):
+                client.collection(name)  # type: ignore[arg-type]
+            with pytest.raises(simsearch.InvalidArgumentError, match="not a collection name"):
+                client.create_collection(name)  # type: ignore[arg-type]
+            with pytest.raises(simsearch.InvalidArgumentError, match="not a collection name"):
+                client.delete_collection(name)  # type: ignore[arg-type]

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from typer.testing import CliRunner
 
 import simsearch
 from ray_cluster import local_cluster
+from server_process import serving_in_thread
 from simsearch.cli import app
 from simsearch.ingest import ingest
 
@@ -432,34 +430,6 @@ def test_distributed_ingest_stores_what_a_single_machine_ingest_stores(
             ingest_sharded(source, many)
 
 
-@contextmanager
-def _serving(settings: Any) -> Iterator[str]:
-    """The app of ``settings`` served by uvicorn on 127.0.0.1 in a thread of this process
-    (which is connected to the test cluster)."""
-    import uvicorn
-
-    from simsearch.server.app import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    config = uvicorn.Config(
-        create_app(settings), log_level="warning", access_log=False, http="h11", loop="asyncio"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 def test_the_server_serves_a_sharded_collection_as_one(cluster: Any, tmp_path: Path) -> None:
     from simsearch.distributed.placement import load_or_create_manifest
     from simsearch.server.settings import ServerSettings, load_sharded
@@ -470,7 +440,7 @@ def test_the_server_serves_a_sharded_collection_as_one(cluster: Any, tmp_path: P
     settings = ServerSettings(data_dir=tmp_path / "data", sharded=load_sharded(entries))
     x, ids, meta = _data(120, 8)
     fresh = [i for i in ids if simsearch.distributed.placement.shard_of(i, 3) == 1][:10]
-    with _serving(settings) as url, simsearch.Client(url) as client:
+    with serving_in_thread(settings) as url, simsearch.Client(url) as client:
         plain = client.create_collection("plain", metric="cosine")
         docs = client.collection("docs")
         assert sorted(c["name"] for c in client.list_collections()) == ["docs", "plain"]

@@ -54,8 +54,18 @@ def check_include(include: Any) -> frozenset[str]:
 def _check_count(value: Any, name: str, *, optional: bool) -> None:
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a whole number (0 or more), got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or not 0 <= value <= _LARGEST
+    ):
+        raise InvalidArgumentError(
+            f"{name} must be a whole number in [0, {_LARGEST}], got {value!r}"
+        )
+
+
+#: The largest count SQLite takes (a signed 64-bit integer).
+_LARGEST = 2**63 - 1
 
 
 def _filter(where: Any) -> SqlFilter | None:

@@ -36,7 +36,14 @@ from simsearch.http_transport import (
 )
 from simsearch.multivector.tokens import as_query_sets, as_token_sets
 from simsearch.types import Hit, Item, JSONObject, Results
-from simsearch.validation import as_vector_batch, check_ids, check_k, check_metadata, check_texts
+from simsearch.validation import (
+    as_vector_batch,
+    check_collection_name,
+    check_ids,
+    check_k,
+    check_metadata,
+    check_texts,
+)
 
 __all__ = ["Client", "RemoteCollection"]
 
@@ -118,6 +125,7 @@ class Client:
         """Create a collection (needs an admin key); ``index``: ``"flat"``, ``"hnsw"``,
         ``"hnsw-int8"``, ``"hnsw-binary"`` or ``"ivfpq"`` with their defaults;
         ``multivector=True``: of sets of vectors."""
+        check_collection_name(name)
         body = {"name": name, "metric": metric, "dim": dim, "encoder": encoder, "index": index}
         if multivector:
             body["multivector"] = True
@@ -126,13 +134,13 @@ class Client:
 
     def collection(self, name: str) -> RemoteCollection:
         """An existing collection; raises :class:`~simsearch.CollectionNotFoundError` if none."""
-        col = RemoteCollection(self, name)
+        col = RemoteCollection(self, check_collection_name(name))
         col.info()
         return col
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection and its items (needs an admin key)."""
-        self.request("DELETE", f"/collections/{quote(name, safe='')}")
+        self.request("DELETE", f"/collections/{quote(check_collection_name(name), safe='')}")
 
     def close(self) -> None:
         self._http.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,30 @@ REFUSED_KEY_CHARACTERS = 'NUL, " or lone surrogates'
 MAX_TEXT_CHARS = 1_000_000
 #: Integers SQLite's JSON reads exactly.
 INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+#: Collection names a server serves become folder names: letters, digits, '_', '-' and
+#: '.', not leading '.'. Match with ``re.fullmatch`` (``re.match``'s ``$`` also matches
+#: before a final newline).
+COLLECTION_NAME_CHARS = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+
+
+def check_collection_name(name: Any) -> str:
+    """``name`` if a server can serve a collection by it, else raise.
+
+    >>> check_collection_name("docs-2")
+    'docs-2'
+    >>> check_collection_name("../etc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    simsearch.errors.InvalidArgumentError: '../etc' is not a collection name: ...
+    """
+    if not isinstance(name, str) or not re.fullmatch(COLLECTION_NAME_CHARS, name):
+        raise InvalidArgumentError(
+            f"{name!r:.80} is not a collection name: 1-64 letters, digits, '_', '-' or '.', "
+            "not starting with '.'"
+        )
+    return name
 
 
 def as_vector_batch(vectors: Any, dim: int | None, *, what: str = "vectors") -> FloatArray:

@@ -19,6 +19,7 @@ from simsearch.types import FloatArray
 from simsearch.validation import as_vector_batch
 
 __all__ = [
+    "MAX_QUERY_SET",
     "MAX_SET",
     "as_query_sets",
     "as_token_sets",
@@ -29,6 +30,9 @@ __all__ = [
 
 #: The most vectors one set may hold.
 MAX_SET = 65_536
+#: The most vectors one query set may hold (a text query makes at most the encoder's 256
+#: tokens): MaxSim compares each with every stored vector of every candidate.
+MAX_QUERY_SET = 1_024
 
 
 def _one_set(value: Any, what: str, dim: int | None) -> FloatArray:
@@ -103,14 +107,23 @@ def as_query_sets(query: Any, dim: int | None) -> list[FloatArray]:
     if uniform and arr.ndim == 1:
         return [_one_set(arr[np.newaxis, :], "query vectors", dim)]
     if uniform and arr.ndim == 2:
-        return [_one_set(arr, "query vectors", dim)]
+        return _capped([_one_set(arr, "query vectors", dim)])
     if uniform and arr.ndim not in (0, 3):
         raise InvalidVectorError(
             f"a multi-vector query is a 2-D array (one set) or a list of them, got {arr.ndim}-D"
         )
     if not isinstance(query, Sequence | np.ndarray) or not len(query):
         raise InvalidVectorError("a multi-vector query is a 2-D array (one set) or a list of them")
-    return [_one_set(q, f"query set {i}", dim) for i, q in enumerate(query)]
+    return _capped([_one_set(q, f"query set {i}", dim) for i, q in enumerate(query)])
+
+
+def _capped(sets: list[FloatArray]) -> list[FloatArray]:
+    for i, one in enumerate(sets):
+        if len(one) > MAX_QUERY_SET:
+            raise InvalidVectorError(
+                f"query set {i} holds {len(one)} vectors; a query set holds at most {MAX_QUERY_SET}"
+            )
+    return sets
 
 
 def prepare(sets: list[FloatArray], cosine: bool) -> list[FloatArray]:

@@ -196,9 +196,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The traceback goes to the log (the server re-raises after answering); the client
-        # learns only that it failed.
-        return error_response(SimsearchError("the server failed on this request; see its log"))
+        # The traceback goes to the log (the server re-raises after answering, and then
+        # closes the connection: the answer says so, or a client reusing it would read
+        # the reset as a server that is down); the client learns only that it failed.
+        answer = error_response(SimsearchError("the server failed on this request; see its log"))
+        answer.headers["Connection"] = "close"
+        return answer
 
     def allow(key: ApiKey | None, collection: str | None, right: Right) -> None:
         if key is not None:
@@ -238,7 +241,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
             queries, texts = 1, [query]
         elif query and isinstance(query[0], str):
             queries, texts = len(query), [q for q in query if isinstance(q, str)]
-        elif sets and query and isinstance(query[0], list) and not isinstance(query[0][0], list):
+        elif (
+            sets and query and isinstance(query[0], list)
+            and not (query[0] and isinstance(query[0][0], list))
+        ):  # fmt: skip
             queries = 1  # one set of query vectors
         elif query and isinstance(query[0], list):
             queries = len(query)

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simsearch.validation import COLLECTION_NAME_CHARS
+
 __all__ = [
     "CollectionInfo",
     "CountItems",
@@ -27,9 +29,8 @@ __all__ = [
     "WriteItems",
 ]
 
-#: Collection names become folder names: letters, digits, '_', '-' and '.', not leading '.'.
-#: Match it with ``re.fullmatch``: with ``re.match``, ``$`` also matches before a final newline.
-NAME_CHARS = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+#: Collection names become folder names (see ``validation.COLLECTION_NAME_CHARS``).
+NAME_CHARS = COLLECTION_NAME_CHARS
 #: The same rule as a JSON-schema pattern; pydantic checks it with the Rust regex engine, whose
 #: ``$`` (without the multi-line flag) matches only at the very end, as in ECMAScript.
 NAME_PATTERN = rf"^{NAME_CHARS}$"
@@ -132,7 +133,7 @@ class GetItems(_Strict):
     limit: int | None = Field(
         default=None, ge=0, le=MAX_BATCH, description=f"at most this many (and {MAX_BATCH:,})"
     )
-    offset: int = Field(default=0, ge=0, description="skip this many first (paging)")
+    offset: int = Field(default=0, ge=0, le=2**63 - 1, description="skip this many first (paging)")
     include: list[Literal["metadata", "text", "vector"]] = Field(
         default=["metadata", "text"], description="the parts of each item sent back"
     )
