@@ -41,6 +41,7 @@ def key_file(path: Path) -> Path:
             }
         )
     )
+    path.chmod(0o600)  # as a key file should be: the server warns about one others can read
     return path
 
 

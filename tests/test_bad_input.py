@@ -285,3 +285,18 @@ def test_a_refused_new_collection_leaves_no_folder(tmp_path: Path) -> None:
     with pytest.raises(simsearch.DimensionMismatchError):
         simsearch.Collection.open(tmp_path / "c", dim=5, encoder=FakeEncoder(dim=8))
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("index", [simsearch.Flat(), simsearch.HNSW(exact_below=0)])
+def test_vectors_too_small_for_float32_arithmetic_still_score_by_direction(
+    tmp_path: Path, index: Any
+) -> None:
+    # Their squared lengths fall below float32's normal range (1e-45 squared is 0): cosine
+    # scores them by direction all the same, never above 1.
+    col = simsearch.Collection.open(tmp_path / "c", metric="cosine", index=index)
+    col.add(["tiny", "other"], vectors=np.array([[1e-45, 0, 0], [0, 1, 0]], dtype=np.float32))
+    for query in ([1.0, 0, 0], [1e-20, 0, 0], [3e-39, 0, 0]):
+        hits = col.search(query, k=2)[0]
+        assert [h.id for h in hits] == ["tiny", "other"]
+        assert hits[0].score == pytest.approx(1.0, abs=1e-6)
+        assert hits[0].score <= 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 import simsearch
-from server_process import KEYS, Server
+from server_process import KEYS, Server, key_file
 
 
 def call(
@@ -222,6 +223,11 @@ def test_refuses_public_bind_without_keys(tmp_path: Path) -> None:
         ('{"keys": [{"key": "longenough", "collections": {"a": "own"}}]}', "'read' or 'write'"),
         ('{"keys": [{"key": "longenough", "admin": "false"}]}', "admin must be true or false"),
         ('{"keys": [{"key": "longenough", "admn": true}]}', "unknown field 'admn'"),
+        ('{"keys": [{"key": "longenough", "admin": false, "admin": true}]}', "'admin' twice"),
+        ('{"keys": [{"key": "longenough"}], "keys": []}', "'keys' twice"),
+        ('{"keys": [{"key": "cl\u00e9-secr\u00e8te-1"}]}', "printable ASCII"),
+        ('{"keys": [{"key": "  padded-key  "}]}', "no space at either end"),
+        ('{"keys": [{"key": "        "}]}', "no space at either end"),
     ],
 )
 def test_bad_key_files_are_refused(tmp_path: Path, content: str, message: str) -> None:
@@ -283,3 +289,19 @@ def test_a_collection_is_created_with_the_index_kind_asked_for(docs: Server) -> 
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_input")
     assert call(docs, "GET", "/collections/annoyed", "admin").status_code == 404
     call(docs, "DELETE", "/collections/graph", "admin")
+
+
+def test_a_key_file_others_can_read_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from simsearch.server.auth import KeyRing
+
+    keys = key_file(tmp_path / "keys.json")
+    with caplog.at_level(logging.WARNING, logger="simsearch.server"):
+        KeyRing.from_file(keys)
+    assert not caplog.records
+    keys.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="simsearch.server"):
+        KeyRing.from_file(keys)
+    assert "can be read by other users" in caplog.text
+    assert "chmod 600" in caplog.text

@@ -71,13 +71,36 @@ _LOWEST = float(-np.finfo(np.float32).max)
 
 
 def normalize(x: FloatArray) -> FloatArray:
-    """Rows scaled to unit length (zero rows stay zero)."""
+    """Rows scaled to unit length (zero rows stay zero).
+
+    >>> normalize(np.array([[1e-45, 0.0], [1e-20, 1e-20], [0.0, 0.0]], dtype=np.float32))
+    array([[1.        , 0.        ],
+           [0.70710677, 0.70710677],
+           [0.        , 0.        ]], dtype=float32)
+    """
     x = np.asarray(x, dtype=np.float32)
     norms = row_sq_norms(x)
+    if (float(norms[0]) < _TINY) if len(norms) == 1 else bool((norms < _TINY).any()):
+        return _normalize_tiny(x, norms)
     np.sqrt(norms, out=norms)
     np.maximum(norms, _TINY, out=norms)
     out = x / norms[:, None]
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
+
+
+def _normalize_tiny(x: FloatArray, sq_norms: FloatArray) -> FloatArray:
+    """:func:`normalize` where some rows' squared lengths fall below float32's normal range
+    (their float32 norm is imprecise or 0): those rows in float64."""
+    out = np.array(x, dtype=np.float32, order="C")
+    tiny = np.flatnonzero(sq_norms < _TINY)
+    rest = np.flatnonzero(sq_norms >= _TINY)
+    if len(rest):
+        out[rest] = x[rest] / np.sqrt(sq_norms[rest])[:, None]
+    wide = x[tiny].astype(np.float64)
+    lengths = np.linalg.norm(wide, axis=1)
+    scale = np.divide(1.0, lengths, out=np.zeros_like(lengths), where=lengths > 0)
+    out[tiny] = (wide * scale[:, None]).astype(np.float32)
+    return out
 
 
 class FlatIndex:

@@ -5,7 +5,8 @@ Every error a client sees is ``{"error": {"code", "message"}}``: a
 client can rebuild the same exception class from the code), a request that is
 not valid JSON or does not fit the schema as 400 ``invalid_input``, an unknown
 route as 404 ``not_found`` or 405 ``method_not_allowed``, an unexpected failure
-as 500 ``simsearch_error``. Messages are bounded and never echo a request's body.
+as 500 ``simsearch_error``. Messages are bounded and never echo a request's body
+(at most a short, escaped name from it).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import os
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -30,6 +32,8 @@ from typing import Any
 
 from simsearch.errors import AuthenticationError, InvalidArgumentError, PermissionDeniedError
 from simsearch.server.schemas import NAME_CHARS
+
+LOG = logging.getLogger("simsearch.server")
 
 __all__ = ["ApiKey", "KeyRing", "Right"]
 
@@ -109,14 +113,26 @@ class KeyRing:
     @staticmethod
     def from_file(path: str | Path) -> KeyRing:
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+            mode = os.stat(path).st_mode
         except OSError as exc:
             raise InvalidArgumentError(f"cannot read the key file {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text, object_pairs_hook=_unique_fields)
         except json.JSONDecodeError as exc:
             raise InvalidArgumentError(
                 f"the key file {path} is not valid JSON: {exc.msg}"
             ) from None
-        return KeyRing.from_dict(data)
+        ring = KeyRing.from_dict(data)
+        if os.name == "posix" and mode & 0o077:
+            LOG.warning(
+                "the key file %s can be read by other users of this machine (mode %o): "
+                "chmod 600 %s",
+                path,
+                mode & 0o777,
+                path,
+            )
+        return ring
 
     def authenticate(self, presented: str | None) -> ApiKey:
         """The key matching ``presented``; every stored key is compared, match or not."""
@@ -136,6 +152,20 @@ _FIELDS = ("name", "key", "admin", "collections")
 _RIGHTS = {"read": Right.READ, "write": Right.WRITE}
 #: A scope names a collection the way the server does, or ``"*"`` for all of them.
 _SCOPE_NAME = re.compile(rf"\*|{NAME_CHARS}")
+
+
+def _unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of the key file, refused if it names a field twice: JSON parsers keep
+    the last one, so ``"admin": false, "admin": true`` would read as false to a person and
+    grant admin to the server."""
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise InvalidArgumentError(
+                f"the key file names the field {_show(name)} twice in one object; give it once"
+            )
+        seen[name] = value
+    return seen
 
 
 def _show(value: object) -> str:
@@ -160,6 +190,12 @@ def _parse_entry(i: int, entry: Any) -> ApiKey:
     secret = entry.get("key")
     if not isinstance(secret, str) or len(secret) < 8:
         raise InvalidArgumentError(f"{where}.key must be a string of 8 characters or more")
+    if not (secret.isascii() and secret.isprintable()) or secret != secret.strip():
+        # An HTTP header carries the key: other characters or spaces at its ends never
+        # arrive as written, so such a key could never be used.
+        raise InvalidArgumentError(
+            f"{where}.key must be printable ASCII with no space at either end"
+        )
     admin = entry.get("admin", False)
     if not isinstance(admin, bool):
         # bool("false") is True: only a JSON true or false says what was meant.
