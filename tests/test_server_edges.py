@@ -384,3 +384,23 @@ def test_the_client_refuses_a_name_no_server_serves(tmp_path: Path) -> None:
                 client.create_collection(name)  # type: ignore[arg-type]
             with pytest.raises(simsearch.InvalidArgumentError, match="not a collection name"):
                 client.delete_collection(name)  # type: ignore[arg-type]
+
+
+def test_bodies_are_typed_as_json_types_them(local: TestClient) -> None:
+    admin = {"Authorization": f"Bearer {KEYS['admin']}"}
+    local.post("/collections", headers=admin, json={"name": "docs", "dim": 3, "metric": "dot"})
+    local.post("/collections/docs/add", headers=admin, json={"ids": ["a"], "vectors": [[1, 0, 0]]})
+    search = "/collections/docs/search"
+    ok = local.post(search, headers=admin, json={"query": [1, 0, 0], "k": 1})  # ints are numbers
+    assert ok.json()["results"][0][0]["id"] == "a"
+    for body in (
+        {"query": [1, 0, 0], "k": "2"},
+        {"query": [1, 0, 0], "k": True},
+        {"query": [True, False, False], "k": 1},
+    ):
+        r = local.post(search, headers=admin, json=body)
+        assert r.status_code == 400, body
+        assert r.json()["error"]["code"] == "invalid_input"
+    r = local.post("/collections/docs/delete", headers=admin, json={"ids": ["a"], "all": "no"})
+    assert r.status_code == 400
+    assert local.post("/collections/docs/count", headers=admin, json={}).json()["count"] == 1

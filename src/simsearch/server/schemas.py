@@ -38,7 +38,8 @@ MAX_BATCH = 10_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "2" is not the number 2, nor true the number 1 (JSON has its own types).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateCollection(_Strict):
