@@ -160,6 +160,7 @@ def _item(field: str, value: object) -> object:
          InvalidInputError, "config is invalid"),
         (lambda ls: [ls[0].replace('"version": 1', '"version": 9'), *ls[1:]], InvalidInputError,
          "export version 9"),
+        (lambda ls: [ls[0][:-5], *ls[1:]], InvalidInputError, ":1: the export header is damaged"),
     ],
 )  # fmt: skip
 def test_a_bad_export_file_writes_nothing(

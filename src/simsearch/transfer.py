@@ -307,7 +307,9 @@ def _read_jsonl(path: Path, stream: IO[str]) -> Dump:
     first = stream.readline()
     try:
         header = json.loads(first) if first.strip() else None
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
+        if '"simsearch"' in first and '"export"' in first:
+            _fail(f"{path}:1", f"the export header is damaged: not valid JSON ({exc.msg})")
         header = None
     config, saved, count = _check_header(header, f"{path}:1")
     items = _Items(config.dim)
