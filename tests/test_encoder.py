@@ -60,7 +60,7 @@ def test_a_warning_names_how_many_texts_were_cut(minilm: simsearch.Encoder) -> N
     assert "2 of 4 texts" in str(warning.message)
     assert "text 1," in str(warning.message)
     assert isinstance(warning.message, TextTruncatedWarning)
-    assert (warning.message.cut, warning.message.total) == (2, 4)
+    assert (warning.message.cut, warning.message.total, warning.message.first) == (2, 4, 1)
 
 
 def test_adding_a_long_text_warns_and_stores_it_whole(tmp_path: Path) -> None:
@@ -124,9 +124,9 @@ def test_optional_encoders_embed_or_name_their_extra(name: str, module: str) -> 
 def test_the_command_line_says_when_texts_were_cut(tmp_path: Path) -> None:
     source = tmp_path / "long.jsonl"
     source.write_text(
-        json.dumps({"id": "long", "text": "word " * 400})
+        json.dumps({"id": "short", "text": "a short text"})
         + "\n"
-        + json.dumps({"id": "short", "text": "a short text"})
+        + json.dumps({"id": "long", "text": "word " * 400})
         + "\n"
     )
     run = subprocess.run(
@@ -144,6 +144,11 @@ def test_the_command_line_says_when_texts_were_cut(tmp_path: Path) -> None:
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
-    message = "warning: 1 of 2 texts are longer than the model's 256 tokens and were cut"
-    assert message in " ".join(run.stderr.split())
+    said = " ".join(run.stderr.split())
+    # One warning for the ingest, naming the long text's line in the file (the encoder's
+    # own would name its position in a batch).
+    message = "warning: 1 of 2 texts are longer than the model's token limit and were cut"
+    assert message in said
+    assert "long.jsonl:2,of1,999characters" in "".join(said.split())  # the line wraps
+    assert said.count("warning:") == 1
     assert "TextTruncatedWarning" not in run.stderr

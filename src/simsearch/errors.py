@@ -256,13 +256,17 @@ class TextTruncatedWarning(UserWarning):
     """Texts longer than the encoder's token limit were cut: only their start is embedded.
 
     ``cut`` says how many of the call's ``total`` texts were cut, so a caller that embeds
-    in batches can report them once.
+    in batches can report them once; ``first`` is the position of the first of them among
+    the call's texts (``None`` when not known).
     """
 
-    def __init__(self, message: str, *, cut: int = 0, total: int = 0) -> None:
+    def __init__(
+        self, message: str, *, cut: int = 0, total: int = 0, first: int | None = None
+    ) -> None:
         super().__init__(message)
         self.cut = cut
         self.total = total
+        self.first = first
 
 
 def _all_subclasses(cls: type[SimsearchError]) -> list[type[SimsearchError]]:

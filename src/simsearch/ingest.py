@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from simsearch.errors import (
     InvalidArgumentError,
     InvalidInputError,
     SimsearchError,
+    TextTruncatedWarning,
 )
 from simsearch.progress import progress_bar
 from simsearch.sources import BadRecord, Record, read_records
@@ -296,19 +298,50 @@ def _write(
 ) -> None:
     write = col.upsert if upsert else col.add
     stored = 0
+    cut: list[tuple[int, Record]] = []  # (texts cut in a batch, the first of them)
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
         try:
-            write(
-                [r.id for r in batch],
-                texts=[r.text for r in batch],
-                metadata=[r.metadata for r in batch],
-                progress=advance,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", TextTruncatedWarning)
+                write(
+                    [r.id for r in batch],
+                    texts=[r.text for r in batch],
+                    metadata=[r.metadata for r in batch],
+                    progress=advance,
+                )
         except (SimsearchError, OSError, sqlite3.Error) as exc:
             raise write_failure(exc, into, batch, stored, records) from None
+        truncated = [w.message for w in caught if isinstance(w.message, TextTruncatedWarning)]
+        for seen in caught:
+            if not isinstance(seen.message, TextTruncatedWarning):
+                warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
+        # The first warning of the batch (a model upgrade's blend embeds, and warns, twice).
+        if truncated and truncated[0].first is not None:
+            cut.append((truncated[0].cut, batch[truncated[0].first]))
         stored += len(batch)
         on_stored(stored)
+    _warn_cut(cut, len(records))
+
+
+def _warn_cut(cut: list[tuple[int, Record]], total: int) -> None:
+    """One warning for the whole ingest naming the first long text's place in the file
+    (the encoder's own warnings name positions within a batch)."""
+    if not cut:
+        return
+    first = cut[0][1]
+    count = sum(n for n, _ in cut)
+    warnings.warn(
+        TextTruncatedWarning(
+            f"{count} of {total} texts are longer than the model's token limit and were cut: "
+            f"only their start is embedded (the first is {first.where}, of "
+            f"{len(first.text):,} characters); --chunk-tokens (chunk_tokens=) splits long "
+            "texts into pieces that fit",
+            cut=count,
+            total=total,
+        ),
+        stacklevel=3,
+    )
 
 
 def ingest(

@@ -134,6 +134,7 @@ class MiniLMOnnxEncoder:
                     f"(the first is text {cut[0]}, of {len(texts[cut[0]]):,} characters)",
                     cut=len(cut),
                     total=len(texts),
+                    first=cut[0],
                 ),
                 stacklevel=3,
             )
