@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import simsearch
+from simsearch.multivector import scoring
 from simsearch.multivector.fde import FDEEncoder, MultiVector
 from simsearch.multivector.tokens import MAX_QUERY_SET, pack, unpack
-from simsearch.search import late
 
 DIM = 8
 
@@ -263,7 +263,7 @@ def test_packing_round_trips(storage: str) -> None:
     np.testing.assert_allclose(back, x, atol={"float16": 1e-3, "int8": 1e-2, "float32": 0}[storage])
 
 
-def test_a_query_set_is_bounded_and_large_candidates_are_scored_in_blocks(
+def test_a_query_set_is_bounded_and_large_products_are_made_in_parts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     col, sets = make(tmp_path / "c")
@@ -273,9 +273,27 @@ def test_a_query_set_is_bounded_and_large_candidates_are_scored_in_blocks(
             col.search(query, k=3)
     query = sets[5] + 0.1
     whole = col.search(query, k=5, candidates=40)[0]
-    # Candidates whose products exceed the exact search's bound are scored a few at a time
-    # (bounded memory), to the same ranking.
-    monkeypatch.setattr(late, "_EXACT_CELLS", 16)
+    # A product past PRODUCT_CELLS scores is made a few query vectors at a time (bounded
+    # memory), to the same ranking.
+    monkeypatch.setattr(scoring, "PRODUCT_CELLS", 16)
     blocked = col.search(query, k=5, candidates=40)[0]
     assert [h.id for h in blocked] == [h.id for h in whole]
     assert [h.score for h in blocked] == pytest.approx([h.score for h in whole], abs=1e-5)
+
+
+def test_maxsim_of_a_large_set_keeps_its_products_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(9)
+    stored = rng.standard_normal((20_000, 4)).astype(np.float32)  # one large stored set
+    query = rng.standard_normal((1_000, 4)).astype(np.float32)
+    want = maxsim(query, stored)
+    monkeypatch.setattr(scoring, "PRODUCT_CELLS", 1 << 20)  # 4 MiB of scores a product
+    tracemalloc.start()
+    try:
+        got = scoring.maxsim_packed([query], [pack(stored, "float32")], [20_000], 4, "float32")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got[0, 0] == pytest.approx(want, rel=1e-5)
+    assert peak < 20_000_000  # the whole product would be 80 MB

@@ -20,7 +20,7 @@ from simsearch.multivector.tokens import unpack
 from simsearch.store import DB_FILENAME, SQLiteStore
 from simsearch.store.reads import Int64Array, ReadTxn, require_all
 from simsearch.types import Item, parse_stored_metadata
-from simsearch.validation import check_ids
+from simsearch.validation import INT64_RANGE, check_ids
 
 __all__ = ["INCLUDE", "MISSING", "check_include", "count_items", "get_items", "list_collections"]
 
@@ -57,15 +57,11 @@ def _check_count(value: Any, name: str, *, optional: bool) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | np.integer)
-        or not 0 <= value <= _LARGEST
+        or not 0 <= value <= INT64_RANGE[1]  # the largest count SQLite takes
     ):
         raise InvalidArgumentError(
-            f"{name} must be a whole number in [0, {_LARGEST}], got {value!r}"
+            f"{name} must be a whole number in [0, {INT64_RANGE[1]}], got {value!r}"
         )
-
-
-#: The largest count SQLite takes (a signed 64-bit integer).
-_LARGEST = 2**63 - 1
 
 
 def _filter(where: Any) -> SqlFilter | None:

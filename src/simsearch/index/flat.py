@@ -80,27 +80,19 @@ def normalize(x: FloatArray) -> FloatArray:
     """
     x = np.asarray(x, dtype=np.float32)
     norms = row_sq_norms(x)
-    if (float(norms[0]) < _TINY) if len(norms) == 1 else bool((norms < _TINY).any()):
-        return _normalize_tiny(x, norms)
+    # Rows whose squared length falls below float32's normal range (a float32 norm that is
+    # imprecise or 0) are redone in float64 below; the one-query path tests one float.
+    small = (float(norms[0]) < _TINY) if len(norms) == 1 else bool((norms < _TINY).any())
+    tiny = np.flatnonzero(norms < _TINY) if small else None
     np.sqrt(norms, out=norms)
     np.maximum(norms, _TINY, out=norms)
     out = x / norms[:, None]
+    if tiny is not None:
+        wide = x[tiny].astype(np.float64)
+        lengths = np.linalg.norm(wide, axis=1)
+        scale = np.divide(1.0, lengths, out=np.zeros_like(lengths), where=lengths > 0)
+        out[tiny] = wide * scale[:, None]
     return out if out.flags.c_contiguous else np.ascontiguousarray(out)
-
-
-def _normalize_tiny(x: FloatArray, sq_norms: FloatArray) -> FloatArray:
-    """:func:`normalize` where some rows' squared lengths fall below float32's normal range
-    (their float32 norm is imprecise or 0): those rows in float64."""
-    out = np.array(x, dtype=np.float32, order="C")
-    tiny = np.flatnonzero(sq_norms < _TINY)
-    rest = np.flatnonzero(sq_norms >= _TINY)
-    if len(rest):
-        out[rest] = x[rest] / np.sqrt(sq_norms[rest])[:, None]
-    wide = x[tiny].astype(np.float64)
-    lengths = np.linalg.norm(wide, axis=1)
-    scale = np.divide(1.0, lengths, out=np.zeros_like(lengths), where=lengths > 0)
-    out[tiny] = (wide * scale[:, None]).astype(np.float32)
-    return out
 
 
 class FlatIndex:

@@ -26,6 +26,8 @@ __all__ = ["CHUNK_VECTORS", "maxsim_packed"]
 #: Stored vectors decoded and scored at a time: 1,024 x 384 float32 is 1.5 MiB, inside a
 #: core's L2 cache on the machines simsearch is measured on.
 CHUNK_VECTORS = 1024
+#: Scores one product of stored by query vectors holds at most (64 MiB of float32).
+PRODUCT_CELLS = 1 << 24
 
 
 def maxsim_packed(
@@ -61,10 +63,15 @@ def maxsim_packed(
                 _decode(blobs[stop], counts[stop], dim, storage, buffer, scales, filled)
                 filled += counts[stop]
                 stop += 1
-            sims = buffer[:filled] @ query_t
-            if scales is not None:
-                sims *= scales[:filled, None]
-            np.maximum.reduceat(sims, starts, axis=0, out=out[start:stop])
+            # Query vectors a product at a time so that one holds at most PRODUCT_CELLS
+            # scores (one stored set may hold 65,536 vectors); a search's few query
+            # vectors make one product.
+            step = max(1, PRODUCT_CELLS // filled)
+            for a in range(0, query_t.shape[1], step):
+                sims = buffer[:filled] @ query_t[:, a : a + step]
+                if scales is not None:
+                    sims *= scales[:filled, None]
+                np.maximum.reduceat(sims, starts, axis=0, out=out[start:stop, a : a + step])
             start = stop
     firsts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
     return np.ascontiguousarray(np.add.reduceat(out, firsts, axis=1).T, dtype=np.float32)

@@ -92,14 +92,7 @@ def late_rank(
     out = np.full((len(queries), k), -1, dtype=np.int64)
     for i, query in enumerate(queries):
         rows = np.sort(found.rows[i][found.rows[i] >= 0])
-        if not len(rows):
-            continue
-        if len(query) * snap.token_counts(rows)[1] > _EXACT_CELLS:
-            # Candidates holding many vectors: scored a block of them at a time, so the
-            # products stay within the exact search's memory bound.
-            blocked = _exact(snap, multi, [query], rows, k)
-            scores[i], out[i] = blocked.scores[0], blocked.rows[0]
-        else:
+        if len(rows):
             scores[i], out[i] = _best(maxsim_of_rows(snap, multi, [query], rows)[0], rows, k)
     return Ranked(scores, out)
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simsearch.validation import COLLECTION_NAME_CHARS
+from simsearch.validation import COLLECTION_NAME_CHARS, INT64_RANGE
 
 __all__ = [
     "CollectionInfo",
@@ -134,7 +134,9 @@ class GetItems(_Strict):
     limit: int | None = Field(
         default=None, ge=0, le=MAX_BATCH, description=f"at most this many (and {MAX_BATCH:,})"
     )
-    offset: int = Field(default=0, ge=0, le=2**63 - 1, description="skip this many first (paging)")
+    offset: int = Field(
+        default=0, ge=0, le=INT64_RANGE[1], description="skip this many first (paging)"
+    )
     include: list[Literal["metadata", "text", "vector"]] = Field(
         default=["metadata", "text"], description="the parts of each item sent back"
     )
